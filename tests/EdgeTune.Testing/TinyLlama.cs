@@ -1,0 +1,147 @@
+using EdgeTune.Core;
+using EdgeTune.Core.Quantization;
+using EdgeTune.Formats.Gguf;
+
+namespace EdgeTune.Testing;
+
+/// <summary>Shape of a tiny llama-architecture model for tests (random weights, real format).</summary>
+public sealed record TinyLlamaConfig
+{
+    public int Embedding { get; init; } = 256;
+    public int Layers { get; init; } = 2;
+    public int Heads { get; init; } = 4;
+    public int KvHeads { get; init; } = 2;
+    public int FeedForward { get; init; } = 512;
+    public int ContextLength { get; init; } = 128;
+    public float RmsEpsilon { get; init; } = 1e-5f;
+    public float RopeBase { get; init; } = 10000f;
+    public bool TiedEmbeddings { get; init; }
+    public int Seed { get; init; } = 1234;
+
+    /// <summary>Three specials, 256 byte tokens, then a few ordinary pieces.</summary>
+    public int VocabSize => TinyLlama.Pieces.Length + 3 + 256;
+}
+
+/// <summary>
+/// Writes tiny llama-family GGUF models: F32 weights drawn from a seeded Gaussian, a SentencePiece-style
+/// ("llama") vocabulary with byte-fallback tokens, and the metadata keys llama.cpp requires, typed as it
+/// checks them. llama.cpp (through LLamaSharp) loads these files.
+/// </summary>
+public static class TinyLlama
+{
+    internal static readonly string[] Pieces =
+    [
+        "▁", "▁the", "▁a", "▁to", "▁and", "▁of", "▁is", "▁in", "▁it", "▁you", "▁that", "▁for",
+        "e", "t", "o", "n", "s", "r", "▁hello", "▁world", "▁device", "▁model",
+    ];
+
+    /// <summary>The GGUF metadata of a tiny llama (architecture, hyper-parameters, vocabulary).</summary>
+    public static GgufMetadata Metadata(TinyLlamaConfig c)
+    {
+        var m = new GgufMetadata();
+        m.Set("general.architecture", GgufValue.String("llama"));
+        m.Set("general.name", GgufValue.String("tiny-llama-test"));
+        m.Set("general.file_type", GgufValue.U32(0));
+        m.Set("llama.context_length", GgufValue.U32((uint)c.ContextLength));
+        m.Set("llama.embedding_length", GgufValue.U32((uint)c.Embedding));
+        m.Set("llama.block_count", GgufValue.U32((uint)c.Layers));
+        m.Set("llama.feed_forward_length", GgufValue.U32((uint)c.FeedForward));
+        m.Set("llama.attention.head_count", GgufValue.U32((uint)c.Heads));
+        m.Set("llama.attention.head_count_kv", GgufValue.U32((uint)c.KvHeads));
+        m.Set("llama.attention.layer_norm_rms_epsilon", GgufValue.F32(c.RmsEpsilon));
+        m.Set("llama.rope.freq_base", GgufValue.F32(c.RopeBase));
+        m.Set("llama.rope.dimension_count", GgufValue.U32((uint)(c.Embedding / c.Heads)));
+        m.Set("llama.vocab_size", GgufValue.U32((uint)c.VocabSize));
+
+        var tokens = new List<string> { "<unk>", "<s>", "</s>" };
+        var types = new List<int> { 2, 3, 3 };
+        for (int b = 0; b < 256; b++)
+        {
+            tokens.Add($"<0x{b:X2}>");
+            types.Add(6);
+        }
+        tokens.AddRange(Pieces);
+        types.AddRange(Pieces.Select(_ => 1));
+        var scores = tokens.Select((_, i) => i < 259 ? 0f : -(i - 259f)).ToArray();
+        m.Set("tokenizer.ggml.model", GgufValue.String("llama"));
+        m.Set("tokenizer.ggml.tokens", GgufValue.Array(tokens.ToArray()));
+        m.Set("tokenizer.ggml.scores", GgufValue.Array(scores));
+        m.Set("tokenizer.ggml.token_type", GgufValue.Array(types.ToArray()));
+        m.Set("tokenizer.ggml.bos_token_id", GgufValue.U32(1));
+        m.Set("tokenizer.ggml.eos_token_id", GgufValue.U32(2));
+        m.Set("tokenizer.ggml.unknown_token_id", GgufValue.U32(0));
+        m.Set("tokenizer.ggml.add_bos_token", GgufValue.Bool(true));
+        return m;
+    }
+
+    /// <summary>Tensor names and ggml shapes (innermost first) in llama.cpp's naming.</summary>
+    public static IEnumerable<(string Name, long[] Shape)> TensorShapes(TinyLlamaConfig c)
+    {
+        int headDim = c.Embedding / c.Heads;
+        int kvDim = headDim * c.KvHeads;
+        yield return ("token_embd.weight", [c.Embedding, c.VocabSize]);
+        for (int i = 0; i < c.Layers; i++)
+        {
+            yield return ($"blk.{i}.attn_norm.weight", [c.Embedding]);
+            yield return ($"blk.{i}.attn_q.weight", [c.Embedding, c.Embedding]);
+            yield return ($"blk.{i}.attn_k.weight", [c.Embedding, kvDim]);
+            yield return ($"blk.{i}.attn_v.weight", [c.Embedding, kvDim]);
+            yield return ($"blk.{i}.attn_output.weight", [c.Embedding, c.Embedding]);
+            yield return ($"blk.{i}.ffn_norm.weight", [c.Embedding]);
+            yield return ($"blk.{i}.ffn_gate.weight", [c.Embedding, c.FeedForward]);
+            yield return ($"blk.{i}.ffn_up.weight", [c.Embedding, c.FeedForward]);
+            yield return ($"blk.{i}.ffn_down.weight", [c.FeedForward, c.Embedding]);
+        }
+        yield return ("output_norm.weight", [c.Embedding]);
+        if (!c.TiedEmbeddings) yield return ("output.weight", [c.Embedding, c.VocabSize]);
+    }
+
+    /// <summary>Deterministic weights of one tensor: norms near 1, matrices ~ N(0, 0.02) with a few outliers.</summary>
+    public static float[] Weights(string name, long[] shape, int seed)
+    {
+        long n = shape.Aggregate(1L, (a, b) => a * b);
+        var values = new float[n];
+        var rng = new Random(HashCode.Combine(seed, StableHash(name)));
+        bool norm = name.Contains("norm", StringComparison.Ordinal);
+        for (long i = 0; i < n; i++)
+        {
+            double g = Gaussian(rng);
+            values[i] = norm ? (float)(1.0 + 0.1 * g) : (float)(0.02 * g);
+        }
+        if (!norm)
+            for (int k = 0; k < Math.Max(1, n / 4096); k++) values[rng.NextInt64(n)] *= 8; // outliers, as real weights have
+        return values;
+    }
+
+    /// <summary>Write a tiny llama GGUF with every weight stored as <paramref name="type"/> (1-D tensors stay F32).</summary>
+    public static void WriteGguf(string path, TinyLlamaConfig config, GgmlType type = GgmlType.F32)
+    {
+        var writer = new GgufWriter();
+        foreach (var (k, v) in Metadata(config)) writer.Metadata.Set(k, v);
+        foreach (var (name, shape) in TensorShapes(config))
+        {
+            var tensorType = shape.Length == 1 ? GgmlType.F32 : type;
+            var weights = Weights(name, shape, config.Seed);
+            var bytes = new byte[GgmlTypes.RowBytes(tensorType, shape[0]) * (weights.Length / shape[0])];
+            QuantCodecs.Quantize(tensorType, weights, bytes);
+            writer.AddTensor(name, tensorType, shape, bytes);
+        }
+        writer.Write(path);
+    }
+
+    private static double Gaussian(Random rng)
+    {
+        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+    }
+
+    private static int StableHash(string s)
+    {
+        unchecked
+        {
+            int h = (int)2166136261;
+            foreach (char ch in s) h = (h ^ ch) * 16777619;
+            return h;
+        }
+    }
+}
