@@ -153,8 +153,9 @@ public sealed class GgufFile : IDisposable
             var type = (GgmlType)r.U32($"type of '{name}'");
             if (!GgmlTypes.IsKnown(type)) throw r.Error($"tensor '{name}' has unknown ggml type {(uint)type}", typeAt);
             int blockSize = GgmlTypes.BlockSize(type);
-            if (shape.Length > 0 && shape[0] % blockSize != 0)
-                throw r.Error($"tensor '{name}': row length {shape[0]} is not a multiple of the {GgmlTypes.Name(type)} block size {blockSize}", dimsAt);
+            long rowLength = shape.Length > 0 ? shape[0] : 1;
+            if (rowLength % blockSize != 0)
+                throw r.Error($"tensor '{name}': row length {rowLength} is not a multiple of the {GgmlTypes.Name(type)} block size {blockSize}", dimsAt);
             long offsetAt = r.Position;
             ulong offset = r.U64($"data offset of '{name}'");
             if (offset % (ulong)alignment != 0)
