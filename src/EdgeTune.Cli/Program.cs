@@ -1,0 +1,3 @@
+using EdgeTune.Cli;
+
+return CliApp.Run(args, Console.Out, Console.Error);
