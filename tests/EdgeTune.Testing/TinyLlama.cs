@@ -18,8 +18,11 @@ public sealed record TinyLlamaConfig
     public bool TiedEmbeddings { get; init; }
     public int Seed { get; init; } = 1234;
 
-    /// <summary>Three specials, 256 byte tokens, then a few ordinary pieces.</summary>
-    public int VocabSize => TinyLlama.Pieces.Length + 3 + 256;
+    /// <summary>Filler tokens after the real pieces, to give benchmarks a realistic vocabulary size.</summary>
+    public int ExtraTokens { get; init; }
+
+    /// <summary>Three specials, 256 byte tokens, a few ordinary pieces, then the filler.</summary>
+    public int VocabSize => TinyLlama.Pieces.Length + 3 + 256 + ExtraTokens;
 }
 
 /// <summary>
@@ -62,6 +65,11 @@ public static class TinyLlama
         }
         tokens.AddRange(Pieces);
         types.AddRange(Pieces.Select(_ => 1));
+        for (int i = 0; i < c.ExtraTokens; i++)
+        {
+            tokens.Add($"▁tok{i}");
+            types.Add(1);
+        }
         var scores = tokens.Select((_, i) => i < 259 ? 0f : -(i - 259f)).ToArray();
         m.Set("tokenizer.ggml.model", GgufValue.String("llama"));
         m.Set("tokenizer.ggml.tokens", GgufValue.Array(tokens.ToArray()));
@@ -121,10 +129,16 @@ public static class TinyLlama
         foreach (var (name, shape) in TensorShapes(config))
         {
             var tensorType = shape.Length == 1 ? GgmlType.F32 : type;
-            var weights = Weights(name, shape, config.Seed);
-            var bytes = new byte[GgmlTypes.RowBytes(tensorType, shape[0]) * (weights.Length / shape[0])];
-            QuantCodecs.Quantize(tensorType, weights, bytes);
-            writer.AddTensor(name, tensorType, shape, bytes);
+            string tensorName = name;
+            long[] tensorShape = shape;
+            // Generated when the writer reaches the tensor, so large benchmark models never sit in memory whole.
+            writer.AddTensor(name, tensorType, shape, stream =>
+            {
+                var weights = Weights(tensorName, tensorShape, config.Seed);
+                var bytes = new byte[GgmlTypes.RowBytes(tensorType, tensorShape[0]) * (weights.Length / tensorShape[0])];
+                QuantCodecs.Quantize(tensorType, weights, bytes);
+                stream.Write(bytes);
+            });
         }
         writer.Write(path);
     }
