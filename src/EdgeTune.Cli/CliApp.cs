@@ -21,6 +21,7 @@ public static class CliApp
         {
             InspectCommand.Create(console),
             QuantizeCommand.Create(console),
+            DemoCommand.Create(console),
         };
 
         var parse = root.Parse(args);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using EdgeTune.Formats.Gguf.Quantize;
+using EdgeTune.Formats.Synthetic;
 using EdgeTune.Testing;
 using LLama.Native;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EdgeTune.Formats.Synthetic;
 using EdgeTune.Testing;
 
 namespace EdgeTune.Cli.Tests;

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using EdgeTune.Core;
 using EdgeTune.Formats.Gguf;
+using EdgeTune.Formats.Synthetic;
 using EdgeTune.Testing;
 
 namespace EdgeTune.Cli.Tests;

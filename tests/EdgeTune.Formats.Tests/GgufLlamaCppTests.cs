@@ -1,5 +1,6 @@
 using EdgeTune.Core;
 using EdgeTune.Formats.Gguf;
+using EdgeTune.Formats.Synthetic;
 using EdgeTune.Testing;
 
 namespace EdgeTune.Formats.Tests;

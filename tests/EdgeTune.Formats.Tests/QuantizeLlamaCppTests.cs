@@ -2,6 +2,7 @@ using EdgeTune.Core;
 using EdgeTune.Core.Quantization;
 using EdgeTune.Formats.Gguf;
 using EdgeTune.Formats.Gguf.Quantize;
+using EdgeTune.Formats.Synthetic;
 using EdgeTune.Testing;
 using LLama.Native;
 

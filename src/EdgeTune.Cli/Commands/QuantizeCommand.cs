@@ -36,8 +36,7 @@ internal static class QuantizeCommand
         };
         command.SetAction((parse, cancellationToken) =>
         {
-            if (!LlamaFileTypes.TryParse(parse.GetValue(type)!, out var fileType))
-                throw new EdgeTuneException($"unknown quantisation type '{parse.GetValue(type)}'");
+            var fileType = LlamaFileTypes.Parse(parse.GetValue(type)!);
             var options = new QuantizeOptions
             {
                 Pure = parse.GetValue(pure),

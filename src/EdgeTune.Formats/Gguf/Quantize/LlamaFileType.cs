@@ -62,6 +62,11 @@ public static class LlamaFileTypes
         return false;
     }
 
+    public static LlamaFileType Parse(string name) =>
+        TryParse(name, out var type)
+            ? type
+            : throw new EdgeTuneException($"unknown quantisation type '{name}'; choose one of {string.Join(", ", All.Select(t => t.Name))}");
+
     public static string Name(LlamaFileType type) =>
         All.FirstOrDefault(x => x.Type == type).Name ?? $"ftype {(uint)type}";
 

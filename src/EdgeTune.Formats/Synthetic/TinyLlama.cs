@@ -2,9 +2,9 @@ using EdgeTune.Core;
 using EdgeTune.Core.Quantization;
 using EdgeTune.Formats.Gguf;
 
-namespace EdgeTune.Testing;
+namespace EdgeTune.Formats.Synthetic;
 
-/// <summary>Shape of a tiny llama-architecture model for tests (random weights, real format).</summary>
+/// <summary>Shape of a small llama-architecture model with synthetic weights (for tests, benchmarks and the demo).</summary>
 public sealed record TinyLlamaConfig
 {
     public int Embedding { get; init; } = 256;
@@ -22,17 +22,17 @@ public sealed record TinyLlamaConfig
     public int ExtraTokens { get; init; }
 
     /// <summary>Three specials, 256 byte tokens, a few ordinary pieces, then the filler.</summary>
-    public int VocabSize => TinyLlama.Pieces.Length + 3 + 256 + ExtraTokens;
+    public int VocabSize => TinyLlama.Pieces.Count + 3 + 256 + ExtraTokens;
 }
 
 /// <summary>
-/// Writes tiny llama-family GGUF models: F32 weights drawn from a seeded Gaussian, a SentencePiece-style
+/// Writes small llama-family GGUF models: weights drawn from a seeded Gaussian, a SentencePiece-style
 /// ("llama") vocabulary with byte-fallback tokens, and the metadata keys llama.cpp requires, typed as it
 /// checks them. llama.cpp (through LLamaSharp) loads these files.
 /// </summary>
 public static class TinyLlama
 {
-    internal static readonly string[] Pieces =
+    public static readonly IReadOnlyList<string> Pieces =
     [
         "▁", "▁the", "▁a", "▁to", "▁and", "▁of", "▁is", "▁in", "▁it", "▁you", "▁that", "▁for",
         "e", "t", "o", "n", "s", "r", "▁hello", "▁world", "▁device", "▁model",
@@ -122,10 +122,11 @@ public static class TinyLlama
     }
 
     /// <summary>Write a tiny llama GGUF with every weight stored as <paramref name="type"/> (1-D tensors stay F32).</summary>
-    public static void WriteGguf(string path, TinyLlamaConfig config, GgmlType type = GgmlType.F32)
+    public static void WriteGguf(string path, TinyLlamaConfig config, GgmlType type = GgmlType.F32, string modelName = "tiny-llama-test")
     {
         var writer = new GgufWriter();
         foreach (var (k, v) in Metadata(config)) writer.Metadata.Set(k, v);
+        writer.Metadata.Set("general.name", GgufValue.String(modelName));
         foreach (var (name, shape) in TensorShapes(config))
         {
             var tensorType = shape.Length == 1 ? GgmlType.F32 : type;
