@@ -11,7 +11,8 @@ public class DemoCommandTests
         var q8 = lines.Single(l => l.StartsWith("Q8_0", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
         var f16 = lines.Single(l => l.StartsWith("F16", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
         // columns: type, size, unit, bits/w, seconds, RMSE, rel. error, %, top-1, %
-        Assert.Equal("8.50", q8[3]);
+        // Q8_0 is 8.5 bits per weight; the 1-D norms stay F32, which adds a little.
+        Assert.InRange(double.Parse(q8[3], System.Globalization.CultureInfo.InvariantCulture), 8.5, 8.6);
         Assert.Equal("16.00", f16[3]);
         double q8Error = double.Parse(q8[5], System.Globalization.CultureInfo.InvariantCulture);
         double f16Error = double.Parse(f16[5], System.Globalization.CultureInfo.InvariantCulture);

@@ -18,8 +18,9 @@ public static class LlamaCpp
         lock (InitLock)
         {
             if (_initialised) return;
-            NativeLibraryConfig.All.WithLogCallback((level, message) => { });
-            NativeApi.llama_empty_call();
+            NativeApi.llama_empty_call(); // registers LLamaSharp's native-library resolver and loads llama.cpp
+            // Set after loading (NativeLibraryConfig may only be changed before), so any caller order works.
+            NativeLogConfig.llama_log_set((_, _) => { });
             _initialised = true;
         }
     }

@@ -16,8 +16,9 @@ internal static class LlamaCppRunner
         lock (InitLock)
         {
             if (_loaded) return;
-            NativeLibraryConfig.All.WithLogCallback((_, _) => { });
-            NativeApi.llama_empty_call(); // registers LLamaSharp's native-library resolver
+            NativeApi.llama_empty_call(); // registers LLamaSharp's native-library resolver and loads llama.cpp
+            // Set after loading (NativeLibraryConfig may only be changed before), so any caller order works.
+            NativeLogConfig.llama_log_set((_, _) => { });
             _loaded = true;
         }
     }

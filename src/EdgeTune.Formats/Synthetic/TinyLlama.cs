@@ -109,7 +109,7 @@ public static class TinyLlama
     {
         long n = shape.Aggregate(1L, (a, b) => a * b);
         var values = new float[n];
-        var rng = new Random(HashCode.Combine(seed, StableHash(name)));
+        var rng = new Random(unchecked(seed * 1_000_003 + StableHash(name))); // stable across processes, unlike HashCode.Combine
         bool norm = name.Contains("norm", StringComparison.Ordinal);
         for (long i = 0; i < n; i++)
         {
