@@ -80,7 +80,7 @@ public sealed class GgufTokenizer : ITokenizer
 
     public string Piece(int id) => (uint)id < (uint)_tokens.Length ? _tokens[id] : throw new ArgumentOutOfRangeException(nameof(id), id, $"vocabulary has {_tokens.Length} tokens");
 
-    public bool IsSpecial(int id) => (uint)id < (uint)_types.Length && _types[id] == GgufTokenType.Control;
+    public bool IsSpecial(int id) => (uint)id < (uint)_types.Length && _types[id] is GgufTokenType.Control or GgufTokenType.Unknown;
 
     public GgufTokenType TokenType(int id) => _types[id];
 
@@ -91,6 +91,7 @@ public sealed class GgufTokenizer : ITokenizer
         bool previousSpecial = true; // SentencePiece: a space goes before the text and after each special token
         foreach (var (fragment, token) in Partition(text, parseSpecial))
         {
+            if (fragment.Length == 0) continue;
             if (token is int id)
             {
                 ids.Add(id);
