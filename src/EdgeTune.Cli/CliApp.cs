@@ -22,6 +22,7 @@ public static class CliApp
             InspectCommand.Create(console),
             QuantizeCommand.Create(console),
             DemoCommand.Create(console),
+            TokenizeCommand.Create(console),
         };
 
         var parse = root.Parse(args);

@@ -121,11 +121,20 @@ public static class TinyLlama
         return values;
     }
 
-    /// <summary>Write a tiny llama GGUF with every weight stored as <paramref name="type"/> (1-D tensors stay F32).</summary>
-    public static void WriteGguf(string path, TinyLlamaConfig config, GgmlType type = GgmlType.F32, string modelName = "tiny-llama-test")
+    /// <summary>
+    /// Write a tiny llama GGUF with every weight stored as <paramref name="type"/> (1-D tensors stay F32).
+    /// <paramref name="vocabulary"/> (tokenizer.* keys) replaces the built-in one; its token count must equal
+    /// <see cref="TinyLlamaConfig.VocabSize"/> (set <see cref="TinyLlamaConfig.ExtraTokens"/> to fit).
+    /// </summary>
+    public static void WriteGguf(string path, TinyLlamaConfig config, GgmlType type = GgmlType.F32, string modelName = "tiny-llama-test",
+        IEnumerable<KeyValuePair<string, GgufValue>>? vocabulary = null)
     {
         var writer = new GgufWriter();
-        foreach (var (k, v) in Metadata(config)) writer.Metadata.Set(k, v);
+        foreach (var (k, v) in Metadata(config))
+            if (vocabulary is null || !k.StartsWith("tokenizer.", StringComparison.Ordinal)) writer.Metadata.Set(k, v);
+        foreach (var (k, v) in vocabulary ?? []) writer.Metadata.Set(k, v);
+        if (writer.Metadata.Get("tokenizer.ggml.tokens")?.ArrayLength is int tokens && tokens != config.VocabSize)
+            throw new ArgumentException($"the vocabulary has {tokens} tokens, the model {config.VocabSize}", nameof(vocabulary));
         writer.Metadata.Set("general.name", GgufValue.String(modelName));
         foreach (var (name, shape) in TensorShapes(config))
         {

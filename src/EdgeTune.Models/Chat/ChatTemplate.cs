@@ -1,0 +1,69 @@
+using System.Text;
+using EdgeTune.Core;
+using EdgeTune.Formats.Gguf;
+using EdgeTune.Models.Tokenizers;
+using LLama;
+using LLama.Native;
+
+namespace EdgeTune.Models.Chat;
+
+/// <summary>One turn of a conversation ("system", "user", "assistant").</summary>
+public sealed record ChatMessage(string Role, string Content);
+
+/// <summary>
+/// A model's chat template, rendered by llama.cpp's own template engine (llama_chat_apply_template through
+/// LLamaSharp's LLamaTemplate), so training data is formatted exactly as the device will format prompts.
+/// llama.cpp does not run Jinja: it recognises known templates by their markers; any other template is an error.
+/// </summary>
+public sealed class ChatTemplate
+{
+    private ChatTemplate(string source, string origin)
+    {
+        Source = source;
+        Origin = origin;
+    }
+
+    /// <summary>The template text (Jinja as the model ships it).</summary>
+    public string Source { get; }
+
+    /// <summary>Where the template came from (file and key), for error messages.</summary>
+    public string Origin { get; }
+
+    public static ChatTemplate FromText(string source, string origin = "chat template") => new(source, origin);
+
+    /// <summary>chat_template of a Hugging Face folder's tokenizer_config.json.</summary>
+    public static ChatTemplate FromHuggingFace(string folder)
+    {
+        string file = Path.Combine(folder, "tokenizer_config.json");
+        if (!File.Exists(file)) throw new EdgeTuneException($"{file}: no such file (the chat template lives there)");
+        var template = HuggingFaceTokenizer.Load(folder).ChatTemplate ?? throw FileFormatException.AtKey(file, "chat_template", "is missing");
+        return new(template, $"{file}: key 'chat_template'");
+    }
+
+    /// <summary>tokenizer.chat_template of GGUF metadata; <paramref name="path"/> names the file in errors.</summary>
+    public static ChatTemplate FromGguf(GgufMetadata metadata, string path = "GGUF metadata")
+    {
+        if (!metadata.TryGet("tokenizer.chat_template", out var value)) throw FileFormatException.AtKey(path, "tokenizer.chat_template", "is missing");
+        if (value.Type != GgufValueType.String) throw FileFormatException.AtKey(path, "tokenizer.chat_template", $"is {value.Describe()}, not STRING");
+        return new(value.AsString(), $"{path}: key 'tokenizer.chat_template'");
+    }
+
+    /// <summary>The conversation as text, ending with the assistant's header when <paramref name="addGenerationPrompt"/>.</summary>
+    public string Apply(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
+    {
+        NativeApi.llama_empty_call(); // registers LLamaSharp's native-library resolver before the first native call
+        var template = new LLamaTemplate(Source) { AddAssistant = addGenerationPrompt };
+        foreach (var m in messages) template.Add(m.Role, m.Content);
+        try
+        {
+            return Encoding.UTF8.GetString(template.Apply());
+        }
+        catch (Exception e) when (e is not EdgeTuneException)
+        {
+            throw new EdgeTuneException($"{Origin}: llama.cpp cannot apply this chat template (it knows templates such as llama3, chatml, " +
+                                        $"llama2, mistral, gemma, phi3 by their markers; this one begins \"{Preview(Source)}\")", e);
+        }
+    }
+
+    private static string Preview(string s) => (s.Length > 40 ? s[..40] + "..." : s).ReplaceLineEndings(" ");
+}
