@@ -48,8 +48,12 @@ public sealed class ParityTests(TinyModels models, ITestOutputHelper output) : I
         var (hf, gguf) = models.Get(name);
         var ours = ReferenceModel.FromHuggingFace(hf);
         var prompt = TinyHfCheckpoint.Prompt(64, ours.Config.VocabSize, seed: 99);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var expected = LlamaCpp.Greedy(gguf, prompt, 32);
-        Assert.Equal(expected, ours.Greedy(prompt, 32));
+        var llamaTime = clock.Elapsed;
+        var actual = ours.Greedy(prompt, 32);
+        output.WriteLine($"{name}: llama.cpp greedy {llamaTime.TotalSeconds:F2} s, ours {(clock.Elapsed - llamaTime).TotalSeconds:F2} s");
+        Assert.Equal(expected, actual);
     }
 
     [Fact]

@@ -31,6 +31,9 @@ public sealed record TinyHfOptions
     public long MaxShardBytes { get; init; } = long.MaxValue;
 
     public int HeadDim => Hidden / Heads;
+
+    /// <summary>Bytes of tensor data this checkpoint holds.</summary>
+    public long ByteLength => TinyHfCheckpoint.Tensors(this).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b)) * DType.Size();
     public override string ToString() =>
         $"{ModelType} h{Heads}/kv{KvHeads}{(Tied ? " tied" : "")} theta{RopeTheta}{(Llama3Scaling ? " llama3-rope" : "")}";
 }
@@ -52,8 +55,9 @@ public static class TinyHfCheckpoint
         {
             if (skip?.Invoke(name) == true) continue;
             var s = reshape?.Invoke(name, shape) ?? shape;
-            var values = Values(name, s, o.Seed);
-            writer.AddTensor(name, o.DType, s, Encode(values, o.DType));
+            string tensorName = name;
+            // Generated when the writer reaches the tensor, so benchmark-sized checkpoints never sit in memory whole.
+            writer.AddTensor(name, o.DType, s, stream => stream.Write(Encode(Values(tensorName, s, o.Seed), o.DType)));
         }
         writer.Write(folder);
         return folder;
@@ -135,8 +139,9 @@ public static class TinyHfCheckpoint
     private static byte[] Encode(float[] values, SafetensorsDType dtype) => dtype switch
     {
         SafetensorsDType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
-        SafetensorsDType.F16 => values.SelectMany(v => BitConverter.GetBytes(BitConverter.HalfToUInt16Bits((Half)v))).ToArray(),
-        SafetensorsDType.BF16 => values.SelectMany(v => BitConverter.GetBytes((ushort)(BitConverter.SingleToUInt32Bits(v) >> 16))).ToArray(),
+        SafetensorsDType.F16 => MemoryMarshal.AsBytes(Array.ConvertAll(values, v => BitConverter.HalfToUInt16Bits((Half)v)).AsSpan()).ToArray(),
+        // Truncation, not rounding: any bf16 value will do for random weights.
+        SafetensorsDType.BF16 => MemoryMarshal.AsBytes(Array.ConvertAll(values, v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).AsSpan()).ToArray(),
         _ => throw new ArgumentException($"dtype {dtype} is not written by this helper", nameof(dtype)),
     };
 

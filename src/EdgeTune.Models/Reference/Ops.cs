@@ -47,7 +47,7 @@ public static class Ops
     public static void MatMul<T>(T[] x, T[] w, T[]? b, int c, T[] output) where T : IFloatingPointIeee754<T>
     {
         int oc = w.Length / c, rows = x.Length / c;
-        Parallel.For(0, rows, t =>
+        ForRows(rows, (long)oc * c, t =>
         {
             var xt = x.AsSpan(t * c, c);
             for (int o = 0; o < oc; o++)
@@ -96,7 +96,7 @@ public static class Ops
     {
         int qw = heads * headDim, kw = kvHeads * headDim, steps = q.Length / qw, group = heads / kvHeads;
         T scale = T.One / T.Sqrt(T.CreateChecked(headDim));
-        Parallel.For(0, steps * heads, th =>
+        ForRows(steps * heads, (long)steps * headDim, th =>
         {
             int t = th / heads, h = th % heads, g = h / group;
             var qi = q.AsSpan(t * qw + h * headDim, headDim);
@@ -127,6 +127,15 @@ public static class Ops
     public static void SwiGlu<T>(ReadOnlySpan<T> gate, ReadOnlySpan<T> up, Span<T> output) where T : IFloatingPointIeee754<T>
     {
         for (int i = 0; i < gate.Length; i++) output[i] = gate[i] / (T.One + T.Exp(-gate[i])) * up[i];
+    }
+
+    /// <summary>Runs body over rows, in parallel only when there is enough work to pay for the threads.</summary>
+    private static void ForRows(int rows, long workPerRow, Action<int> body)
+    {
+        if (rows * workPerRow < 1 << 18)
+            for (int i = 0; i < rows; i++) body(i);
+        else
+            Parallel.For(0, rows, body);
     }
 
     // x += y, elementwise (the residual connections)
