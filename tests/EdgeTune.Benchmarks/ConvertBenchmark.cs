@@ -31,7 +31,10 @@ internal static class ConvertBenchmark
             Layers = int.Parse(Opt("--layers", "3")), ContextLength = 2048, MaxShardBytes = 500_000_000,
         };
         string hf = Path.Combine(dir, "hf");
-        if (!File.Exists(Path.Combine(hf, "config.json")) || !File.Exists(Path.Combine(hf, SafetensorsCheckpoint.IndexFileName)))
+        string configPath = Path.Combine(hf, "config.json");
+        // Reuse a checkpoint from an earlier run only when it has this very shape.
+        if (!File.Exists(configPath) || File.ReadAllText(configPath) != TinyHfCheckpoint.ConfigJson(options)
+            || !File.Exists(Path.Combine(hf, SafetensorsCheckpoint.IndexFileName)))
         {
             Console.Error.WriteLine($"writing the synthetic checkpoint to {hf} ...");
             if (Directory.Exists(hf)) Directory.Delete(hf, recursive: true);

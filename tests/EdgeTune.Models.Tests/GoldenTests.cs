@@ -40,3 +40,21 @@ public sealed class GoldenTests(ITestOutputHelper output)
         Assert.True(f64 <= 1e-7, $"f64 {f64:E2}");
     }
 }
+
+public sealed class OpsTests
+{
+    [Fact]
+    public void Vector_dot_matches_the_scalar_reference_for_every_remainder()
+    {
+        var rng = new Random(3);
+        for (int n = 0; n <= 67; n++)
+        {
+            var a = Enumerable.Range(0, n).Select(_ => rng.NextDouble() - 0.5).ToArray();
+            var b = Enumerable.Range(0, n).Select(_ => rng.NextDouble() - 0.5).ToArray();
+            Assert.InRange(Ops.Dot<double>(a, b) - Ops.DotScalar<double>(a, b), -1e-12, 1e-12);
+            var af = Array.ConvertAll(a, x => (float)x);
+            var bf = Array.ConvertAll(b, x => (float)x);
+            Assert.InRange(Ops.Dot<float>(af, bf) - Ops.DotScalar<float>(af, bf), -1e-5f, 1e-5f);
+        }
+    }
+}

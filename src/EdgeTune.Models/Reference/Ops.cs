@@ -52,9 +52,7 @@ public static class Ops
             var xt = x.AsSpan(t * c, c);
             for (int o = 0; o < oc; o++)
             {
-                var wo = w.AsSpan(o * c, c);
-                T sum = T.Zero;
-                for (int i = 0; i < c; i++) sum += xt[i] * wo[i];
+                T sum = Dot<T>(xt, w.AsSpan(o * c, c));
                 output[t * oc + o] = b is null ? sum : sum + b[o];
             }
         });
@@ -136,6 +134,27 @@ public static class Ops
             for (int i = 0; i < rows; i++) body(i);
         else
             Parallel.For(0, rows, body);
+    }
+
+    // a, b: (N);  Σ a[i]·b[i]. The scalar reference is DotScalar; this one sums Vector<T>-wide lanes first
+    // (a different rounding order, well inside the tests' tolerances), which keeps the test suite quick.
+    public static T Dot<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b) where T : IFloatingPointIeee754<T>
+    {
+        if (!Vector<T>.IsSupported || a.Length < Vector<T>.Count) return DotScalar(a, b);
+        var lanes = Vector<T>.Zero;
+        int i = 0;
+        for (; i <= a.Length - Vector<T>.Count; i += Vector<T>.Count)
+            lanes += new Vector<T>(a[i..]) * new Vector<T>(b[i..]);
+        T sum = Vector.Sum(lanes);
+        for (; i < a.Length; i++) sum += a[i] * b[i];
+        return sum;
+    }
+
+    public static T DotScalar<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b) where T : IFloatingPointIeee754<T>
+    {
+        T sum = T.Zero;
+        for (int i = 0; i < a.Length; i++) sum += a[i] * b[i];
+        return sum;
     }
 
     // x += y, elementwise (the residual connections)
