@@ -59,4 +59,59 @@ public static class LlamaCpp
         if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {result}");
         return context.NativeHandle.GetLogitsIth(batch.TokenCount - 1).ToArray();
     }
+    /// <summary>
+    /// Parity settings (F32 KV cache, no flash attention: ~5e-7 agreement, see REFERENCE.md) for a prompt of
+    /// up to <paramref name="contextSize"/> tokens.
+    /// </summary>
+    private static ModelParams ParityParams(string modelPath, int contextSize) => new(modelPath)
+    {
+        ContextSize = (uint)contextSize,
+        GpuLayerCount = 0,
+        BatchSize = (uint)contextSize,
+        UBatchSize = (uint)contextSize,
+        TypeK = GGMLType.GGML_TYPE_F32,
+        TypeV = GGMLType.GGML_TYPE_F32,
+        FlashAttention = false,
+        Threads = 2,
+    };
+
+    /// <summary>llama.cpp's logits of every position, (T, V) row-major, with the parity settings.</summary>
+    public static float[] AllLogits(string modelPath, int[] tokens)
+    {
+        EnsureLoaded();
+        var parameters = ParityParams(modelPath, Math.Max(64, tokens.Length));
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var context = weights.CreateContext(parameters);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Length; i++) batch.Add((LLamaToken)tokens[i], i, LLamaSeqId.Zero, true);
+        var result = context.NativeHandle.Decode(batch);
+        if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {result}");
+        var all = new List<float>();
+        for (int i = 0; i < tokens.Length; i++) all.AddRange(context.NativeHandle.GetLogitsIth(i).ToArray());
+        return all.ToArray();
+    }
+
+    /// <summary>llama.cpp's greedy continuation: decode the prompt, then one token at a time, taking the argmax.</summary>
+    public static int[] Greedy(string modelPath, int[] prompt, int count)
+    {
+        EnsureLoaded();
+        var parameters = ParityParams(modelPath, Math.Max(64, prompt.Length + count));
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var context = weights.CreateContext(parameters);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < prompt.Length; i++) batch.Add((LLamaToken)prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
+        var generated = new int[count];
+        for (int n = 0; n < count; n++)
+        {
+            var result = context.NativeHandle.Decode(batch);
+            if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {result}");
+            var logits = context.NativeHandle.GetLogitsIth(batch.TokenCount - 1);
+            int best = 0;
+            for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+            generated[n] = best;
+            batch.Clear();
+            batch.Add((LLamaToken)best, prompt.Length + n, LLamaSeqId.Zero, true);
+        }
+        return generated;
+    }
 }
