@@ -107,7 +107,7 @@ public sealed class ConverterTests(TinyModels models, ITestOutputHelper output) 
         Assert.True(vsLlama <= 1e-2, $"vs llama.cpp {vsLlama:E2}");
     }
 
-    [Fact(Skip = "Q8_0 codec in EdgeTune.Core is a placeholder being written in parallel; enable when it lands")]
+    [Fact]
     public void Q8_0_output_loads_in_llama_cpp()
     {
         using var dir = new TempDir();
