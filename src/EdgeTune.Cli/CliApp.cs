@@ -21,6 +21,7 @@ public static class CliApp
         {
             InspectCommand.Create(console),
             QuantizeCommand.Create(console),
+            ConvertCommand.Create(console),
             DemoCommand.Create(console),
             TokenizeCommand.Create(console),
         };
