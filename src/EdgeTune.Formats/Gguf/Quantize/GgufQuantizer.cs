@@ -65,12 +65,13 @@ public static class GgufQuantizer
         long totalBytes = plan.Sum(p => p.Source.ByteLength), doneBytes = 0;
         int doneTensors = 0;
         using var handle = File.OpenHandle(inputPath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+        var buffers = new ChunkBuffers();
         foreach (var p in plan)
         {
             var item = p;
             writer.AddTensor(p.Source.Name, p.Target, p.Source.Shape, stream =>
             {
-                if (item.Converts) Convert(handle, model, item, stream, threads, cancellationToken);
+                if (item.Converts) Convert(handle, model, item, stream, threads, buffers, cancellationToken);
                 else Copy(handle, model, item.Source, stream, cancellationToken);
                 doneBytes += item.Source.ByteLength;
                 progress?.Report(new QuantizeProgress(doneBytes, totalBytes, ++doneTensors, plan.Count, item.Source.Name));
@@ -95,7 +96,7 @@ public static class GgufQuantizer
         }
     }
 
-    private static void Convert(SafeFileHandle input, GgufFile model, PlannedTensor plan, Stream output, int threads, CancellationToken ct)
+    private static void Convert(SafeFileHandle input, GgufFile model, PlannedTensor plan, Stream output, int threads, ChunkBuffers buffers, CancellationToken ct)
     {
         var src = plan.Source;
         long rowLength = src.RowLength, rows = src.RowCount;
@@ -104,39 +105,81 @@ public static class GgufQuantizer
         int rowsPerChunk = (int)Math.Clamp(ChunkValues / rowLength, 1, rows);
         if ((long)rowsPerChunk * Math.Max(srcRowBytes, Math.Max(dstRowBytes, rowLength * 4)) > int.MaxValue)
             throw new EdgeTuneException($"{model.Path}: tensor '{src.Name}' has rows of {rowLength} values, too long to convert");
+        buffers.Reserve(rowsPerChunk * srcRowBytes, rowsPerChunk * dstRowBytes, threads, src.Type == GgmlType.F32 ? 0 : rowLength);
+        long dataStart = model.DataOffset + src.Offset;
 
-        bool sourceIsFloat = src.Type == GgmlType.F32;
-        var srcBuffer = new byte[rowsPerChunk * srcRowBytes];
-        var dstBuffer = new byte[rowsPerChunk * dstRowBytes];
-        // A float scratch row block per thread, only when the source must be decoded first.
-        var scratch = sourceIsFloat ? null : new float[threads][];
+        // A three-stage pipeline: chunk k+1 is read and chunk k-1 written while chunk k is quantised on all
+        // threads, so reading from the page cache and writing out overlap with the arithmetic.
+        int RowsIn(long row) => (int)Math.Min(rowsPerChunk, rows - row);
+        Task Read(long row, byte[] into) => Task.Run(() =>
+            ReadExactly(input, into.AsSpan(0, (int)(RowsIn(row) * srcRowBytes)), dataStart + row * srcRowBytes, model.Path), ct);
 
+        int current = 0;
+        var reading = Read(0, buffers.Source[0]);
+        var writing = Task.CompletedTask;
         for (long row = 0; row < rows; row += rowsPerChunk)
         {
             ct.ThrowIfCancellationRequested();
-            int n = (int)Math.Min(rowsPerChunk, rows - row);
-            ReadExactly(input, srcBuffer.AsSpan(0, (int)(n * srcRowBytes)), model.DataOffset + src.Offset + row * srcRowBytes, model.Path);
-            int workers = Math.Min(threads, n);
-            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = ct }, w =>
+            reading.GetAwaiter().GetResult();
+            var srcBuffer = buffers.Source[current];
+            var dstBuffer = buffers.Destination[current];
+            if (row + rowsPerChunk < rows) reading = Read(row + rowsPerChunk, buffers.Source[1 - current]);
+            int n = RowsIn(row);
+            QuantizeChunk(src.Type, plan.Target, srcBuffer, dstBuffer, n, rowLength, srcRowBytes, dstRowBytes, threads, buffers, ct);
+            writing.GetAwaiter().GetResult(); // the other destination buffer is free again once its write is done
+            int length = (int)(n * dstRowBytes);
+            writing = Task.Run(() => output.Write(dstBuffer, 0, length), ct);
+            current = 1 - current;
+        }
+        writing.GetAwaiter().GetResult();
+    }
+
+    private static void QuantizeChunk(GgmlType from, GgmlType to, byte[] srcBuffer, byte[] dstBuffer, int n, long rowLength,
+        long srcRowBytes, long dstRowBytes, int threads, ChunkBuffers buffers, CancellationToken ct)
+    {
+        int workers = Math.Min(threads, n);
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers, CancellationToken = ct }, w =>
+        {
+            int first = (int)((long)n * w / workers), last = (int)((long)n * (w + 1) / workers);
+            if (first == last) return;
+            var inBytes = srcBuffer.AsSpan((int)(first * srcRowBytes), (int)((last - first) * srcRowBytes));
+            var outBytes = dstBuffer.AsSpan((int)(first * dstRowBytes), (int)((last - first) * dstRowBytes));
+            if (from == GgmlType.F32)
             {
-                int first = (int)((long)n * w / workers), last = (int)((long)n * (w + 1) / workers);
-                if (first == last) return;
-                var inBytes = srcBuffer.AsSpan((int)(first * srcRowBytes), (int)((last - first) * srcRowBytes));
-                var outBytes = dstBuffer.AsSpan((int)(first * dstRowBytes), (int)((last - first) * dstRowBytes));
-                if (sourceIsFloat)
-                {
-                    QuantCodecs.Quantize(plan.Target, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(inBytes), outBytes);
-                    return;
-                }
-                // Decode and encode row by row so the scratch stays one row long.
-                var floats = scratch![w] ??= new float[rowLength];
-                for (int r = 0; r < last - first; r++)
-                {
-                    QuantCodecs.Dequantize(src.Type, inBytes.Slice((int)(r * srcRowBytes), (int)srcRowBytes), floats);
-                    QuantCodecs.Quantize(plan.Target, floats, outBytes.Slice((int)(r * dstRowBytes), (int)dstRowBytes));
-                }
-            });
-            output.Write(dstBuffer, 0, (int)(n * dstRowBytes));
+                QuantCodecs.Quantize(to, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(inBytes), outBytes);
+                return;
+            }
+            // Decode and encode row by row so the scratch stays one row long.
+            var floats = buffers.Scratch[w].AsSpan(0, (int)rowLength);
+            for (int r = 0; r < last - first; r++)
+            {
+                QuantCodecs.Dequantize(from, inBytes.Slice((int)(r * srcRowBytes), (int)srcRowBytes), floats);
+                QuantCodecs.Quantize(to, floats, outBytes.Slice((int)(r * dstRowBytes), (int)dstRowBytes));
+            }
+        });
+    }
+
+    /// <summary>
+    /// Two source and two destination chunk buffers (for the pipeline) and a row of float scratch per thread,
+    /// allocated once per run and grown only when a tensor needs more: a fresh 16 MB array per tensor would be
+    /// zeroed by the runtime every time.
+    /// </summary>
+    private sealed class ChunkBuffers
+    {
+        public byte[][] Source { get; } = [[], []];
+        public byte[][] Destination { get; } = [[], []];
+        public float[][] Scratch { get; private set; } = [];
+
+        public void Reserve(long sourceBytes, long destinationBytes, int threads, long scratchFloats)
+        {
+            for (int i = 0; i < 2; i++)
+            {
+                if (Source[i].Length < sourceBytes) Source[i] = GC.AllocateUninitializedArray<byte>((int)sourceBytes);
+                if (Destination[i].Length < destinationBytes) Destination[i] = GC.AllocateUninitializedArray<byte>((int)destinationBytes);
+            }
+            if (Scratch.Length < threads) Scratch = [.. Scratch, .. Enumerable.Range(0, threads - Scratch.Length).Select(_ => Array.Empty<float>())];
+            for (int t = 0; t < threads; t++)
+                if (Scratch[t].Length < scratchFloats) Scratch[t] = new float[scratchFloats];
         }
     }
 
