@@ -72,7 +72,7 @@ public static class GgufQuantizer
             writer.AddTensor(p.Source.Name, p.Target, p.Source.Shape, stream =>
             {
                 if (item.Converts) Convert(handle, model, item, stream, threads, buffers, cancellationToken);
-                else Copy(handle, model, item.Source, stream, cancellationToken);
+                else Copy(handle, model, item.Source, stream, buffers, cancellationToken);
                 doneBytes += item.Source.ByteLength;
                 progress?.Report(new QuantizeProgress(doneBytes, totalBytes, ++doneTensors, plan.Count, item.Source.Name));
             });
@@ -81,9 +81,10 @@ public static class GgufQuantizer
         return new QuantizeResult(plan, model.FileSize, new FileInfo(outputPath).Length, started.Elapsed);
     }
 
-    private static void Copy(SafeFileHandle input, GgufFile model, GgufTensorInfo tensor, Stream output, CancellationToken ct)
+    private static void Copy(SafeFileHandle input, GgufFile model, GgufTensorInfo tensor, Stream output, ChunkBuffers buffers, CancellationToken ct)
     {
-        var buffer = new byte[Math.Min(tensor.ByteLength, 8 << 20)];
+        buffers.Reserve(Math.Min(tensor.ByteLength, 8 << 20), 0, 0, 0);
+        var buffer = buffers.Source[0];
         long offset = model.DataOffset + tensor.Offset, remaining = tensor.ByteLength;
         while (remaining > 0)
         {
