@@ -23,6 +23,7 @@ public static class CliApp
             QuantizeCommand.Create(console),
             DemoCommand.Create(console),
             TokenizeCommand.Create(console),
+            GenerateCommand.Create(console),
         };
 
         var parse = root.Parse(args);
