@@ -134,7 +134,7 @@ public sealed class GenerateCommandTests(Llama3VocabModel model) : IClassFixture
         Assert.StartsWith($"edgetune: {model.Path}: key 'general.type': ", notAdapter.Stderr);
         Assert.Single(notAdapter.Stderr.Trim().Split('\n'));
 
-        foreach (var usage in new[] { new[] { "--max-tokens", "-1" }, ["--top-p", "0"], ["--temperature", "-1"] })
+        foreach (var usage in new[] { new[] { "--max-tokens", "-1" }, ["--top-p", "0"], ["--temperature", "-1"], ["--system", "without --chat"] })
         {
             var r = CliRunner.Run(["generate", "--model", model.Path, "--prompt", "hi", .. usage]);
             Assert.Equal(2, r.ExitCode);

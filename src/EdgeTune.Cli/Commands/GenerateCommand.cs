@@ -39,6 +39,11 @@ internal static class GenerateCommand
         };
         command.SetAction((parse, cancellationToken) =>
         {
+            if (parse.GetValue(system) is not null && !parse.GetValue(chat))
+            {
+                console.Error.WriteLine("edgetune: --system needs --chat (without it the prompt is used as is)");
+                return Task.FromResult(CliApp.Usage);
+            }
             string path = parse.GetValue(model)!;
             if (!Directory.Exists(path) && !File.Exists(path)) throw new EdgeTuneException($"{path}: no such file or folder");
             var (tokenizer, _) = TokenizeCommand.Load(path);
@@ -58,10 +63,12 @@ internal static class GenerateCommand
             }
             else
             {
-                if (parse.GetValue(system) is not null) throw new EdgeTuneException("--system needs --chat (without it the prompt is used as is)");
                 promptIds = tokenizer.Encode(text);
             }
             if (promptIds.Count == 0) throw new EdgeTuneException("the prompt encodes to no tokens; give some text");
+            // A tokenizer larger than the embedding table (a mismatched tokenizer.json) would index past it.
+            if (promptIds.Max() is int top && top >= reference.Config.VocabSize)
+                throw new EdgeTuneException($"{path}: the tokenizer gives id {top}, but the model has {reference.Config.VocabSize} embeddings (tokenizer and weights do not match)");
 
             var sampler = new Sampler(parse.GetValue(temperature), parse.GetValue(topP), parse.GetValue(seed) ?? (ulong)Random.Shared.NextInt64());
             var endIds = Generator.EndIds(tokenizer, reference.Config.EosTokenIds);
