@@ -24,6 +24,7 @@ public static class CliApp
             ConvertCommand.Create(console),
             DemoCommand.Create(console),
             TokenizeCommand.Create(console),
+            GenerateCommand.Create(console),
         };
 
         var parse = root.Parse(args);

@@ -75,13 +75,21 @@ public static class LlamaCpp
         Threads = 2,
     };
 
-    /// <summary>llama.cpp's logits of every position, (T, V) row-major, with the parity settings.</summary>
-    public static float[] AllLogits(string modelPath, int[] tokens)
+    /// <summary>
+    /// llama.cpp's logits of every position, (T, V) row-major, with the parity settings; with
+    /// <paramref name="adapterPath"/>, that GGUF LoRA adapter attached at scale 1 (llama.cpp adds scale·B(A·x)).
+    /// </summary>
+    public static float[] AllLogits(string modelPath, int[] tokens, string? adapterPath = null)
     {
         EnsureLoaded();
         var parameters = ParityParams(modelPath, Math.Max(64, tokens.Length));
         using var weights = LLamaWeights.LoadFromFile(parameters);
         using var context = weights.CreateContext(parameters);
+        if (adapterPath is not null)
+        {
+            var adapter = weights.NativeHandle.LoadLoraFromFile(adapterPath);
+            context.NativeHandle.SetLoraAdapters([(adapter, 1f)]);
+        }
         var batch = new LLamaBatch();
         for (int i = 0; i < tokens.Length; i++) batch.Add((LLamaToken)tokens[i], i, LLamaSeqId.Zero, true);
         var result = context.NativeHandle.Decode(batch);

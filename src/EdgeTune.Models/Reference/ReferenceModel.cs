@@ -1,6 +1,7 @@
 using System.Numerics;
 using EdgeTune.Core;
 using EdgeTune.Formats.Gguf;
+using EdgeTune.Models.Adapters;
 using EdgeTune.Models.Architectures;
 
 namespace EdgeTune.Models.Reference;
@@ -19,9 +20,9 @@ public enum ReferencePrecision
 /// </summary>
 public sealed class ReferenceModel
 {
-    private readonly Func<int[], float[]> _forward;
+    private readonly Func<int[], bool, float[]> _forward;
 
-    private ReferenceModel(ModelConfig config, ReferencePrecision precision, RopeStyle rope, Func<int[], float[]> forward)
+    private ReferenceModel(ModelConfig config, ReferencePrecision precision, RopeStyle rope, Func<int[], bool, float[]> forward)
     {
         Config = config;
         Precision = precision;
@@ -35,25 +36,34 @@ public sealed class ReferenceModel
     /// <summary>The rope form this model's weights need (Half for HF and for qwen2 GGUFs; Interleaved for llama GGUFs).</summary>
     public RopeStyle Rope { get; }
 
-    /// <summary>A Hugging Face folder or a .gguf file, told apart by whether <paramref name="path"/> is a folder.</summary>
-    public static ReferenceModel Open(string path, ReferencePrecision precision = ReferencePrecision.Float32) =>
-        Directory.Exists(path) ? FromHuggingFace(path, precision) : FromGguf(path, precision);
+    /// <summary>
+    /// A Hugging Face folder or a .gguf file, told apart by whether <paramref name="path"/> is a folder.
+    /// <paramref name="adapter"/>, when given, is merged into the weights as they are read (W + scale·B·A).
+    /// </summary>
+    public static ReferenceModel Open(string path, ReferencePrecision precision = ReferencePrecision.Float32, LoraAdapter? adapter = null) =>
+        Directory.Exists(path) ? FromHuggingFace(path, precision, adapter) : FromGguf(path, precision, adapter);
 
-    public static ReferenceModel FromHuggingFace(string folder, ReferencePrecision precision = ReferencePrecision.Float32)
+    public static ReferenceModel FromHuggingFace(string folder, ReferencePrecision precision = ReferencePrecision.Float32, LoraAdapter? adapter = null)
     {
         using var hf = HfModelFolder.Open(folder);
         var c = hf.Config;
         var factors = c.RopeScaling?.FrequencyFactors(c.RopeTheta, c.HeadDim);
         var invFreq = Ops.RopeInverseFrequencies(c.RopeTheta, c.HeadDim, factors);
-        float[] Read(string ggufName) => hf.ReadFloat32(hf.Tensors.Single(t => t.GgufName == ggufName));
+        var merge = adapter?.Bind(c, hf.Tensors, AdapterLayout.HuggingFace);
+        float[] Read(string ggufName)
+        {
+            var w = hf.ReadFloat32(hf.Tensors.Single(t => t.GgufName == ggufName));
+            return merge is null ? w : merge(ggufName, w);
+        }
         return Build(c, precision, RopeStyle.Half, invFreq, Read);
     }
 
-    public static ReferenceModel FromGguf(string path, ReferencePrecision precision = ReferencePrecision.Float32)
+    public static ReferenceModel FromGguf(string path, ReferencePrecision precision = ReferencePrecision.Float32, LoraAdapter? adapter = null)
     {
         using var file = GgufFile.Open(path);
         var c = ModelConfig.FromGguf(file);
         var specs = TensorMap.Tensors(c);
+        var merge = adapter?.Bind(c, specs, AdapterLayout.Gguf);
         float[] Read(string ggufName)
         {
             var spec = specs.Single(t => t.GgufName == ggufName);
@@ -64,7 +74,7 @@ public sealed class ReferenceModel
                 throw new FileFormatException(path, $"tensor '{ggufName}'", $"type {GgmlTypes.Name(info.Type)} cannot be dequantised");
             var values = new float[spec.Elements];
             file.ReadRows(info, 0, values); // ggml row-major [ne1][ne0] is PyTorch's [out][in]
-            return values;
+            return merge is null ? values : merge(ggufName, values);
         }
         float[]? factors = null;
         if (file.FindTensor("rope_freqs.weight") is { } rf)
@@ -87,11 +97,15 @@ public sealed class ReferenceModel
     public float[] Forward(ReadOnlySpan<int> tokens)
     {
         if (tokens.IsEmpty) throw new ArgumentException("at least one token is needed", nameof(tokens));
-        return _forward(tokens.ToArray());
+        return _forward(tokens.ToArray(), false);
     }
 
-    /// <summary>Logits of the last position: (V).</summary>
-    public float[] LastLogits(ReadOnlySpan<int> tokens) => Forward(tokens)[^Config.VocabSize..];
+    /// <summary>Logits of the last position: (V). Only that row goes through the output head (the vocabulary-sized matmul dominates for real vocabularies).</summary>
+    public float[] LastLogits(ReadOnlySpan<int> tokens)
+    {
+        if (tokens.IsEmpty) throw new ArgumentException("at least one token is needed", nameof(tokens));
+        return _forward(tokens.ToArray(), true);
+    }
 
     /// <summary>Greedy continuation: <paramref name="count"/> argmax tokens (ties go to the lowest id).</summary>
     public int[] Greedy(IReadOnlyList<int> prompt, int count)
@@ -144,7 +158,7 @@ public sealed class ReferenceModel
             _output = c.TiedEmbeddings ? _embed : R("output.weight");
         }
 
-        public float[] Run(int[] tokens)
+        public float[] Run(int[] tokens, bool lastOnly)
         {
             int steps = tokens.Length, C = _c.HiddenSize;
             T eps = T.CreateChecked(_c.RmsEpsilon);
@@ -179,7 +193,8 @@ public sealed class ReferenceModel
                 Ops.AddInPlace<T>(x, proj);
             }
             Ops.RmsNorm<T>(x, _outNorm, eps, h);
-            var logits = new T[steps * _c.VocabSize];  // logits: (T,V)
+            if (lastOnly) h = h[^C..];                 // h: (1,C), the last position only
+            var logits = new T[h.Length / C * _c.VocabSize]; // logits: (T,V) or (1,V)
             Ops.MatMul(h, _output, null, C, logits);
             return Array.ConvertAll(logits, float.CreateChecked);
         }
