@@ -22,6 +22,8 @@ public static class CliApp
             InspectCommand.Create(console),
             QuantizeCommand.Create(console),
             DemoCommand.Create(console),
+            ProfilesCommand.Create(console),
+            BenchCommand.Create(console),
         };
 
         var parse = root.Parse(args);
