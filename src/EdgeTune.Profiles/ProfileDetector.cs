@@ -4,7 +4,7 @@ using EdgeTune.Profiles.Sensors;
 namespace EdgeTune.Profiles;
 
 /// <summary>Which profile describes the machine, and why.</summary>
-public sealed record ProfileDetection(DeviceProfile? Profile, string Reason, DeviceTree DeviceTree, NvpModel? NvpModel, string Architecture);
+public sealed record ProfileDetection(DeviceProfile? Profile, string Reason, DeviceTree DeviceTree, NvpModel? NvpModel, string? Architecture);
 
 /// <summary>
 /// Recognises the board: profiles whose <c>identity.device_tree_ids</c> match /proc/device-tree/compatible,
@@ -23,10 +23,12 @@ public static class ProfileDetector
 
     public static ProfileDetection Detect(SystemRoot root, IEnumerable<DeviceProfile> profiles, string? architecture = null)
     {
-        string arch = architecture ?? HostArchitecture();
+        // The board's own word (Linux 6.1+), the running machine when the root is "/", else unknown (a copy of a
+        // board's files without /proc/sys/kernel/arch): then every profile is a candidate.
+        string? arch = architecture ?? root.ReadText("/proc/sys/kernel/arch") ?? (root.Root == "/" ? HostArchitecture() : null);
         var tree = DeviceTree.Read(root);
         var nvp = NvpModel.Read(root);
-        var sameArch = profiles.Where(p => p.Identity.Architecture == arch).OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
+        var sameArch = profiles.Where(p => arch is null || p.Identity.Architecture == arch).OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
 
         var matched = sameArch.Where(p => p.Identity.DeviceTreeIds.Any(tree.Matches)).ToList();
         if (matched.Count > 0)
@@ -45,7 +47,7 @@ public static class ProfileDetector
         }
 
         var generic = sameArch.Where(p => p.Identity.DeviceTreeIds.Count == 0).ToList();
-        if (generic.Count > 0)
+        if (generic.Count > 0 && arch is not null)
         {
             string why = tree.IsPresent
                 ? $"no profile lists this board's device tree ({string.Join(", ", tree.Compatible)}); {generic[0].Name} is the generic {arch} profile"
@@ -53,7 +55,8 @@ public static class ProfileDetector
             return new ProfileDetection(generic[0], why, tree, nvp, arch);
         }
         string reason = tree.IsPresent
-            ? $"no {arch} profile lists this board's device tree ({string.Join(", ", tree.Compatible)})"
+            ? $"no {arch ?? "known"} profile lists this board's device tree ({string.Join(", ", tree.Compatible)})"
+            : arch is null ? $"no device tree at {root.Map("/proc/device-tree")} and no /proc/sys/kernel/arch to go by"
             : $"no device tree at {root.Map("/proc/device-tree")} and no generic {arch} profile";
         return new ProfileDetection(null, reason, tree, nvp, arch);
     }

@@ -18,7 +18,15 @@ public static class LlamaCpp
         lock (InitLock)
         {
             if (_initialised) return;
-            NativeLibraryConfig.All.WithLogCallback((level, message) => { });
+            try
+            {
+                NativeLibraryConfig.All.WithLogCallback((level, message) => { });
+            }
+            catch (InvalidOperationException)
+            {
+                // The code under test loaded llama.cpp first (the CLI does): configure its log directly.
+                NativeLogConfig.llama_log_set((level, message) => { });
+            }
             NativeApi.llama_empty_call();
             _initialised = true;
         }

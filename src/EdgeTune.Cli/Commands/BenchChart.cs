@@ -27,13 +27,23 @@ internal static class BenchChart
         var bound = latency.Add.HorizontalLine(r.Bound.TokenLatencyBoundMs);
         bound.LinePattern = LinePattern.Dashed;
         bound.LegendText = string.Create(c, $"bandwidth bound {r.Bound.TokenLatencyBoundMs:0.###} ms");
+        // Scale to the measurements (a slow step can be 10x the median); the budget line shows when it is near them.
+        double top = Math.Max(r.Results.TokenLatencyMs.P99 * 1.3, r.Bound.TokenLatencyBoundMs * 1.2);
+        string offScale = "";
         if (r.Budgets.FirstOrDefault(b => b.Name == "min_decode_tokens_per_s") is { } budget)
         {
-            var limit = latency.Add.HorizontalLine(1e3 / budget.Limit);
-            limit.LinePattern = LinePattern.Dotted;
-            limit.LegendText = string.Create(c, $"budget {1e3 / budget.Limit:0.#} ms ({budget.Limit:0.#} tokens/s)");
+            double budgetMs = 1e3 / budget.Limit;
+            if (budgetMs <= 3 * top)
+            {
+                var limit = latency.Add.HorizontalLine(budgetMs);
+                limit.LinePattern = LinePattern.Dotted;
+                limit.LegendText = string.Create(c, $"budget {budgetMs:0.##} ms ({budget.Limit:0.#} tokens/s)");
+                top = Math.Max(top, budgetMs * 1.1);
+            }
+            else offScale = string.Create(c, $" (budget {budgetMs:0.#} ms per token, off the scale)");
         }
-        latency.Title($"{r.Model.Name ?? Path.GetFileName(r.Model.Path)} ({r.Model.Type}) on {r.Profile.Name}: decode latency per token");
+        latency.Axes.SetLimitsY(0, top);
+        latency.Title($"{r.Model.Name ?? Path.GetFileName(r.Model.Path)} ({r.Model.Type}) on {r.Profile.Name}: decode latency per token{offScale}");
         latency.XLabel("decode step");
         latency.YLabel("ms per token");
         latency.ShowLegend(Alignment.UpperRight);

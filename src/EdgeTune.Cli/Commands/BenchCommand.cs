@@ -139,7 +139,7 @@ internal static class BenchCommand
 
     private static Command Compare(CliConsole console)
     {
-        var files = new Argument<string[]>("RESULT.json") { Description = "Results written by edgetune bench (two or more)", Arity = ArgumentArity.OneOrMore };
+        var files = new Argument<string[]>("RESULT.json") { Description = "Results written by edgetune bench (two or more)", Arity = new ArgumentArity(2, ArgumentArity.OneOrMore.MaximumNumberOfValues) };
         var json = new Option<bool>("--json") { Description = "Print the comparison as JSON" };
         var markdown = new Option<bool>("--markdown") { Description = "Print the comparison as a Markdown table" };
         var command = new Command("compare",
@@ -151,7 +151,6 @@ internal static class BenchCommand
         command.SetAction(parse =>
         {
             var paths = parse.GetValue(files)!;
-            if (paths.Length < 2) throw new EdgeTuneException("bench compare needs at least two result files");
             var reports = paths.Select(BenchReport.Read).ToList();
             var labels = Labels(paths);
             if (parse.GetValue(json)) console.Out.WriteLine(BenchComparison.Json(labels, reports));

@@ -16,7 +16,15 @@ internal static class LlamaCppRunner
         lock (InitLock)
         {
             if (_loaded) return;
-            NativeLibraryConfig.All.WithLogCallback((_, _) => { });
+            try
+            {
+                NativeLibraryConfig.All.WithLogCallback((_, _) => { });
+            }
+            catch (InvalidOperationException)
+            {
+                // Something in this process (a host, a test) loaded llama.cpp first: configure its log directly.
+                NativeLogConfig.llama_log_set((_, _) => { });
+            }
             NativeApi.llama_empty_call(); // registers LLamaSharp's native-library resolver
             _loaded = true;
         }
