@@ -62,7 +62,7 @@ public class ProfilesCommandTests
         var r = CliRunner.Run("profiles", "validate", path);
         Assert.Equal(1, r.ExitCode);
         Assert.Equal($"{path}:{line}:{column}: {expected}", r.Stderr.TrimEnd());
-        Assert.Contains("1 of 1 profile invalid (1 problems)", r.Stdout);
+        Assert.Contains("1 of 1 profile invalid (1 problem)", r.Stdout);
     }
 
     [Fact]

@@ -159,9 +159,10 @@ internal static class ProfilesCommand
                         if (seen.Add(d)) console.Error.WriteLine(d.ToString());
                 }
                 int bad = results.Count(r => !r.IsValid);
+                int problems = results.SelectMany(r => r.Diagnostics).Distinct().Count();
                 console.Out.WriteLine(bad == 0
                     ? $"{results.Count} profile{(results.Count == 1 ? "" : "s")} valid"
-                    : $"{bad} of {results.Count} profile{(results.Count == 1 ? "" : "s")} invalid ({results.SelectMany(r => r.Diagnostics).Distinct().Count()} problems)");
+                    : $"{bad} of {results.Count} profile{(results.Count == 1 ? "" : "s")} invalid ({problems} problem{(problems == 1 ? "" : "s")})");
             }
             return results.All(r => r.IsValid) ? CliApp.Success : CliApp.Failure;
         });

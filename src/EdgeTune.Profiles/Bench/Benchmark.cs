@@ -92,6 +92,7 @@ public static class Benchmark
             {
                 trace = sampler.Stop();
             }
+            if (sampler.Failure is { } failure) notes.Add(failure);
         }
         long? sampledPeak = trace.Memory.Where(m => m.ProcessResidentBytes is not null).Select(m => m.ProcessResidentBytes!.Value).DefaultIfEmpty().Max() is var s && s > 0 ? s : null;
         peakRss = Max(peakRss, sampledPeak);

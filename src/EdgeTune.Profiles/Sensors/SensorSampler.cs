@@ -44,9 +44,20 @@ public sealed class SensorSampler : IDisposable
         lock (_lock) return new SensorTrace(_readings.ToList(), _memory.ToList(), _time.TimestampFrequency);
     }
 
+    /// <summary>Why sampling stopped early, when a sensor read failed in a way the readers do not expect.</summary>
+    public string? Failure { get; private set; }
+
     private void Loop()
     {
-        while (!_stop.Wait(_interval)) Sample();
+        try
+        {
+            while (!_stop.Wait(_interval)) Sample();
+        }
+        catch (Exception e)
+        {
+            // A background thread must not take the process down: the run goes on without further readings.
+            Failure = $"sensor sampling stopped: {e.Message}";
+        }
     }
 
     private void Sample()
