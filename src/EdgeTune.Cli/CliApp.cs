@@ -25,6 +25,8 @@ public static class CliApp
             DemoCommand.Create(console),
             TokenizeCommand.Create(console),
             GenerateCommand.Create(console),
+            ProfilesCommand.Create(console),
+            BenchCommand.Create(console),
         };
 
         var parse = root.Parse(args);

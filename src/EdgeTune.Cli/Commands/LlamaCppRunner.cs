@@ -11,7 +11,7 @@ internal static class LlamaCppRunner
     private static readonly Lock InitLock = new();
     private static bool _loaded;
 
-    private static void EnsureLoaded()
+    internal static void EnsureLoaded()
     {
         lock (InitLock)
         {

@@ -1,0 +1,313 @@
+using System.Diagnostics;
+using System.Text.Json;
+using EdgeTune.Core;
+using EdgeTune.Formats.Gguf;
+using EdgeTune.Formats.Synthetic;
+using EdgeTune.Testing;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace EdgeTune.Cli.Tests;
+
+/// <summary>Timing tests run alone, after the others: another test's llama.cpp threads would be measured too.</summary>
+[CollectionDefinition("bench timing", DisableParallelization = true)]
+public sealed class BenchTimingCollection;
+
+public class BenchCommandTests
+{
+    internal static string TinyModel(TempDir dir, string name = "tiny.gguf")
+    {
+        string path = dir.File(name);
+        TinyLlama.WriteGguf(path, new TinyLlamaConfig());
+        return path;
+    }
+
+    [Fact]
+    public void Bench_on_the_x86_profile_writes_json_markdown_and_png()
+    {
+        using var dir = new TempDir();
+        string model = TinyModel(dir);
+        string outDir = Path.Combine(dir.Path, "out");
+        var r = CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", model,
+            "--prompt-tokens", "32", "--gen-tokens", "16", "--repetitions", "3", "--threads", "1", "--out", outDir);
+        Assert.Equal(0, r.ExitCode);
+
+        string stem = Path.Combine(outDir, "tiny-x86-64-generic");
+        Assert.Contains($"wrote {stem}.json, {stem}.md, {stem}.png", r.Stderr);
+        var png = File.ReadAllBytes(stem + ".png");
+        Assert.True(png.Length > 10_000, $"{png.Length} bytes");
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+
+        using var doc = JsonDocument.Parse(File.ReadAllText(stem + ".json"));
+        var root = doc.RootElement;
+        Assert.Equal("edgetune.bench/1", root.GetProperty("schema").GetString());
+        Assert.Equal("x86-64-generic", root.GetProperty("profile").GetProperty("name").GetString());
+        Assert.Equal("llama_cpp_cpu", root.GetProperty("runtime").GetProperty("key").GetString());
+        Assert.Equal(1, root.GetProperty("runtime").GetProperty("threads").GetInt32());
+        var results = root.GetProperty("results");
+        var gen = results.GetProperty("gen_tokens_per_second");
+        Assert.Equal(3, gen.GetProperty("count").GetInt32());
+        Assert.True(gen.GetProperty("mean").GetDouble() > 0);
+        Assert.True(gen.GetProperty("standard_deviation").GetDouble() >= 0);
+        Assert.True(results.GetProperty("ttft_ms").GetProperty("p95").GetDouble() >= results.GetProperty("ttft_ms").GetProperty("p50").GetDouble());
+        var latency = results.GetProperty("token_latency_ms");
+        Assert.Equal(48, latency.GetProperty("count").GetInt32());                       // 3 repetitions x 16 steps, warm-up left out
+        Assert.True(latency.GetProperty("p99").GetDouble() >= latency.GetProperty("p95").GetDouble());
+        Assert.True(results.GetProperty("peak_memory_bytes").GetInt64() > 0);
+        Assert.False(results.TryGetProperty("power", out _));                              // no power monitor on this machine
+        Assert.Contains("power: the profile names no power monitor", root.GetProperty("host").GetProperty("sensors").EnumerateArray().Select(e => e.GetString()));
+        Assert.True(results.GetProperty("runtime_reported").GetProperty("gen_tokens_per_second").GetDouble() > 0);
+
+        // Every repetition with its steps; the spread of the run itself.
+        Assert.Equal(3, root.GetProperty("repetitions").GetArrayLength());
+        Assert.All(root.GetProperty("repetitions").EnumerateArray(), rep => Assert.Equal(16, rep.GetProperty("token_latencies_ms").GetArrayLength()));
+        var spread = root.GetProperty("spread");
+        Assert.Equal(gen.GetProperty("cv_percent").GetDouble(), spread.GetProperty("gen_cv_percent").GetDouble(), 9);
+        Assert.Contains("over 3 repetitions", spread.GetProperty("verdict").GetString());
+
+        // Against the budgets (x86-64-generic has no power budget) and the bandwidth bound.
+        var budgets = root.GetProperty("budgets").EnumerateArray().ToDictionary(b => b.GetProperty("name").GetString()!, b => b.GetProperty("status").GetString());
+        Assert.Equal(["max_model_memory", "min_decode_tokens_per_s", "max_ttft_p95"], budgets.Keys);
+        Assert.All(budgets.Values, s => Assert.Contains(s, new[] { "pass", "fail" }));
+        var bound = root.GetProperty("bound");
+        Assert.Equal(100 * gen.GetProperty("mean").GetDouble() / bound.GetProperty("gen_tokens_per_second_bound").GetDouble(), bound.GetProperty("gen_percent_of_bound").GetDouble(), 6);
+
+        string md = File.ReadAllText(stem + ".md");
+        Assert.Contains("# edgetune bench: tiny-llama-test on x86-64-generic", md);
+        Assert.Contains("| Generation | ", md);
+        Assert.Contains("| Average power | not measured: the profile names no power monitor", md);
+        Assert.Contains("## Run-to-run spread", md);
+
+        Assert.Contains("generation ", r.Stdout);
+        Assert.Contains("of the ", r.Stdout);
+        Assert.Contains("bandwidth bound", r.Stdout);
+        Assert.Contains("power          not measured (the profile names no power monitor)", r.Stdout);
+        Assert.Contains("spread         generation varies ", r.Stdout);
+    }
+
+    [Fact]
+    public void Compare_puts_results_side_by_side()
+    {
+        using var dir = new TempDir();
+        string f32 = TinyModel(dir, "tiny-f32.gguf");
+        string f16 = dir.File("tiny-f16.gguf");
+        TinyLlama.WriteGguf(f16, new TinyLlamaConfig(), GgmlType.F16);
+        string outDir = Path.Combine(dir.Path, "out");
+        foreach (var model in new[] { f32, f16 })
+            Assert.Equal(0, CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", model, "--prompt-tokens", "16", "--gen-tokens", "8",
+                "--repetitions", "2", "--warmup", "0", "--threads", "1", "--out", outDir).ExitCode);
+        string a = Path.Combine(outDir, "tiny-f32-x86-64-generic.json"), b = Path.Combine(outDir, "tiny-f16-x86-64-generic.json");
+
+        var text = CliRunner.Run("bench", "compare", a, b);
+        Assert.Equal(0, text.ExitCode);
+        var lines = text.Stdout.Split('\n');
+        Assert.Contains("tiny-f32-x86-64-generic", lines[0]);
+        Assert.Contains("tiny-f16-x86-64-generic", lines[0]);
+        Assert.Contains(lines, l => l.StartsWith("model ", StringComparison.Ordinal) && l.Contains("(F32)") && l.Contains("(F16)"));
+        Assert.Contains(lines, l => l.StartsWith("generation tokens/s", StringComparison.Ordinal) && l.Contains('%'));
+
+        var md = CliRunner.Run("bench", "compare", a, b, "--markdown");
+        Assert.StartsWith("| | tiny-f32-x86-64-generic | tiny-f16-x86-64-generic |", md.Stdout);
+        var json = CliRunner.Run("bench", "compare", a, b, "--json");
+        using var doc = JsonDocument.Parse(json.Stdout);
+        Assert.Equal(2, doc.RootElement.GetProperty("gen_tokens_per_s").GetArrayLength());
+
+        string other = dir.File("other.json");
+        File.WriteAllText(other, "{\"name\": \"not a bench\"}");
+        var bad = CliRunner.Run("bench", "compare", a, other);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Equal($"edgetune: {other}: not an edgetune bench result (expected \"schema\": \"edgetune.bench/1\")", bad.Stderr.TrimEnd());
+        Assert.Equal(2, CliRunner.Run("bench", "compare", a).ExitCode);
+    }
+
+    [Fact]
+    public void A_missed_budget_fails_the_run_only_when_asked()
+    {
+        using var dir = new TempDir();
+        string model = TinyModel(dir);
+        string profile = dir.File("impossible.toml");
+        string text = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "profiles", "x86-64-generic.toml"))
+            .Replace("name = \"x86-64-generic\"", "name = \"impossible\"", StringComparison.Ordinal)
+            .Replace("min_decode_tokens_per_s = { value = 10,", "min_decode_tokens_per_s = { value = 1000000,", StringComparison.Ordinal);
+        File.WriteAllText(profile, text);
+        string[] args = ["bench", "--profile", profile, "--model", model, "--prompt-tokens", "8", "--gen-tokens", "4", "--repetitions", "2", "--threads", "1", "--out", Path.Combine(dir.Path, "out")];
+
+        var lenient = CliRunner.Run(args);
+        Assert.Equal(0, lenient.ExitCode);
+        Assert.Contains("budget >= 1000000 tokens/s: fail", lenient.Stdout);
+
+        var strict = CliRunner.Run([.. args, "--fail-on-budget"]);
+        Assert.Equal(1, strict.ExitCode);
+        Assert.Contains($"edgetune: {model}: misses the impossible budget min_decode_tokens_per_s (", strict.Stderr);
+    }
+
+    [Fact]
+    public void A_lora_adapter_is_applied_and_counted()
+    {
+        using var dir = new TempDir();
+        string model = TinyModel(dir);
+        string adapter = dir.File("lora.gguf");
+        long adapterBytes = WriteLora(adapter, new TinyLlamaConfig(), rank: 4);
+        var r = CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", model, "--adapter", adapter,
+            "--prompt-tokens", "8", "--gen-tokens", "4", "--repetitions", "1", "--threads", "1", "--out", Path.Combine(dir.Path, "out"), "--json");
+        Assert.Equal(0, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        Assert.Equal(adapterBytes, doc.RootElement.GetProperty("model").GetProperty("adapter_bytes").GetInt64());
+        Assert.Contains("one repetition", doc.RootElement.GetProperty("spread").GetProperty("verdict").GetString());
+
+        var swapped = CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", model, "--adapter", model, "--out", Path.Combine(dir.Path, "out"));
+        Assert.Equal(1, swapped.ExitCode);
+        Assert.StartsWith($"edgetune: {model}: key 'general.type': not a GGUF LoRA adapter", swapped.Stderr);
+    }
+
+    [Fact]
+    public void Bad_input_exits_1_and_bad_usage_exits_2()
+    {
+        using var dir = new TempDir();
+        var missing = CliRunner.RunProcess("bench", "--profile", "x86-64-generic", "--model", dir.File("nope.gguf"), "--out", dir.Path);
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Equal($"edgetune: {dir.File("nope.gguf")}: no such file", missing.Stderr.TrimEnd());
+        Assert.Equal("", missing.Stdout);
+
+        string model = TinyModel(dir);
+        Assert.Equal(1, CliRunner.Run("bench", "--profile", "no-such-board", "--model", model).ExitCode);
+        Assert.Equal(2, CliRunner.Run("bench", "--profile", "x86-64-generic").ExitCode);
+        Assert.Equal(2, CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", model, "--repetitions", "0").ExitCode);
+        Assert.Equal(2, CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", model, "--gen-tokens", "-3").ExitCode);
+        Assert.Equal(0, CliRunner.Run("bench", "--help").ExitCode);
+        Assert.Equal(0, CliRunner.Run("bench", "compare", "--help").ExitCode);
+    }
+
+    /// <summary>A GGUF LoRA adapter on attn_q of every layer (convert_lora_to_gguf.py's layout); returns its tensor bytes.</summary>
+    internal static long WriteLora(string path, TinyLlamaConfig config, int rank)
+    {
+        var writer = new GgufWriter();
+        writer.Metadata.Set("general.architecture", GgufValue.String("llama"));
+        writer.Metadata.Set("general.type", GgufValue.String("adapter"));
+        writer.Metadata.Set("adapter.type", GgufValue.String("lora"));
+        writer.Metadata.Set("adapter.lora.alpha", GgufValue.F32(rank));
+        var rng = new Random(5);
+        long bytes = 0;
+        for (int layer = 0; layer < config.Layers; layer++)
+        {
+            foreach (var (suffix, shape) in new[] { ("lora_a", new long[] { config.Embedding, rank }), ("lora_b", new long[] { rank, config.Embedding }) })
+            {
+                var values = new float[shape[0] * shape[1]];
+                for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5) * 0.01f;
+                var data = new byte[values.Length * 4];
+                Buffer.BlockCopy(values, 0, data, 0, data.Length);
+                writer.AddTensor($"blk.{layer}.attn_q.weight.{suffix}", GgmlType.F32, shape, data);
+                bytes += data.Length;
+            }
+        }
+        writer.Write(path);
+        return bytes;
+    }
+}
+
+[Collection("bench timing")]
+public class BenchAgreementTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    private const int PromptTokens = 32, GenTokens = 64, Repetitions = 3;
+
+    /// <summary>
+    /// Generation tokens/s measured straight through LLamaSharp, per repetition after one warm-up: the
+    /// settings edgetune bench uses (context rounded up to 256, one thread), a prompt evaluated in one batch,
+    /// then decode steps of one llama_decode and a greedy pick each, timed with a Stopwatch.
+    /// </summary>
+    private static List<double> DirectGenTokensPerSecond(string model, List<double> stepsMs)
+    {
+        LlamaCpp.EnsureLoaded();
+        var parameters = new ModelParams(model) { ContextSize = 256, BatchSize = 256, UBatchSize = 256, GpuLayerCount = 0, Threads = 1, BatchThreads = 1 };
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var context = weights.CreateContext(parameters);
+        int vocab = weights.Vocab.Count;
+        var rng = new Random(42);
+        var batch = new LLamaBatch();
+        var rates = new List<double>();
+        for (int rep = 0; rep < 1 + Repetitions; rep++)
+        {
+            context.NativeHandle.MemoryClear(true);
+            batch.Clear();
+            for (int i = 0; i < PromptTokens; i++) batch.Add((LLamaToken)rng.Next(vocab), i, LLamaSeqId.Zero, i == PromptTokens - 1);
+            Assert.Equal(DecodeResult.Ok, context.NativeHandle.Decode(batch));
+            int token = ArgMax(context.NativeHandle.GetLogitsIth(PromptTokens - 1));
+            var steps = new double[GenTokens];
+            long before = Stopwatch.GetTimestamp();
+            for (int i = 0; i < GenTokens; i++)
+            {
+                batch.Clear();
+                batch.Add((LLamaToken)token, PromptTokens + i, LLamaSeqId.Zero, true);
+                Assert.Equal(DecodeResult.Ok, context.NativeHandle.Decode(batch));
+                token = ArgMax(context.NativeHandle.GetLogitsIth(0));
+                long after = Stopwatch.GetTimestamp();
+                steps[i] = (after - before) * 1e3 / Stopwatch.Frequency;
+                before = after;
+            }
+            if (rep == 0) continue;
+            rates.Add(GenTokens / (steps.Sum() / 1e3));
+            stepsMs.AddRange(steps);
+        }
+        return rates;
+    }
+
+    private static int ArgMax(Span<float> values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;
+        return best;
+    }
+
+    [Fact]
+    public void Generation_speed_agrees_with_a_direct_llamasharp_measurement_within_10_percent()
+    {
+        using var dir = new TempDir();
+        string model = BenchCommandTests.TinyModel(dir);
+        string outDir = Path.Combine(dir.Path, "out");
+        string json = Path.Combine(outDir, "tiny-x86-64-generic.json");
+
+        // On a shared machine other work slows every run by a different amount (means taken a second apart
+        // differ by 2x on the 2-core test machine), so the two are measured in turn, round after round, and
+        // compared at the fast end of their decode steps: the 5th percentile of every step's time, which is
+        // the machine's speed when nothing got in the way and which both reach when they run often enough.
+        // When the machine is quiet (both spreads under 5%) the means must agree as well. How the harness
+        // turns step times into its mean, sd and percentiles is checked exactly, with a fake clock, in
+        // EdgeTune.Profiles.Tests.
+        var direct = new List<double>();
+        var bench = new List<double>();
+        var directSteps = new List<double>();
+        var benchSteps = new List<double>();
+        var log = new List<string>();
+        for (int round = 0; round < 4; round++)
+        {
+            var d = DirectGenTokensPerSecond(model, directSteps);
+            direct.AddRange(d);
+            var r = CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", model, "--prompt-tokens", $"{PromptTokens}",
+                "--gen-tokens", $"{GenTokens}", "--repetitions", $"{Repetitions}", "--threads", "1", "--out", outDir);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            using var doc = JsonDocument.Parse(File.ReadAllText(json));
+            var reps = doc.RootElement.GetProperty("repetitions").EnumerateArray().ToList();
+            var b = reps.Select(x => x.GetProperty("gen_tokens_per_second").GetDouble()).ToList();
+            var steps = reps.SelectMany(x => x.GetProperty("token_latencies_ms").EnumerateArray().Select(v => v.GetDouble())).ToList();
+            // The reported figure is the mean over repetitions of tokens / the sum of their step times.
+            Assert.Equal(b.Average(), doc.RootElement.GetProperty("results").GetProperty("gen_tokens_per_second").GetProperty("mean").GetDouble(), 6);
+            Assert.Equal(GenTokens / (steps.Take(GenTokens).Sum() / 1e3), b[0], 6);
+            bench.AddRange(b);
+            benchSteps.AddRange(steps);
+            log.Add($"round {round + 1}: direct {string.Join(", ", d.Select(x => x.ToString("0")))} | bench {string.Join(", ", b.Select(x => x.ToString("0")))} tokens/s");
+        }
+        double benchFast = 1e3 / P(benchSteps, 5), directFast = 1e3 / P(directSteps, 5);
+        double ratio = benchFast / directFast;
+        foreach (var line in log) output.WriteLine(line);
+        output.WriteLine($"at the 5th-percentile step: bench {benchFast:0} / direct {directFast:0} tokens/s = {ratio:0.000}");
+        output.WriteLine($"means: bench {bench.Average():0} (CV {Cv(bench):0.#}%) / direct {direct.Average():0} (CV {Cv(direct):0.#}%) tokens/s");
+        Assert.True(ratio is > 0.9 and < 1.1, $"bench/direct = {ratio:0.000}\n{string.Join('\n', log)}");
+        if (Cv(bench) < 5 && Cv(direct) < 5)
+            Assert.InRange(bench.Average() / direct.Average(), 0.9, 1.1);
+    }
+
+    private static double P(List<double> values, double p) => EdgeTune.Profiles.Bench.Summary.Percentile(values.Order().ToList(), p);
+
+    private static double Cv(List<double> values) => EdgeTune.Profiles.Bench.Summary.Of(values).CvPercent;
+}
