@@ -128,11 +128,11 @@ public static class TinyHfCheckpoint
     public static float[] Values(string name, long[] shape, int seed)
     {
         long n = shape.Aggregate(1L, (a, b) => a * b);
-        var rng = new Random(HashCode.Combine(seed, StableHash(name)));
+        var rng = SeededNormal.ForTensor(seed, name);
         bool norm = name.Contains("norm", StringComparison.Ordinal), biasTensor = name.EndsWith(".bias", StringComparison.Ordinal);
         double scale = norm ? 0.1 : biasTensor ? 0.1 : name.Contains("embed", StringComparison.Ordinal) ? 1.0 : 1.0 / Math.Sqrt(shape[^1]);
         var values = new float[n];
-        for (long i = 0; i < n; i++) values[i] = (float)((norm ? 1.0 : 0.0) + scale * Gaussian(rng));
+        for (long i = 0; i < n; i++) values[i] = (float)((norm ? 1.0 : 0.0) + scale * SeededNormal.Next(rng));
         return values;
     }
 
@@ -166,21 +166,5 @@ public static class TinyHfCheckpoint
         ids[0] = 1;
         for (int i = 1; i < length; i++) ids[i] = rng.Next(3, vocab);
         return ids;
-    }
-
-    private static double Gaussian(Random rng)
-    {
-        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
-        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
-    }
-
-    private static int StableHash(string s)
-    {
-        unchecked
-        {
-            int h = (int)2166136261;
-            foreach (char ch in s) h = (h ^ ch) * 16777619;
-            return h;
-        }
     }
 }

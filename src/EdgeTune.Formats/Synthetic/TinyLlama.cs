@@ -109,11 +109,11 @@ public static class TinyLlama
     {
         long n = shape.Aggregate(1L, (a, b) => a * b);
         var values = new float[n];
-        var rng = new Random(unchecked(seed * 1_000_003 + StableHash(name))); // stable across processes, unlike HashCode.Combine
+        var rng = SeededNormal.ForTensor(seed, name);
         bool norm = name.Contains("norm", StringComparison.Ordinal);
         for (long i = 0; i < n; i++)
         {
-            double g = Gaussian(rng);
+            double g = SeededNormal.Next(rng);
             values[i] = norm ? (float)(1.0 + 0.1 * g) : (float)(0.02 * g);
         }
         if (!norm)
@@ -151,21 +151,5 @@ public static class TinyLlama
             });
         }
         writer.Write(path);
-    }
-
-    private static double Gaussian(Random rng)
-    {
-        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
-        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
-    }
-
-    private static int StableHash(string s)
-    {
-        unchecked
-        {
-            int h = (int)2166136261;
-            foreach (char ch in s) h = (h ^ ch) * 16777619;
-            return h;
-        }
     }
 }
