@@ -136,6 +136,9 @@ public static class TinyLlama
         if (writer.Metadata.Get("tokenizer.ggml.tokens")?.ArrayLength is int tokens && tokens != config.VocabSize)
             throw new ArgumentException($"the vocabulary has {tokens} tokens, the model {config.VocabSize}", nameof(vocabulary));
         writer.Metadata.Set("general.name", GgufValue.String(modelName));
+        // general.file_type names the weights' type as llama.cpp would (the "pure" file type of that tensor type).
+        writer.Metadata.Set("general.file_type", GgufValue.U32((uint)PureFileType(type)));
+        if (GgmlTypes.IsQuantized(type)) writer.Metadata.Set("general.quantization_version", GgufValue.U32(2));
         foreach (var (name, shape) in TensorShapes(config))
         {
             var tensorType = shape.Length == 1 ? GgmlType.F32 : type;
@@ -152,4 +155,22 @@ public static class TinyLlama
         }
         writer.Write(path);
     }
+
+    private static Gguf.Quantize.LlamaFileType PureFileType(GgmlType type) => type switch
+    {
+        GgmlType.F32 => Gguf.Quantize.LlamaFileType.AllF32,
+        GgmlType.F16 => Gguf.Quantize.LlamaFileType.MostlyF16,
+        GgmlType.BF16 => Gguf.Quantize.LlamaFileType.MostlyBF16,
+        GgmlType.Q8_0 => Gguf.Quantize.LlamaFileType.MostlyQ8_0,
+        GgmlType.Q4_0 => Gguf.Quantize.LlamaFileType.MostlyQ4_0,
+        GgmlType.Q4_1 => Gguf.Quantize.LlamaFileType.MostlyQ4_1,
+        GgmlType.Q5_0 => Gguf.Quantize.LlamaFileType.MostlyQ5_0,
+        GgmlType.Q5_1 => Gguf.Quantize.LlamaFileType.MostlyQ5_1,
+        GgmlType.Q2_K => Gguf.Quantize.LlamaFileType.MostlyQ2_K,
+        GgmlType.Q3_K => Gguf.Quantize.LlamaFileType.MostlyQ3_K_S,
+        GgmlType.Q4_K => Gguf.Quantize.LlamaFileType.MostlyQ4_K_S,
+        GgmlType.Q5_K => Gguf.Quantize.LlamaFileType.MostlyQ5_K_S,
+        GgmlType.Q6_K => Gguf.Quantize.LlamaFileType.MostlyQ6_K,
+        _ => throw new ArgumentException($"no llama.cpp file type for {GgmlTypes.Name(type)} weights", nameof(type)),
+    };
 }
