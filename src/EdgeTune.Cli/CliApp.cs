@@ -29,6 +29,13 @@ public static class CliApp
             BenchCommand.Create(console),
         };
 
+        if (args.Length == 0)
+        {
+            // No verb: show what there is, but as a usage error so scripts notice.
+            root.Parse(["--help"]).Invoke(new InvocationConfiguration { Output = stderr, Error = stderr });
+            return Usage;
+        }
+
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0 && !RequestsHelp(args))
         {

@@ -71,10 +71,13 @@ public class InspectCommandTests
     {
         Assert.Equal(2, CliRunner.Run("inspect").ExitCode);
         Assert.Equal(2, CliRunner.Run("no-such-verb").ExitCode);
+        var bare = CliRunner.Run();
+        Assert.Equal(2, bare.ExitCode);
+        Assert.Contains("quantize", bare.Stderr); // the verbs are listed
         var help = CliRunner.Run("inspect", "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("--json", help.Stdout);
-        foreach (var verb in new[] { "inspect", "quantize" })
+        foreach (var verb in new[] { "inspect", "quantize", "convert", "tokenize", "generate", "demo", "profiles", "bench" })
             Assert.Equal(0, CliRunner.Run(verb, "--help").ExitCode);
     }
 }
