@@ -1,0 +1,65 @@
+namespace EdgeTune.Data;
+
+/// <summary>
+/// MinHash signatures over word 3-shingles and an LSH index (16 bands of 4 rows) that finds pairs whose
+/// estimated Jaccard similarity is at least <see cref="Threshold"/>. At J = 0.7 a pair shares a band with
+/// probability 1-(1-0.7⁴)¹⁶ ≈ 0.99; at J = 0.3, ≈ 0.12, and those candidates are then rejected by the estimate.
+/// Memory per example: its signature (256 bytes) and 16 bucket entries, never its text.
+/// </summary>
+public sealed class NearDuplicateIndex
+{
+    public const int Hashes = 64, Bands = 16, Rows = Hashes / Bands, ShingleWords = 3;
+    public const double Threshold = 0.7;
+
+    private readonly List<uint[]> _signatures = [];
+    private readonly Dictionary<ulong, List<int>> _buckets = [];
+
+    public int Count => _signatures.Count;
+
+    public static uint[] Signature(string text)
+    {
+        var words = Normaliser.Words(text);
+        var sig = new uint[Hashes];
+        Array.Fill(sig, uint.MaxValue);
+        int shingles = Math.Max(1, words.Count - ShingleWords + 1);
+        for (int s = 0; s < shingles; s++)
+        {
+            ulong h = TextHash.Fnv(string.Join(' ', words.Skip(s).Take(ShingleWords)));
+            for (int i = 0; i < Hashes; i++)
+            {
+                uint v = (uint)TextHash.Mix(h ^ ((ulong)i * 0x9E3779B97F4A7C15UL));
+                if (v < sig[i]) sig[i] = v;
+            }
+        }
+        return sig;
+    }
+
+    public static double Similarity(uint[] a, uint[] b)
+    {
+        int same = 0;
+        for (int i = 0; i < Hashes; i++) if (a[i] == b[i]) same++;
+        return same / (double)Hashes;
+    }
+
+    /// <summary>Adds a signature; returns its id and the ids of earlier near-duplicates, most similar first.</summary>
+    public (int Id, List<int> Matches) Add(uint[] signature)
+    {
+        int id = _signatures.Count;
+        var candidates = new HashSet<int>();
+        for (int band = 0; band < Bands; band++)
+        {
+            ulong key = (ulong)band;
+            for (int r = 0; r < Rows; r++) key = TextHash.Mix(key ^ signature[band * Rows + r]);
+            if (!_buckets.TryGetValue(key, out var list)) _buckets[key] = list = [];
+            foreach (int other in list) candidates.Add(other);
+            list.Add(id);
+        }
+        _signatures.Add(signature);
+        var matches = candidates
+            .Select(c => (c, s: Similarity(signature, _signatures[c])))
+            .Where(x => x.s >= Threshold)
+            .OrderByDescending(x => x.s).ThenBy(x => x.c)
+            .Select(x => x.c).ToList();
+        return (id, matches);
+    }
+}
