@@ -92,3 +92,36 @@ public class DataCommandTests
         Assert.Equal("edgetune: /nonexistent/d.jsonl: no such file", r.Stderr.Trim());
     }
 }
+
+public class DataIngestStatsCommandTests
+{
+    private static List<string> Rows(int n, string tag) =>
+        Enumerable.Range(0, n).Select(i => JsonSerializer.Serialize(new { prompt = $"{tag} question {i} on item {i * 7919 % 1000}?", completion = $"{tag} answer {i}.", label = i % 2 == 0 ? "yes" : "no" })).ToList();
+
+    [Fact]
+    public void Ingest_refuses_a_test_row_and_stats_writes_a_card()
+    {
+        using var dir = new TempDir();
+        File.WriteAllLines(dir.File("d.jsonl"), Rows(200, "old"));
+        string data = dir.File("data");
+        Assert.Equal(0, CliRunner.Run("data", "split", dir.File("d.jsonl"), "--out", data).ExitCode);
+
+        string testRow = File.ReadLines(Path.Combine(data, "test.jsonl")).First();
+        File.WriteAllLines(dir.File("new.jsonl"), Rows(50, "new").Append(testRow));
+        var r = CliRunner.Run("data", "ingest", dir.File("new.jsonl"), "--into", data, "--source", "field", "--json");
+        Assert.Equal(1, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var finding = Assert.Single(doc.RootElement.GetProperty("findings").EnumerateArray());
+        Assert.Equal(("test-match", 51L), (finding.GetProperty("kind").GetString(), finding.GetProperty("line").GetInt64()));
+
+        string card = dir.File("CARD.md");
+        var stats = CliRunner.Run("data", "stats", data, "--model", RealTokenizers.Folder("llama3"), "--card", card);
+        Assert.Equal(0, stats.ExitCode);
+        string text = File.ReadAllText(card);
+        Assert.Contains("| train |", text);
+        Assert.Contains("| field |", text);
+        Assert.Contains("| unstated |", text);
+        Assert.Contains("## Length in tokens (templated)", text);
+        Assert.Contains("| yes |", text);
+    }
+}
