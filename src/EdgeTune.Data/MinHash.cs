@@ -13,7 +13,10 @@ public sealed class NearDuplicateIndex
     public const double Threshold = 0.7;
 
     private readonly List<uint[]> _signatures = [];
-    private readonly Dictionary<ulong, List<int>> _buckets = [];
+    // Buckets as linked lists through one array (head per band key, next per (id, band)): a List per bucket
+    // would cost an object per entry, which on millions of rows is gigabytes.
+    private readonly Dictionary<ulong, int> _heads = [];
+    private readonly List<int> _next = [];
 
     public int Count => _signatures.Count;
 
@@ -51,9 +54,11 @@ public sealed class NearDuplicateIndex
         {
             ulong key = (ulong)band;
             for (int r = 0; r < Rows; r++) key = TextHash.Mix(key ^ signature[band * Rows + r]);
-            if (!_buckets.TryGetValue(key, out var list)) _buckets[key] = list = [];
-            foreach (int other in list) candidates.Add(other);
-            list.Add(id);
+            int slot = id * Bands + band;
+            if (_heads.TryGetValue(key, out int head))
+                for (int s = head; s >= 0; s = _next[s]) candidates.Add(s / Bands);
+            _next.Add(_heads.TryGetValue(key, out int h) ? h : -1);
+            _heads[key] = slot;
         }
         _signatures.Add(signature);
         var matches = candidates
