@@ -94,7 +94,7 @@ public static class DatasetIngester
         return new(added, duplicates, heldBack, findings);
     }
 
-    private static uint[] Signature(DatasetExample e) => NearDuplicateIndex.Signature(string.Join(' ', e.Messages.Select(m => m.Content)));
+    private static ushort[] Signature(DatasetExample e) => NearDuplicateIndex.Signature(string.Join(' ', e.Messages.Select(m => m.Content)));
 
     private static DatasetExample WithProvenance(DatasetExample e, IngestOptions options)
     {
