@@ -27,6 +27,7 @@ public static class CliApp
             GenerateCommand.Create(console),
             ProfilesCommand.Create(console),
             BenchCommand.Create(console),
+            DataCommand.Create(console),
         };
 
         if (args.Length == 0)

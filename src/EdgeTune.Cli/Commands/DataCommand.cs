@@ -1,0 +1,189 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using EdgeTune.Core;
+using EdgeTune.Data;
+using EdgeTune.Data.Templating;
+
+namespace EdgeTune.Cli.Commands;
+
+/// <summary><c>edgetune data check|split|ingest|stats</c>: the quality report, the leak-proof split, new data, the dataset card.</summary>
+internal static class DataCommand
+{
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static Command Create(CliConsole console) =>
+        new("data",
+            "Training data: check its quality and split it into train, eval and test without leaks.\n\n" +
+            "Example: edgetune data check support.jsonl --model ./Qwen3-0.6B")
+        {
+            Check(console), Split(console), Ingest(console), Stats(console),
+        };
+
+    private static Argument<string[]> Files() => new("FILE")
+    {
+        Description = "JSONL, JSON (an array) or CSV files: {instruction, input, output}, {messages}, {prompt, completion|response}",
+        Arity = ArgumentArity.OneOrMore,
+    };
+
+    private static Option<string?> Map() => new("--map")
+    {
+        Description = "Other field or column names, as TARGET=FIELD,… (targets: messages, instruction, input, output, prompt, completion, system, label)",
+    };
+
+    private static Command Check(CliConsole console)
+    {
+        var files = Files();
+        var model = new Option<string?>("--model") { Description = "A .gguf file or Hugging Face folder: measure each example in tokens once rendered with its chat template" };
+        var maxTokens = new Option<int?>("--max-tokens") { Description = "Token limit per example (default: the model's context length, else 4096)" };
+        var map = Map();
+        var json = new Option<bool>("--json") { Description = "Print {\"findings\": [...], \"summary\": {...}} as JSON" };
+        var command = new Command("check",
+            "Report malformed lines, empty answers, duplicates and near-duplicates, conflicting answers, answers unlike the majority's format, " +
+            "over-length examples (with --model), label balance, PII (e-mail, phone, card numbers) and the dataset's size against the usual guidance. " +
+            "Exit 1 when there are errors, 0 with warnings only.\n\n" +
+            "Example: edgetune data check train.jsonl extra.csv --model model.gguf --json")
+        {
+            files, model, maxTokens, map, json,
+        };
+        command.SetAction(parse =>
+        {
+            var options = new CheckOptions();
+            if (parse.GetValue(model) is { } path)
+            {
+                var (template, tokenizer, context) = Templater.LoadModel(path);
+                var templater = new Templater(template, tokenizer);
+                options = options with { TokenCount = templater.CountTokens, MaxTokens = parse.GetValue(maxTokens) ?? context ?? 4096 };
+            }
+            var read = new ReadOptions { Fields = FieldMapping.Parse(parse.GetValue(map)) };
+            var checker = new DataChecker(options);
+            foreach (var item in DatasetReader.ReadAll(parse.GetValue(files)!, read)) checker.Add(item);
+            var report = checker.Finish();
+
+            if (parse.GetValue(json))
+            {
+                var findings = report.Findings.Select(f => new { kind = f.Kind, severity = f.SeverityName, file = f.File, line = f.Line, message = f.Message });
+                console.Out.WriteLine(JsonSerializer.Serialize(new { findings, summary = report.Summary }, Json));
+            }
+            else
+            {
+                foreach (var f in report.Findings) console.Out.WriteLine(f.ToString());
+                console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{report.Summary["examples"]} examples in {report.Summary["files"]} file(s): {report.Errors} error(s), {report.Warnings} warning(s); size: {report.Summary["size_guidance"]}"));
+            }
+            return report.Errors > 0 ? CliApp.Failure : CliApp.Success;
+        });
+        return command;
+    }
+
+    private static Command Split(CliConsole console)
+    {
+        var files = Files();
+        var outDir = new Option<string>("--out") { Description = "Folder for train.jsonl, eval.jsonl, test.jsonl and manifest.json", Required = true };
+        var test = new Option<double>("--test") { Description = "Fraction for the test split", DefaultValueFactory = _ => 0.15 };
+        var eval = new Option<double>("--eval") { Description = "Fraction for the eval split", DefaultValueFactory = _ => 0.05 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the hash rule", DefaultValueFactory = _ => 0 };
+        var force = new Option<bool>("--force") { Description = "Split from scratch even when that changes the frozen test split of --out" };
+        var map = Map();
+        var json = new Option<bool>("--json") { Description = "Print the counts as JSON" };
+        var command = new Command("split",
+            "Split examples into train, eval and test by a seeded hash of each normalised example: appending rows never moves a row, " +
+            "near-duplicates share a split, exact duplicates are written once. A test split already in --out is frozen.\n\n" +
+            "Example: edgetune data split support.jsonl --out data/ --test 0.15 --eval 0.05 --seed 1")
+        {
+            files, outDir, test, eval, seed, force, map, json,
+        };
+        command.SetAction(parse =>
+        {
+            string dir = parse.GetValue(outDir)!;
+            var result = DatasetSplitter.Split(parse.GetValue(files)!, dir, new SplitOptions
+            {
+                Test = parse.GetValue(test), Eval = parse.GetValue(eval), Seed = parse.GetValue(seed), Force = parse.GetValue(force),
+                Read = new ReadOptions { Fields = FieldMapping.Parse(parse.GetValue(map)) },
+            });
+            foreach (var f in result.Findings) console.Error.WriteLine($"edgetune: skipped: {f}");
+            if (parse.GetValue(json))
+                console.Out.WriteLine(JsonSerializer.Serialize(new { counts = result.Counts, duplicates = result.Duplicates, skipped = result.Findings.Count, manifest = Path.Combine(dir, Manifest.FileName) }, Json));
+            else
+                console.Out.WriteLine($"train {result.Counts["train"]}, eval {result.Counts["eval"]}, test {result.Counts["test"]} → {dir} " +
+                    $"({result.Duplicates} duplicate(s) written once, {result.Findings.Count} unreadable row(s) skipped)");
+            return CliApp.Success;
+        });
+        return command;
+    }
+
+    private static Command Ingest(CliConsole console)
+    {
+        var file = new Argument<string>("NEW") { Description = "New examples (JSONL, JSON or CSV), e.g. field data from the device agent" };
+        var into = new Option<string>("--into") { Description = "A split folder (made by edgetune data split)", Required = true };
+        var source = new Option<string?>("--source") { Description = "Provenance: where the rows come from (kept when a row states its own)" };
+        var device = new Option<string?>("--device") { Description = "Provenance: the device that produced them" };
+        var growTest = new Option<bool>("--grow-test") { Description = "Add rows that the hash rule puts in test to test.jsonl (default: hold them back in heldback.jsonl)" };
+        var map = Map();
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
+        var command = new Command("ingest",
+            "Add new examples to a split folder: provenance added, duplicates of any split skipped, matches of the frozen test split refused, the rest placed by the folder's hash rule. " +
+            "Exit 1 when a row matched the test split or could not be read (the other rows are added).\n\n" +
+            "Example: edgetune data ingest field-2026-03.jsonl --into data/ --source field --device pi5-01")
+        {
+            file, into, source, device, growTest, map, json,
+        };
+        command.SetAction(parse =>
+        {
+            var provenance = new Dictionary<string, string>();
+            if (parse.GetValue(source) is { } s) provenance["source"] = s;
+            if (parse.GetValue(device) is { } d) provenance["device"] = d;
+            var result = DatasetIngester.Ingest(parse.GetValue(file)!, parse.GetValue(into)!, new IngestOptions
+            {
+                Provenance = provenance, GrowTest = parse.GetValue(growTest), Read = new ReadOptions { Fields = FieldMapping.Parse(parse.GetValue(map)) },
+            });
+            if (parse.GetValue(json))
+            {
+                var findings = result.Findings.Select(f => new { kind = f.Kind, severity = f.SeverityName, file = f.File, line = f.Line, message = f.Message });
+                console.Out.WriteLine(JsonSerializer.Serialize(new { added = result.Added, duplicates = result.Duplicates, held_back = result.HeldBack, findings }, Json));
+            }
+            else
+            {
+                foreach (var f in result.Findings) console.Out.WriteLine(f.ToString());
+                console.Out.WriteLine($"added: train {result.Added["train"]}, eval {result.Added["eval"]}, test {result.Added["test"]}; " +
+                    $"{result.Duplicates} duplicate(s) skipped, {result.HeldBack} held back (test by the hash rule), {result.Findings.Count} refused or unreadable");
+            }
+            return result.Findings.Any(f => f.Severity == Severity.Error) ? CliApp.Failure : CliApp.Success;
+        });
+        return command;
+    }
+
+    private static Command Stats(CliConsole console)
+    {
+        var paths = new Argument<string[]>("PATH") { Description = "A split folder, or data files", Arity = ArgumentArity.OneOrMore };
+        var model = new Option<string?>("--model") { Description = "A .gguf file or Hugging Face folder: length percentiles in tokens once templated" };
+        var card = new Option<string?>("--card") { Description = "Write the dataset card (Markdown) to this file" };
+        var map = Map();
+        var json = new Option<bool>("--json") { Description = "Print the figures as JSON" };
+        var command = new Command("stats",
+            "Counts per split or file, token-length percentiles (with --model), labels, sources and the check summary; --card writes them as a Markdown dataset card.\n\n" +
+            "Example: edgetune data stats data/ --model ./Qwen3-0.6B --card data/CARD.md")
+        {
+            paths, model, card, map, json,
+        };
+        command.SetAction(parse =>
+        {
+            Func<DatasetExample, int>? count = null;
+            if (parse.GetValue(model) is { } path)
+            {
+                var (template, tokenizer, _) = Templater.LoadModel(path);
+                count = new Templater(template, tokenizer).CountTokens;
+            }
+            var list = parse.GetValue(paths)!;
+            var stats = DatasetStats.Compute(list, count, new ReadOptions { Fields = FieldMapping.Parse(parse.GetValue(map)) });
+            string markdown = stats.ToMarkdown(string.Join(", ", list.Select(p => Path.GetFileName(Path.TrimEndingDirectorySeparator(p)))));
+            if (parse.GetValue(card) is { } cardPath) File.WriteAllText(cardPath, markdown);
+            if (parse.GetValue(json))
+                console.Out.WriteLine(JsonSerializer.Serialize(new { parts = stats.Parts, tokens = stats.Tokens, labels = stats.Labels, sources = stats.Sources, check = stats.Check.Summary }, Json));
+            else console.Out.Write(markdown);
+            return CliApp.Success;
+        });
+        return command;
+    }
+}

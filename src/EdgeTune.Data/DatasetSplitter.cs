@@ -1,0 +1,179 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using EdgeTune.Core;
+
+namespace EdgeTune.Data;
+
+public sealed record SplitOptions
+{
+    public double Test { get; init; } = 0.15;
+    public double Eval { get; init; } = 0.05;
+    public ulong Seed { get; init; }
+    /// <summary>Recompute from scratch even when that changes a frozen test split.</summary>
+    public bool Force { get; init; }
+    public ReadOptions Read { get; init; } = new();
+}
+
+public sealed record SplitResult(IReadOnlyDictionary<string, int> Counts, int Duplicates, int Kept, IReadOnlyList<DataFinding> Findings);
+
+/// <summary>
+/// The leak-proof split. Which split an example lands in is a function of the seed and a hash of its
+/// normalised text, never of its position, so appending rows moves nothing. Near-duplicates (MinHash) form
+/// clusters that take the split of their representative (the smallest hash), so a paraphrase cannot sit in
+/// train while its twin is in test. The output folder's manifest freezes earlier assignments: a row seen
+/// before keeps its split, a new row near one seen before joins it, and a run that would change the test
+/// split (other fractions or seed, or test rows gone from the input) is refused unless forced.
+/// Two streaming passes: hashes and signatures first, then the rows are written; texts are never all in memory.
+/// </summary>
+public static class DatasetSplitter
+{
+    public static readonly string[] Splits = ["train", "eval", "test"];
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static SplitResult Split(IReadOnlyList<string> files, string outDir, SplitOptions options)
+    {
+        if (options.Test < 0 || options.Eval < 0 || options.Test + options.Eval >= 1)
+            throw new EdgeTuneException($"--test {options.Test} and --eval {options.Eval}: each must be at least 0 and together below 1");
+        var previous = options.Force ? null : Manifest.Load(outDir);
+        if (previous is not null && (previous.Seed != options.Seed || previous.Test != options.Test || previous.Eval != options.Eval))
+            throw new EdgeTuneException($"{Path.Combine(outDir, Manifest.FileName)}: the split was made with --seed {previous.Seed} --test {previous.Test} --eval {previous.Eval}; other values would change the frozen test split (use those, or --force)");
+
+        // Pass 1: identities and near-duplicate clusters.
+        var findings = new List<DataFinding>();
+        var hashes = new List<ulong>();
+        var seen = new HashSet<ulong>();
+        var index = new NearDuplicateIndex();
+        var parent = new List<int>();
+        int duplicates = 0;
+        foreach (var item in DatasetReader.ReadAll(files, options.Read))
+        {
+            if (item.Finding is { } f) { findings.Add(f); continue; }
+            ulong h = item.Example!.Hash;
+            if (!seen.Add(h)) { duplicates++; continue; }
+            var (id, matches) = index.Add(NearDuplicateIndex.Signature(string.Join(' ', item.Example.Messages.Select(m => m.Content))));
+            hashes.Add(h);
+            parent.Add(id);
+            foreach (int m in matches) Union(parent, id, m);
+        }
+
+        var split = Assign(hashes, parent, previous, options);
+        if (previous is not null)
+        {
+            int lost = previous.Hashes["test"].Count(h => !seen.Contains(Convert.ToUInt64(h, 16)));
+            if (lost > 0)
+                throw new EdgeTuneException($"{Path.Combine(outDir, Manifest.FileName)}: {lost} examples of the frozen test split are not in the input; splitting again would change the test split (add them back, or --force)");
+        }
+
+        // Pass 2: write each kept row once, into its split.
+        Directory.CreateDirectory(outDir);
+        var writers = Splits.ToDictionary(s => s, s => new StreamWriter(Path.Combine(outDir, s + ".jsonl.tmp"), false, new System.Text.UTF8Encoding(false)));
+        var written = new HashSet<ulong>();
+        var sources = new Dictionary<string, int>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var item in DatasetReader.ReadAll(files, options.Read))
+            {
+                if (item.Example is not { } e || !written.Add(e.Hash)) continue;
+                writers[split[e.Hash]].WriteLine(ChatJson(e));
+                sources[e.File] = sources.GetValueOrDefault(e.File) + 1;
+            }
+        }
+        finally
+        {
+            foreach (var w in writers.Values) w.Dispose();
+        }
+        foreach (var s in Splits) File.Move(Path.Combine(outDir, s + ".jsonl.tmp"), Path.Combine(outDir, s + ".jsonl"), overwrite: true);
+
+        var byName = Splits.ToDictionary(s => s, s => hashes.Where(h => split[h] == s).Select(TextHash.Hex).ToList());
+        var manifest = new Manifest(options.Seed, options.Test, options.Eval, byName.ToDictionary(kv => kv.Key, kv => kv.Value.Count),
+            files.Select(f => new ManifestSource(Path.GetFullPath(f), sources.GetValueOrDefault(f))).ToList(), duplicates, byName);
+        File.WriteAllText(Path.Combine(outDir, Manifest.FileName), JsonSerializer.Serialize(manifest, Json));
+        return new(manifest.Counts, duplicates, hashes.Count, findings);
+    }
+
+    /// <summary>Split of every hash: frozen ones keep theirs; a cluster with frozen members takes the strictest of them; others follow the hash rule.</summary>
+    private static Dictionary<ulong, string> Assign(List<ulong> hashes, List<int> parent, Manifest? previous, SplitOptions options)
+    {
+        var old = new Dictionary<ulong, string>();
+        if (previous is not null)
+            foreach (var (name, list) in previous.Hashes)
+                foreach (var hex in list) old[Convert.ToUInt64(hex, 16)] = name;
+
+        var clusters = Enumerable.Range(0, hashes.Count).GroupBy(i => Find(parent, i));
+        var result = new Dictionary<ulong, string>(hashes.Count);
+        foreach (var cluster in clusters)
+        {
+            var members = cluster.Select(i => hashes[i]).ToList();
+            var frozen = members.Where(old.ContainsKey).Select(h => old[h]).ToList();
+            // Test wins over eval over train: a new row near a test row must not train the model on the test answer.
+            string shared = frozen.Count > 0 ? Splits.Reverse().First(frozen.Contains) : Bucket(members.Min(), options);
+            foreach (var h in members) result[h] = old.GetValueOrDefault(h, shared);
+        }
+        return result;
+    }
+
+    /// <summary>The hash rule: a uniform number from (seed, hash), compared with the fractions.</summary>
+    public static string Bucket(ulong hash, SplitOptions options)
+    {
+        double u = (TextHash.Mix(hash ^ TextHash.Mix(options.Seed)) >> 11) * (1.0 / (1UL << 53));
+        return u < options.Test ? "test" : u < options.Test + options.Eval ? "eval" : "train";
+    }
+
+    /// <summary>One row in chat format, the format every later stage reads.</summary>
+    public static string ChatJson(DatasetExample e)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("messages");
+            foreach (var m in e.Messages)
+            {
+                w.WriteStartObject();
+                w.WriteString("role", m.Role);
+                w.WriteString("content", m.Content);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            if (e.Label is not null) w.WriteString("label", e.Label);
+            if (e.Provenance.Count > 0)
+            {
+                w.WriteStartObject("provenance");
+                foreach (var (k, v) in e.Provenance) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private static int Find(List<int> parent, int i)
+    {
+        while (parent[i] != i) { parent[i] = parent[parent[i]]; i = parent[i]; }
+        return i;
+    }
+
+    private static void Union(List<int> parent, int a, int b) => parent[Find(parent, a)] = Find(parent, b);
+}
+
+public sealed record ManifestSource(string File, int Examples);
+
+/// <summary>manifest.json of a split folder: how it was made and which example hashes each split holds.</summary>
+public sealed record Manifest(ulong Seed, double Test, double Eval, Dictionary<string, int> Counts, List<ManifestSource> Sources, int Duplicates, Dictionary<string, List<string>> Hashes)
+{
+    public const string FileName = "manifest.json";
+    public int Version { get; init; } = 1;
+
+    public static Manifest? Load(string dir)
+    {
+        string path = Path.Combine(dir, FileName);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var m = JsonSerializer.Deserialize<Manifest>(File.ReadAllText(path));
+            if (m?.Hashes is null || !DatasetSplitter.Splits.All(m.Hashes.ContainsKey)) throw new FileFormatException(path, "key 'hashes'", "missing or without train/eval/test");
+            return m;
+        }
+        catch (JsonException e) { throw new FileFormatException(path, $"line {(e.LineNumber ?? 0) + 1}", "not a valid manifest"); }
+    }
+}

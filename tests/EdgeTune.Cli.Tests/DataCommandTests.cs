@@ -1,0 +1,127 @@
+using System.Text.Json;
+using EdgeTune.Testing;
+
+namespace EdgeTune.Cli.Tests;
+
+public class DataCommandTests
+{
+    private static string Row(string prompt, string completion) => JsonSerializer.Serialize(new { prompt, completion });
+
+    private static List<string> Clean(int n) =>
+        Enumerable.Range(0, n).Select(i => Row($"Question number {i} about topic {i * 7919 % 1000}?", $"Answer {i}.")).ToList();
+
+    [Fact]
+    public void Check_json_lists_findings_with_file_and_line_and_exits_1_on_errors()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("d.jsonl");
+        var rows = Clean(3);
+        rows.Add("{broken");
+        rows.Add(Row("Empty?", " "));
+        File.WriteAllLines(file, rows);
+        var r = CliRunner.Run("data", "check", file, "--json");
+        Assert.Equal(1, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var findings = doc.RootElement.GetProperty("findings").EnumerateArray().ToList();
+        Assert.Contains(findings, f => f.GetProperty("kind").GetString() == "malformed" && f.GetProperty("line").GetInt64() == 4 && f.GetProperty("file").GetString() == file);
+        Assert.Contains(findings, f => f.GetProperty("kind").GetString() == "empty-answer" && f.GetProperty("line").GetInt64() == 5 && f.GetProperty("severity").GetString() == "error");
+        Assert.Equal(4, doc.RootElement.GetProperty("summary").GetProperty("examples").GetInt64());
+    }
+
+    [Fact]
+    public void Check_with_warnings_only_exits_0()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("d.jsonl");
+        File.WriteAllLines(file, Clean(20));
+        var r = CliRunner.Run("data", "check", file);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("warning: size: 20 examples", r.Stdout);
+    }
+
+    [Fact]
+    public void Check_with_model_reports_over_length_examples()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("d.jsonl");
+        var rows = Clean(3);
+        rows.Add(Row(string.Join(' ', Enumerable.Repeat("very long prompt", 50)), "Short."));
+        File.WriteAllLines(file, rows);
+        var r = CliRunner.Run("data", "check", file, "--model", RealTokenizers.Folder("qwen3"), "--max-tokens", "64");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains($"{file}:4: warning: over-length:", r.Stdout);
+        Assert.DoesNotContain($"{file}:3: warning: over-length", r.Stdout);
+    }
+
+    [Fact]
+    public void Check_csv_missing_column_is_a_one_line_error_naming_file_and_line()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("d.csv");
+        File.WriteAllText(file, "question,answer\nq,a\n");
+        var r = CliRunner.Run("data", "check", file);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains($"{file}:1: error: unreadable: header has no column 'prompt'", r.Stdout);
+        Assert.Equal(0, CliRunner.Run("data", "check", file, "--map", "prompt=question,completion=answer").ExitCode);
+    }
+
+    [Fact]
+    public void Split_writes_the_splits_and_refuses_to_change_a_frozen_test_split()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("d.jsonl");
+        File.WriteAllLines(file, Clean(200));
+        string outDir = dir.File("out");
+        var r = CliRunner.Run("data", "split", file, "--out", outDir, "--seed", "3", "--json");
+        Assert.Equal(0, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        Assert.Equal(200, doc.RootElement.GetProperty("counts").EnumerateObject().Sum(p => p.Value.GetInt32()));
+        Assert.All(new[] { "train.jsonl", "eval.jsonl", "test.jsonl", "manifest.json" }, f => Assert.True(File.Exists(Path.Combine(outDir, f))));
+
+        var again = CliRunner.Run("data", "split", file, "--out", outDir, "--seed", "4");
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("frozen test split", again.Stderr);
+        Assert.Single(again.Stderr.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void Missing_file_is_a_one_line_error()
+    {
+        var r = CliRunner.Run("data", "check", "/nonexistent/d.jsonl");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal("edgetune: /nonexistent/d.jsonl: no such file", r.Stderr.Trim());
+    }
+}
+
+public class DataIngestStatsCommandTests
+{
+    private static List<string> Rows(int n, string tag) =>
+        Enumerable.Range(0, n).Select(i => JsonSerializer.Serialize(new { prompt = $"{tag} question {i} on item {i * 7919 % 1000}?", completion = $"{tag} answer {i}.", label = i % 2 == 0 ? "yes" : "no" })).ToList();
+
+    [Fact]
+    public void Ingest_refuses_a_test_row_and_stats_writes_a_card()
+    {
+        using var dir = new TempDir();
+        File.WriteAllLines(dir.File("d.jsonl"), Rows(200, "old"));
+        string data = dir.File("data");
+        Assert.Equal(0, CliRunner.Run("data", "split", dir.File("d.jsonl"), "--out", data).ExitCode);
+
+        string testRow = File.ReadLines(Path.Combine(data, "test.jsonl")).First();
+        File.WriteAllLines(dir.File("new.jsonl"), Rows(50, "new").Append(testRow));
+        var r = CliRunner.Run("data", "ingest", dir.File("new.jsonl"), "--into", data, "--source", "field", "--json");
+        Assert.Equal(1, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var finding = Assert.Single(doc.RootElement.GetProperty("findings").EnumerateArray());
+        Assert.Equal(("test-match", 51L), (finding.GetProperty("kind").GetString(), finding.GetProperty("line").GetInt64()));
+
+        string card = dir.File("CARD.md");
+        var stats = CliRunner.Run("data", "stats", data, "--model", RealTokenizers.Folder("llama3"), "--card", card);
+        Assert.Equal(0, stats.ExitCode);
+        string text = File.ReadAllText(card);
+        Assert.Contains("| train |", text);
+        Assert.Contains("| field |", text);
+        Assert.Contains("| unstated |", text);
+        Assert.Contains("## Length in tokens (templated)", text);
+        Assert.Contains("| yes |", text);
+    }
+}
