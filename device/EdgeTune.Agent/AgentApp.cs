@@ -1,0 +1,137 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using EdgeTune.Agent.Api;
+using EdgeTune.Agent.Config;
+using EdgeTune.Agent.FieldLog;
+using EdgeTune.Agent.Serving;
+
+namespace EdgeTune.Agent;
+
+/// <summary>Builds the agent's web application from a validated configuration.</summary>
+public static class AgentApp
+{
+    /// <param name="runtimeFactory">How the model is loaded (tests wrap the real runtime); LLamaSharp by default.</param>
+    public static WebApplication Build(AgentConfig config, Func<AgentConfig, ITextRuntime>? runtimeFactory = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseUrls(config.Server.Listen);
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = config.Server.MaxBodyBytes);
+        builder.Host.UseSystemd();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(config.Server.LogLevel, true));
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+
+        builder.Services.AddSingleton(config);
+        builder.Services.AddSingleton(new RequestQueue(config.Server.QueueCapacity));
+        builder.Services.AddSingleton(runtimeFactory ?? (c => new LlamaSharpRuntime(c.Model)));
+        builder.Services.AddSingleton<ModelHost>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
+        var fieldLog = config.FieldLog.Enabled ? new FieldLogStore(config.FieldLog.Path) : null;
+        if (fieldLog is not null) builder.Services.AddSingleton(fieldLog);
+        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog));
+
+        var app = builder.Build();
+        var tokenBytes = Encoding.UTF8.GetBytes("Bearer " + config.Server.ApiToken);
+
+        // Errors in OpenAI's shape, whatever throws.
+        app.Use(async (context, next) =>
+        {
+            try
+            {
+                await next(context);
+            }
+            catch (ApiException e) when (!context.Response.HasStarted)
+            {
+                await e.WriteAsync(context);
+            }
+            catch (Microsoft.AspNetCore.Http.BadHttpRequestException e) when (!context.Response.HasStarted)
+            {
+                await new ApiException(e.StatusCode, e.StatusCode == 413 ? "the request body is larger than server.max_body_bytes" : e.Message,
+                    code: e.StatusCode == 413 ? "request_too_large" : "bad_request").WriteAsync(context);
+            }
+            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            {
+                // The client went away; generation was cancelled with it.
+            }
+            catch (Exception e) when (!context.Response.HasStarted)
+            {
+                app.Logger.LogError(e, "request failed");
+                await new ApiException(500, e.Message, "server_error", "internal_error").WriteAsync(context);
+            }
+        });
+
+        // Bearer token on everything but /health (compared in constant time).
+        app.Use(async (context, next) =>
+        {
+            if (context.Request.Path != "/health")
+            {
+                var given = Encoding.UTF8.GetBytes(context.Request.Headers.Authorization.ToString());
+                if (!CryptographicOperations.FixedTimeEquals(given, tokenBytes))
+                {
+                    await new ApiException(401, "missing or wrong API token (send 'Authorization: Bearer TOKEN')", "invalid_request_error", "invalid_api_key").WriteAsync(context);
+                    return;
+                }
+            }
+            await next(context);
+        });
+
+        var host = app.Services.GetRequiredService<ModelHost>();
+        var endpoints = app.Services.GetRequiredService<CompletionEndpoints>();
+
+        app.MapGet("/health", () => host.Ready
+            ? Results.Json(new { status = "ok", model = host.Runtime!.ModelName })
+            : Results.Json(new { status = host.LoadError is null ? "loading" : "error", error = host.LoadError }, statusCode: 503));
+
+        app.MapGet("/v1/models", () =>
+        {
+            var runtime = host.Runtime ?? throw new ApiException(503, "the model is still loading", "server_error", "model_not_ready");
+            return Results.Json(new
+            {
+                @object = "list",
+                data = new[] { new { id = runtime.ModelName, @object = "model", created = new DateTimeOffset(File.GetLastWriteTimeUtc(config.Model.Path)).ToUnixTimeSeconds(), owned_by = "edgetune" } },
+            });
+        });
+
+        app.MapPost("/v1/chat/completions", (HttpContext c) => endpoints.Handle(c, chat: true));
+        app.MapPost("/v1/completions", (HttpContext c) => endpoints.Handle(c, chat: false));
+
+        app.MapPost("/v1/feedback", async (HttpContext c) =>
+        {
+            if (fieldLog is null) throw new ApiException(409, "the field log is disabled (field_log.enabled = false)", code: "field_log_disabled");
+            using var doc = await CompletionRequest.ReadJsonAsync(c.Request, c.RequestAborted);
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw new ApiException(400, "the request body must be a JSON object", code: "invalid_json");
+            string id = root.TryGetProperty("completion_id", out var idElement) && idElement.ValueKind == JsonValueKind.String ? idElement.GetString()!
+                : throw new ApiException(400, "'completion_id' (a string) is required", code: "invalid_value", param: "completion_id");
+            int? rating = null;
+            if (root.TryGetProperty("rating", out var r) && r.ValueKind != JsonValueKind.Null)
+                rating = r.ValueKind == JsonValueKind.Number && r.TryGetInt32(out int v) ? v : throw new ApiException(400, "'rating' must be an integer", code: "invalid_value", param: "rating");
+            string? corrected = root.TryGetProperty("corrected", out var cr) && cr.ValueKind == JsonValueKind.String ? cr.GetString() : null;
+            string? comment = root.TryGetProperty("comment", out var cm) && cm.ValueKind == JsonValueKind.String ? cm.GetString() : null;
+            if (rating is null && corrected is null) throw new ApiException(400, "give a 'rating' and/or a 'corrected' answer", code: "invalid_value");
+            if (!fieldLog.AddFeedback(id, rating, corrected, comment))
+                throw new ApiException(404, $"no completion with id '{id}' in the field log", code: "completion_not_found", param: "completion_id");
+            return Results.Json(new { @object = "feedback", completion_id = id, rating, corrected });
+        });
+
+        app.MapGet("/v1/field-data", (HttpContext c) =>
+        {
+            if (fieldLog is null) throw new ApiException(409, "the field log is disabled (field_log.enabled = false)", code: "field_log_disabled");
+            long after = 0;
+            int limit = 1000;
+            if (c.Request.Query["after"] is { Count: > 0 } a && !long.TryParse(a[0], out after) || after < 0)
+                throw new ApiException(400, "'after' must be a cursor (a non-negative integer)", code: "invalid_value", param: "after");
+            if (c.Request.Query["limit"] is { Count: > 0 } l && (!int.TryParse(l[0], out limit) || limit < 1 || limit > 100_000))
+                throw new ApiException(400, "'limit' must be an integer in 1..100000", code: "invalid_value", param: "limit");
+            var (examples, next) = fieldLog.Export(after, limit);
+            c.Response.Headers["EdgeTune-Next-Cursor"] = next.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return Results.Text(string.Concat(examples.Select(e => e.ToJsonLine() + "\n")), "application/jsonl; charset=utf-8");
+        });
+
+        app.MapFallback(() => new ApiException(404, "no such endpoint", code: "not_found").ToResult());
+        app.Lifetime.ApplicationStopped.Register(() => fieldLog?.Dispose());
+        return app;
+    }
+}

@@ -1,0 +1,187 @@
+using EdgeTune.Core;
+using EdgeTune.Profiles.Toml;
+
+namespace EdgeTune.Agent.Config;
+
+/// <summary>A configuration that does not load: <c>file:line:column: key: message</c>, one line.</summary>
+public sealed class AgentConfigException : EdgeTuneException
+{
+    public AgentConfigException(string message) : base(message) { }
+    public AgentConfigException() : base("agent configuration error") { }
+    public AgentConfigException(string message, Exception inner) : base(message, inner) { }
+}
+
+public sealed record ServerConfig
+{
+    public string Listen { get; init; } = "http://127.0.0.1:8080";
+    public string ApiToken { get; init; } = "";
+    public int QueueCapacity { get; init; } = 8;
+    public double RequestTimeoutSeconds { get; init; } = 120;
+    public long MaxBodyBytes { get; init; } = 1 << 20;
+    public string LogLevel { get; init; } = "Information";
+}
+
+public sealed record ModelConfig
+{
+    public required string Path { get; init; }
+    public string Name { get; init; } = "";
+    public IReadOnlyList<string> Adapters { get; init; } = [];
+    public int Context { get; init; } = 2048;
+    public int Batch { get; init; } = 512;
+    public int Threads { get; init; } = Math.Clamp(Environment.ProcessorCount, 1, 4);
+    public int GpuLayers { get; init; }
+    public string? NativeLibrary { get; init; }
+    public int DefaultMaxTokens { get; init; } = 256;
+}
+
+public sealed record FieldLogConfig
+{
+    public string Path { get; init; } = "data/field.db";
+    public bool Enabled { get; init; } = true;
+    public string DeviceId { get; init; } = Environment.MachineName;
+}
+
+/// <summary>
+/// agent.toml: [server], [model], [field_log]. Every key is documented in device/EdgeTune.Agent/README.md;
+/// an unknown key, a wrong type or a bad value is refused with the file, line and column. Relative paths are
+/// relative to the configuration file's folder.
+/// </summary>
+public sealed record AgentConfig
+{
+    public required string File { get; init; }
+    public ServerConfig Server { get; init; } = new();
+    public required ModelConfig Model { get; init; }
+    public FieldLogConfig FieldLog { get; init; } = new();
+
+    public const string TokenVariable = "EDGETUNE_AGENT_TOKEN";
+
+    private static readonly Dictionary<string, string[]> Keys = new()
+    {
+        ["server"] = ["listen", "api_token", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level"],
+        ["model"] = ["path", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
+        ["field_log"] = ["path", "enabled", "device_id"],
+    };
+
+    /// <summary>Load and validate; <paramref name="checkFiles"/> also requires the model and adapter files to exist.</summary>
+    public static AgentConfig Load(string file, bool checkFiles = true)
+    {
+        if (!System.IO.File.Exists(file)) throw new AgentConfigException($"{file}: no such configuration file");
+        var diagnostics = new List<ProfileDiagnostic>();
+        var root = TomlDocument.Parse(System.IO.File.ReadAllText(file), file, diagnostics);
+        if (diagnostics.Count > 0) throw new AgentConfigException(diagnostics[0].ToString());
+        string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(file))!;
+
+        foreach (var (key, node) in root.Items)
+        {
+            if (!Keys.TryGetValue(key, out var allowed)) Fail(node, key, $"unknown section (expected one of {string.Join(", ", Keys.Keys.Select(k => $"[{k}]"))})");
+            if (node is not TomlTableNode table) { Fail(node, key, $"expected a table, found {node.Describe()}"); return null!; }
+            foreach (var (sub, value) in table.Items)
+                if (!allowed!.Contains(sub)) Fail(value, $"{key}.{sub}", $"unknown key (allowed in [{key}]: {string.Join(", ", allowed!)})");
+        }
+
+        var server = root["server"] as TomlTableNode;
+        var model = root["model"] as TomlTableNode;
+        var log = root["field_log"] as TomlTableNode;
+        if (model is null) throw new AgentConfigException($"{file}:1:1: model: missing [model] section (model.path is required)");
+        string Resolve(string p) => System.IO.Path.GetFullPath(System.IO.Path.Combine(dir, p));
+
+        var defaults = new ServerConfig();
+        string token = Environment.GetEnvironmentVariable(TokenVariable) is { Length: > 0 } env ? env : Str(server, "server", "api_token") ?? "";
+        var serverConfig = new ServerConfig
+        {
+            Listen = Str(server, "server", "listen") ?? defaults.Listen,
+            ApiToken = token,
+            QueueCapacity = (int)(Int(server, "server", "queue_capacity", 0, 100_000) ?? defaults.QueueCapacity),
+            RequestTimeoutSeconds = Num(server, "server", "request_timeout_seconds", 0.001, 86_400) ?? defaults.RequestTimeoutSeconds,
+            MaxBodyBytes = Int(server, "server", "max_body_bytes", 1024, 1L << 31) ?? defaults.MaxBodyBytes,
+            LogLevel = Str(server, "server", "log_level") ?? defaults.LogLevel,
+        };
+        if (server?["log_level"] is { } ll && !Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(serverConfig.LogLevel, true, out _))
+            Fail(ll, "server.log_level", "expected Trace, Debug, Information, Warning, Error, Critical or None");
+        if (server?["listen"] is { } listen && !Uri.TryCreate(serverConfig.Listen, UriKind.Absolute, out _))
+            Fail(listen, "server.listen", "expected a URL such as \"http://127.0.0.1:8080\"");
+        if (token.Length == 0)
+            throw new AgentConfigException($"{(server?["api_token"] ?? (TomlNode?)server ?? root).Location}: server.api_token: no API token (set server.api_token or the {TokenVariable} environment variable)");
+
+        var pathNode = model["path"];
+        string? modelPath = Str(model, "model", "path");
+        if (modelPath is null or "") throw new AgentConfigException($"{model.Location}: model.path: required (the GGUF to serve)");
+        modelPath = Resolve(modelPath);
+        if (checkFiles && !System.IO.File.Exists(modelPath)) Fail(pathNode!, "model.path", $"no such file: {modelPath}");
+        var adapters = new List<string>();
+        if (model["adapters"] is { } adaptersNode)
+        {
+            if (adaptersNode is not TomlArrayNode array) { Fail(adaptersNode, "model.adapters", $"expected an array of paths, found {adaptersNode.Describe()}"); return null!; }
+            foreach (var item in array.Items)
+            {
+                if (item is not TomlValueNode { Value: string s }) { Fail(item, "model.adapters", $"expected a path, found {item.Describe()}"); return null!; }
+                var full = Resolve(s);
+                if (checkFiles && !System.IO.File.Exists(full)) Fail(item, "model.adapters", $"no such file: {full}");
+                adapters.Add(full);
+            }
+        }
+        var modelDefaults = new ModelConfig { Path = modelPath };
+        var modelConfig = modelDefaults with
+        {
+            Name = Str(model, "model", "name") is { Length: > 0 } name ? name : System.IO.Path.GetFileNameWithoutExtension(modelPath),
+            Adapters = adapters,
+            Context = (int)(Int(model, "model", "context", 16, 1 << 20) ?? modelDefaults.Context),
+            Batch = (int)(Int(model, "model", "batch", 1, 1 << 16) ?? modelDefaults.Batch),
+            Threads = (int)(Int(model, "model", "threads", 1, 1024) ?? modelDefaults.Threads),
+            GpuLayers = (int)(Int(model, "model", "gpu_layers", 0, 100_000) ?? 0),
+            NativeLibrary = Str(model, "model", "native_library") is { Length: > 0 } lib ? Resolve(lib) : null,
+            DefaultMaxTokens = (int)(Int(model, "model", "default_max_tokens", 1, 1 << 20) ?? modelDefaults.DefaultMaxTokens),
+        };
+        if (checkFiles && modelConfig.NativeLibrary is { } native && !System.IO.File.Exists(native))
+            Fail(model["native_library"]!, "model.native_library", $"no such file: {native}");
+
+        var logDefaults = new FieldLogConfig();
+        var logConfig = new FieldLogConfig
+        {
+            Path = Resolve(Str(log, "field_log", "path") ?? logDefaults.Path),
+            Enabled = Bool(log, "field_log", "enabled") ?? true,
+            DeviceId = Str(log, "field_log", "device_id") ?? logDefaults.DeviceId,
+        };
+        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig };
+    }
+
+    private static void Fail(TomlNode node, string key, string message) =>
+        throw new AgentConfigException(new ProfileDiagnostic(node.Location, key, message).ToString());
+
+    private static string? Str(TomlTableNode? table, string section, string key)
+    {
+        if (table?[key] is not { } node) return null;
+        if (node is TomlValueNode { Value: string s }) return s;
+        Fail(node, $"{section}.{key}", $"expected a string, found {node.Describe()}");
+        return null;
+    }
+
+    private static bool? Bool(TomlTableNode? table, string section, string key)
+    {
+        if (table?[key] is not { } node) return null;
+        if (node is TomlValueNode { Value: bool b }) return b;
+        Fail(node, $"{section}.{key}", $"expected true or false, found {node.Describe()}");
+        return null;
+    }
+
+    private static long? Int(TomlTableNode? table, string section, string key, long min, long max)
+    {
+        if (table?[key] is not { } node) return null;
+        if (node is TomlValueNode { Value: long l })
+        {
+            if (l < min || l > max) Fail(node, $"{section}.{key}", $"{l} is out of range ({min}..{max})");
+            return l;
+        }
+        Fail(node, $"{section}.{key}", $"expected an integer, found {node.Describe()}");
+        return null;
+    }
+
+    private static double? Num(TomlTableNode? table, string section, string key, double min, double max)
+    {
+        if (table?[key] is not { } node) return null;
+        double? v = node is TomlValueNode { Value: long l } ? l : node is TomlValueNode { Value: double d } ? d : null;
+        if (v is null) Fail(node, $"{section}.{key}", $"expected a number, found {node.Describe()}");
+        if (v < min || v > max) Fail(node, $"{section}.{key}", $"{v} is out of range ({min}..{max})");
+        return v;
+    }
+}

@@ -1,0 +1,190 @@
+using System.Globalization;
+using System.Text.Json;
+using EdgeTune.Formats.FieldData;
+using Microsoft.Data.Sqlite;
+
+namespace EdgeTune.Agent.FieldLog;
+
+/// <summary>One completion as the field log keeps it.</summary>
+public sealed record CompletionRecord(
+    string Id, DateTimeOffset Created, string DeviceId, string Kind, string Model, string? Adapter,
+    IReadOnlyList<FieldMessage> Messages, string Output, IReadOnlyDictionary<string, object?> Sampling,
+    double LatencyMs, double TimeToFirstTokenMs, int PromptTokens, int CompletionTokens, string FinishReason);
+
+/// <summary>
+/// The field log: every completion and every feedback event in SQLite.
+/// Durability rule: a record is committed (journal_mode=WAL, synchronous=FULL: the WAL is fsynced at every
+/// commit) before the client gets the answer it belongs to, so an acknowledged record survives a crash or a
+/// power cut. Export is by cursor (the completion's row number), so a consumer that keeps the cursor it was
+/// given reads every record exactly once across restarts.
+/// </summary>
+public sealed class FieldLogStore : IDisposable
+{
+    private readonly SqliteConnection _connection;
+    private readonly Lock _lock = new();
+
+    public FieldLogStore(string path)
+    {
+        Path = path;
+        if (System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) is { } dir) Directory.CreateDirectory(dir);
+        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
+        _connection.Open();
+        Execute("PRAGMA journal_mode=WAL;");
+        Execute("PRAGMA synchronous=FULL;");
+        Execute("""
+            CREATE TABLE IF NOT EXISTS completions(
+              seq INTEGER PRIMARY KEY AUTOINCREMENT,
+              id TEXT NOT NULL UNIQUE,
+              created TEXT NOT NULL,
+              device_id TEXT NOT NULL,
+              kind TEXT NOT NULL,
+              model TEXT NOT NULL,
+              adapter TEXT,
+              messages TEXT NOT NULL,
+              output TEXT NOT NULL,
+              sampling TEXT NOT NULL,
+              latency_ms REAL NOT NULL,
+              ttft_ms REAL NOT NULL,
+              prompt_tokens INTEGER NOT NULL,
+              completion_tokens INTEGER NOT NULL,
+              finish_reason TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS feedback(
+              seq INTEGER PRIMARY KEY AUTOINCREMENT,
+              completion_id TEXT NOT NULL REFERENCES completions(id),
+              rating INTEGER,
+              corrected TEXT,
+              comment TEXT,
+              created TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS feedback_completion ON feedback(completion_id);
+            """);
+    }
+
+    public string Path { get; }
+
+    private void Execute(string sql)
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    /// <summary>Commits a completion; returns its cursor. Returns only once the record is durable.</summary>
+    public long Add(CompletionRecord r)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = """
+                INSERT INTO completions(id, created, device_id, kind, model, adapter, messages, output, sampling, latency_ms, ttft_ms, prompt_tokens, completion_tokens, finish_reason)
+                VALUES($id, $created, $device, $kind, $model, $adapter, $messages, $output, $sampling, $latency, $ttft, $pt, $ct, $finish);
+                SELECT last_insert_rowid();
+                """;
+            command.Parameters.AddWithValue("$id", r.Id);
+            command.Parameters.AddWithValue("$created", r.Created.ToString("O", CultureInfo.InvariantCulture));
+            command.Parameters.AddWithValue("$device", r.DeviceId);
+            command.Parameters.AddWithValue("$kind", r.Kind);
+            command.Parameters.AddWithValue("$model", r.Model);
+            command.Parameters.AddWithValue("$adapter", (object?)r.Adapter ?? DBNull.Value);
+            command.Parameters.AddWithValue("$messages", JsonSerializer.Serialize(r.Messages, FieldExample.JsonOptions));
+            command.Parameters.AddWithValue("$output", r.Output);
+            command.Parameters.AddWithValue("$sampling", JsonSerializer.Serialize(r.Sampling));
+            command.Parameters.AddWithValue("$latency", r.LatencyMs);
+            command.Parameters.AddWithValue("$ttft", r.TimeToFirstTokenMs);
+            command.Parameters.AddWithValue("$pt", r.PromptTokens);
+            command.Parameters.AddWithValue("$ct", r.CompletionTokens);
+            command.Parameters.AddWithValue("$finish", r.FinishReason);
+            return (long)command.ExecuteScalar()!;
+        }
+    }
+
+    /// <summary>Commits a feedback event; false when no completion has that id.</summary>
+    public bool AddFeedback(string completionId, int? rating, string? corrected, string? comment)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = """
+                INSERT INTO feedback(completion_id, rating, corrected, comment, created)
+                SELECT $id, $rating, $corrected, $comment, $created WHERE EXISTS(SELECT 1 FROM completions WHERE id = $id);
+                """;
+            command.Parameters.AddWithValue("$id", completionId);
+            command.Parameters.AddWithValue("$rating", (object?)rating ?? DBNull.Value);
+            command.Parameters.AddWithValue("$corrected", (object?)corrected ?? DBNull.Value);
+            command.Parameters.AddWithValue("$comment", (object?)comment ?? DBNull.Value);
+            command.Parameters.AddWithValue("$created", DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture));
+            return command.ExecuteNonQuery() == 1;
+        }
+    }
+
+    public long Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                using var command = _connection.CreateCommand();
+                command.CommandText = "SELECT count(*) FROM completions";
+                return (long)command.ExecuteScalar()!;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Up to <paramref name="limit"/> examples after <paramref name="after"/>, oldest first, each with its latest
+    /// feedback (a correction becomes the assistant's target), and the cursor to pass next time.
+    /// </summary>
+    public (IReadOnlyList<FieldExample> Examples, long Next) Export(long after, int limit)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = """
+                SELECT c.seq, c.id, c.created, c.device_id, c.kind, c.model, c.adapter, c.messages, c.output, c.sampling,
+                       c.latency_ms, c.prompt_tokens, c.completion_tokens, c.finish_reason,
+                       f.rating, f.corrected, f.comment, f.created
+                FROM completions c
+                LEFT JOIN feedback f ON f.seq = (SELECT max(seq) FROM feedback WHERE completion_id = c.id)
+                WHERE c.seq > $after ORDER BY c.seq LIMIT $limit;
+                """;
+            command.Parameters.AddWithValue("$after", after);
+            command.Parameters.AddWithValue("$limit", limit);
+            using var reader = command.ExecuteReader();
+            var examples = new List<FieldExample>();
+            long next = after;
+            while (reader.Read())
+            {
+                long seq = reader.GetInt64(0);
+                next = seq;
+                var messages = JsonSerializer.Deserialize<List<FieldMessage>>(reader.GetString(7), FieldExample.JsonOptions) ?? [];
+                string output = reader.GetString(8);
+                FieldFeedback? feedback = reader.IsDBNull(17) ? null : new FieldFeedback(
+                    reader.IsDBNull(14) ? null : reader.GetInt32(14),
+                    reader.IsDBNull(15) ? null : reader.GetString(15),
+                    reader.IsDBNull(16) ? null : reader.GetString(16),
+                    DateTimeOffset.Parse(reader.GetString(17), CultureInfo.InvariantCulture));
+                string? corrected = feedback?.Corrected;
+                messages.Add(new FieldMessage("assistant", corrected ?? output));
+                examples.Add(new FieldExample(messages, new FieldProvenance
+                {
+                    Id = reader.GetString(1),
+                    Cursor = seq,
+                    Created = DateTimeOffset.Parse(reader.GetString(2), CultureInfo.InvariantCulture),
+                    DeviceId = reader.GetString(3),
+                    Kind = reader.GetString(4),
+                    Model = reader.GetString(5),
+                    Adapter = reader.IsDBNull(6) ? null : reader.GetString(6),
+                    Sampling = JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(reader.GetString(9)),
+                    LatencyMs = reader.GetDouble(10),
+                    PromptTokens = reader.GetInt32(11),
+                    CompletionTokens = reader.GetInt32(12),
+                    FinishReason = reader.GetString(13),
+                    ModelOutput = corrected is null ? null : output,
+                    Feedback = feedback,
+                }));
+            }
+            return (examples, next);
+        }
+    }
+
+    public void Dispose() => _connection.Dispose();
+}
