@@ -27,15 +27,16 @@ public static class AgentApp
         builder.Services.AddSingleton(new RequestQueue(config.Server.QueueCapacity));
         builder.Services.AddSingleton(runtimeFactory ?? (c => new LlamaSharpRuntime(c.Model)));
         builder.Services.AddSingleton<ModelHost>();
+        var metrics = new AgentMetrics();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
         var fieldLog = config.FieldLog.Enabled ? new FieldLogStore(config.FieldLog.Path) : null;
         if (fieldLog is not null) builder.Services.AddSingleton(fieldLog);
-        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog));
+        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics));
 
         var app = builder.Build();
         var tokenBytes = Encoding.UTF8.GetBytes("Bearer " + config.Server.ApiToken);
 
-        // Errors in OpenAI's shape, whatever throws.
+        // Errors in OpenAI's shape, whatever throws; every request counted.
         app.Use(async (context, next) =>
         {
             try
@@ -59,6 +60,11 @@ public static class AgentApp
             {
                 app.Logger.LogError(e, "request failed");
                 await new ApiException(500, e.Message, "server_error", "internal_error").WriteAsync(context);
+            }
+            finally
+            {
+                if (context.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } route } && route != "/metrics")
+                    metrics.Request(route, context.Response.StatusCode);
             }
         });
 
@@ -128,6 +134,33 @@ public static class AgentApp
             var (examples, next) = fieldLog.Export(after, limit);
             c.Response.Headers["EdgeTune-Next-Cursor"] = next.ToString(System.Globalization.CultureInfo.InvariantCulture);
             return Results.Text(string.Concat(examples.Select(e => e.ToJsonLine() + "\n")), "application/jsonl; charset=utf-8");
+        });
+
+        app.MapGet("/metrics", () =>
+        {
+            long? bytes = fieldLog is null ? null
+                : new[] { "", "-wal", "-shm" }.Select(x => new FileInfo(fieldLog.Path + x)).Where(f => f.Exists).Sum(f => f.Length);
+            return Results.Text(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes), "text/plain; version=0.0.4; charset=utf-8");
+        });
+
+        app.MapGet("/v1/adapters", () =>
+        {
+            var runtime = host.Runtime ?? throw new ApiException(503, "the model is still loading", "server_error", "model_not_ready");
+            return Results.Json(new { @object = "list", active = runtime.ActiveAdapter, data = runtime.Adapters.Select(a => new { id = a, @object = "adapter", active = a == runtime.ActiveAdapter }) });
+        });
+
+        // Switches the LoRA adapter on the loaded base (no reload); {"adapter": null} serves the bare base.
+        app.MapPost("/v1/adapters/active", async (HttpContext c) =>
+        {
+            var runtime = host.Runtime ?? throw new ApiException(503, "the model is still loading", "server_error", "model_not_ready");
+            using var doc = await CompletionRequest.ReadJsonAsync(c.Request, c.RequestAborted);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("adapter", out var a) || a.ValueKind is not (JsonValueKind.String or JsonValueKind.Null))
+                throw new ApiException(400, "expected {\"adapter\": NAME or null}", code: "invalid_value", param: "adapter");
+            string? name = a.GetString();
+            if (name is not null && !runtime.Adapters.Contains(name))
+                throw new ApiException(400, $"no adapter named '{name}' (loaded: {string.Join(", ", runtime.Adapters)})", code: "adapter_not_found", param: "adapter");
+            runtime.SetAdapter(name); // waits for a generation in progress (the runtime's lock)
+            return Results.Json(new { @object = "adapter", active = runtime.ActiveAdapter });
         });
 
         app.MapFallback(() => new ApiException(404, "no such endpoint", code: "not_found").ToResult());

@@ -36,7 +36,30 @@ public static class TinyAgentModel
         return path;
     }
 
-    public static string WriteConfig(string folder, string modelPath, string listen = "http://127.0.0.1:0", int queueCapacity = 8, string extra = "")
+    /// <summary>A strong GGUF LoRA adapter on ffn_down of every layer (convert_lora_to_gguf.py's layout), so greedy output changes.</summary>
+    public static void WriteLora(string path, int rank = 4)
+    {
+        var writer = new GgufWriter();
+        writer.Metadata.Set("general.architecture", GgufValue.String("llama"));
+        writer.Metadata.Set("general.type", GgufValue.String("adapter"));
+        writer.Metadata.Set("adapter.type", GgufValue.String("lora"));
+        writer.Metadata.Set("adapter.lora.alpha", GgufValue.F32(rank));
+        var rng = new Random(11);
+        for (int layer = 0; layer < Config.Layers; layer++)
+        {
+            foreach (var (suffix, shape) in new[] { ("lora_a", new long[] { Config.FeedForward, rank }), ("lora_b", new long[] { rank, Config.Embedding }) })
+            {
+                var values = new float[shape[0] * shape[1]];
+                for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5) * 2f;
+                var data = new byte[values.Length * 4];
+                Buffer.BlockCopy(values, 0, data, 0, data.Length);
+                writer.AddTensor($"blk.{layer}.ffn_down.weight.{suffix}", EdgeTune.Core.GgmlType.F32, shape, data);
+            }
+        }
+        writer.Write(path);
+    }
+
+    public static string WriteConfig(string folder, string modelPath, string listen = "http://127.0.0.1:0", int queueCapacity = 8, string extra = "", string adapters = "")
     {
         string path = Path.Combine(folder, "agent.toml");
         File.WriteAllText(path, $"""
@@ -50,6 +73,7 @@ public static class TinyAgentModel
             [model]
             path = "{modelPath}"
             name = "tiny"
+            adapters = [{adapters}]
             context = 256
             threads = 2
             default_max_tokens = 16
@@ -70,12 +94,15 @@ public sealed class AgentFixture : IAsyncLifetime
     private readonly int _queueCapacity;
     private readonly Func<AgentConfig, ITextRuntime>? _factory;
 
+    private readonly bool _withAdapter;
+
     public AgentFixture() : this(8, null) { }
 
-    internal AgentFixture(int queueCapacity, Func<AgentConfig, ITextRuntime>? factory)
+    internal AgentFixture(int queueCapacity, Func<AgentConfig, ITextRuntime>? factory, bool withAdapter = false)
     {
         _queueCapacity = queueCapacity;
         _factory = factory;
+        _withAdapter = withAdapter;
     }
 
     public WebApplication App { get; private set; } = null!;
@@ -87,7 +114,13 @@ public sealed class AgentFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         string model = TinyAgentModel.Write(_dir.Path);
-        var config = AgentConfig.Load(TinyAgentModel.WriteConfig(_dir.Path, model, queueCapacity: _queueCapacity));
+        string adapters = "";
+        if (_withAdapter)
+        {
+            TinyAgentModel.WriteLora(Path.Combine(_dir.Path, "support.gguf"));
+            adapters = "\"support.gguf\"";
+        }
+        var config = AgentConfig.Load(TinyAgentModel.WriteConfig(_dir.Path, model, queueCapacity: _queueCapacity, adapters: adapters));
         App = AgentApp.Build(config, _factory);
         await App.StartAsync();
         var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

@@ -9,7 +9,7 @@ using EdgeTune.Formats.FieldData;
 namespace EdgeTune.Agent.Api;
 
 /// <summary>POST /v1/chat/completions and /v1/completions, plain and SSE streaming.</summary>
-internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log)
+internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log, AgentMetrics metrics)
 {
     public async Task Handle(HttpContext context, bool chat)
     {
@@ -130,6 +130,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
 
     private void Record(string id, bool chat, CompletionRequest request, ITextRuntime runtime, string? adapter, SamplingSettings sampling, GenerationResult result, double latencyMs)
     {
+        metrics.Generation(latencyMs / 1000, result.TimeToFirstTokenMs / 1000, result.PromptTokens, result.CompletionTokens, (result.GenerationMs - result.TimeToFirstTokenMs) / 1000);
         if (log is null || request.LogOptOut) return;
         var messages = chat
             ? request.Messages!.Select(m => new FieldMessage(m.Role, m.Content)).ToList()

@@ -5,8 +5,8 @@ public sealed record ChatMessage(string Role, string Content);
 /// <summary>Sampling settings of one request (OpenAI's names). Temperature 0 is greedy.</summary>
 public sealed record SamplingSettings(int MaxTokens, float Temperature, float TopP, uint? Seed, IReadOnlyList<string> Stop);
 
-/// <summary>What a generation produced. FinishReason is OpenAI's: "stop" (end of text or a stop sequence) or "length".</summary>
-public sealed record GenerationResult(string Text, int PromptTokens, int CompletionTokens, string FinishReason, double TimeToFirstTokenMs);
+/// <summary>What a generation produced. GenerationMs is the runtime's own time (prompt and decode). FinishReason is OpenAI's: "stop" (end of text or a stop sequence) or "length".</summary>
+public sealed record GenerationResult(string Text, int PromptTokens, int CompletionTokens, string FinishReason, double TimeToFirstTokenMs, double GenerationMs);
 
 /// <summary>A prompt that does not fit the model's context.</summary>
 public sealed class PromptTooLongException(string message) : Exception(message)

@@ -161,7 +161,7 @@ public sealed class LlamaSharpRuntime : ITextRuntime
                 logitsIndex = 0;
             }
             if (finish == "length" || !stops.Stopped) stops.Flush();
-            return new GenerationResult(stops.Text, promptTokens.Length, generated, finish, ttft);
+            return new GenerationResult(stops.Text, promptTokens.Length, generated, finish, ttft, clock.Elapsed.TotalMilliseconds);
         }
     }
 
