@@ -170,6 +170,17 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void The_sample_config_is_valid()
+    {
+        string root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "EdgeTune.sln"))) root = Path.GetDirectoryName(root)!;
+        var config = EdgeTune.Agent.Config.AgentConfig.Load(Path.Combine(root, "device/EdgeTune.Agent/deploy/agent.toml"), checkFiles: false);
+        Assert.Equal("base", config.Model.Name);
+        Assert.Equal(2048, config.Model.Context);
+        Assert.Single(config.Model.Adapters);
+    }
+
+    [Fact]
     public void The_models_chat_template_is_applied()
     {
         using var dir = new TempDir();
