@@ -29,11 +29,16 @@ public static class AgentApp
         builder.Services.AddSingleton<ModelHost>();
         var metrics = new AgentMetrics();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
-        var fieldLog = config.FieldLog.Enabled ? new FieldLogStore(config.FieldLog.Path) : null;
+        var redactor = new Redactor(config.FieldLog.Redact, config.FieldLog.RedactReplacement);
+        ILogger? fieldLogLogger = null;
+        var fieldLog = config.FieldLog.Enabled
+            ? new FieldLogStore(config.FieldLog.Path, config.FieldLog.MaxRecords, message => fieldLogLogger?.LogWarning("{Message}", message))
+            : null;
         if (fieldLog is not null) builder.Services.AddSingleton(fieldLog);
-        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics));
+        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics, redactor));
 
         var app = builder.Build();
+        fieldLogLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeTune.Agent.FieldLog");
         var tokenBytes = Encoding.UTF8.GetBytes("Bearer " + config.Server.ApiToken);
 
         // Errors in OpenAI's shape, whatever throws; every request counted.
@@ -117,7 +122,7 @@ public static class AgentApp
             string? corrected = root.TryGetProperty("corrected", out var cr) && cr.ValueKind == JsonValueKind.String ? cr.GetString() : null;
             string? comment = root.TryGetProperty("comment", out var cm) && cm.ValueKind == JsonValueKind.String ? cm.GetString() : null;
             if (rating is null && corrected is null) throw new ApiException(400, "give a 'rating' and/or a 'corrected' answer", code: "invalid_value");
-            if (!fieldLog.AddFeedback(id, rating, corrected, comment))
+            if (!fieldLog.AddFeedback(id, rating, corrected is null ? null : redactor.Apply(corrected), comment is null ? null : redactor.Apply(comment)))
                 throw new ApiException(404, $"no completion with id '{id}' in the field log", code: "completion_not_found", param: "completion_id");
             return Results.Json(new { @object = "feedback", completion_id = id, rating, corrected });
         });
@@ -140,7 +145,7 @@ public static class AgentApp
         {
             long? bytes = fieldLog is null ? null
                 : new[] { "", "-wal", "-shm" }.Select(x => new FileInfo(fieldLog.Path + x)).Where(f => f.Exists).Sum(f => f.Length);
-            return Results.Text(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes), "text/plain; version=0.0.4; charset=utf-8");
+            return Results.Text(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes, fieldLog?.Unexported, fieldLog?.Evicted), "text/plain; version=0.0.4; charset=utf-8");
         });
 
         app.MapGet("/v1/adapters", () =>

@@ -98,8 +98,11 @@ public sealed class AgentFixture : IAsyncLifetime
 
     public AgentFixture() : this(8, null) { }
 
-    internal AgentFixture(int queueCapacity, Func<AgentConfig, ITextRuntime>? factory, bool withAdapter = false)
+    private readonly string _extra = "";
+
+    internal AgentFixture(int queueCapacity, Func<AgentConfig, ITextRuntime>? factory, bool withAdapter = false, string extra = "")
     {
+        _extra = extra;
         _queueCapacity = queueCapacity;
         _factory = factory;
         _withAdapter = withAdapter;
@@ -120,7 +123,7 @@ public sealed class AgentFixture : IAsyncLifetime
             TinyAgentModel.WriteLora(Path.Combine(_dir.Path, "support.gguf"));
             adapters = "\"support.gguf\"";
         }
-        var config = AgentConfig.Load(TinyAgentModel.WriteConfig(_dir.Path, model, queueCapacity: _queueCapacity, adapters: adapters));
+        var config = AgentConfig.Load(TinyAgentModel.WriteConfig(_dir.Path, model, queueCapacity: _queueCapacity, adapters: adapters, extra: _extra));
         App = AgentApp.Build(config, _factory);
         await App.StartAsync();
         var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

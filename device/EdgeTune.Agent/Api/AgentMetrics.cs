@@ -36,7 +36,7 @@ public sealed class AgentMetrics
     }
 
     /// <summary>The text of /metrics; gauges are read at the moment of the scrape.</summary>
-    public string Write(int queueDepth, bool ready, long? fieldLogRecords, long? fieldLogBytes)
+    public string Write(int queueDepth, bool ready, long? fieldLogRecords, long? fieldLogBytes, long? fieldLogUnexported = null, long? fieldLogEvicted = null)
     {
         var s = new StringBuilder();
         lock (_lock)
@@ -57,6 +57,10 @@ public sealed class AgentMetrics
             s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_records Completions in the field log.\n# TYPE edgetune_field_log_records gauge\nedgetune_field_log_records {records}\n");
         if (fieldLogBytes is { } bytes)
             s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_bytes Size of the field log on disk (database and WAL).\n# TYPE edgetune_field_log_bytes gauge\nedgetune_field_log_bytes {bytes}\n");
+        if (fieldLogUnexported is { } lag)
+            s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_unexported Records after the last cursor an export consumer passed back (export lag).\n# TYPE edgetune_field_log_unexported gauge\nedgetune_field_log_unexported {lag}\n");
+        if (fieldLogEvicted is { } evicted)
+            s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_evicted_total Records evicted by field_log.max_records.\n# TYPE edgetune_field_log_evicted_total counter\nedgetune_field_log_evicted_total {evicted}\n");
         return s.ToString();
     }
 

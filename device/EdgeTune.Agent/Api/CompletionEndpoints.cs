@@ -9,7 +9,7 @@ using EdgeTune.Formats.FieldData;
 namespace EdgeTune.Agent.Api;
 
 /// <summary>POST /v1/chat/completions and /v1/completions, plain and SSE streaming.</summary>
-internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log, AgentMetrics metrics)
+internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log, AgentMetrics metrics, Redactor redactor)
 {
     public async Task Handle(HttpContext context, bool chat)
     {
@@ -132,11 +132,12 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
     {
         metrics.Generation(latencyMs / 1000, result.TimeToFirstTokenMs / 1000, result.PromptTokens, result.CompletionTokens, (result.GenerationMs - result.TimeToFirstTokenMs) / 1000);
         if (log is null || request.LogOptOut) return;
+        if (config.FieldLog.SampleRate < 1 && Random.Shared.NextDouble() >= config.FieldLog.SampleRate) return;
         var messages = chat
-            ? request.Messages!.Select(m => new FieldMessage(m.Role, m.Content)).ToList()
-            : [new FieldMessage("user", request.Prompt!)];
+            ? request.Messages!.Select(m => new FieldMessage(m.Role, redactor.Apply(m.Content))).ToList()
+            : [new FieldMessage("user", redactor.Apply(request.Prompt!))];
         log.Add(new CompletionRecord(id, DateTimeOffset.UtcNow, config.FieldLog.DeviceId, chat ? "chat" : "completion", runtime.ModelName, adapter,
-            messages, result.Text,
+            messages, redactor.Apply(result.Text),
             new Dictionary<string, object?>
             {
                 ["max_tokens"] = sampling.MaxTokens, ["temperature"] = sampling.Temperature, ["top_p"] = sampling.TopP,

@@ -39,6 +39,17 @@ public sealed record FieldLogConfig
     public string Path { get; init; } = "data/field.db";
     public bool Enabled { get; init; } = true;
     public string DeviceId { get; init; } = Environment.MachineName;
+
+    /// <summary>Row cap; 0 is unbounded. Past it, the oldest exported records without feedback are evicted.</summary>
+    public long MaxRecords { get; init; }
+
+    /// <summary>Fraction of completions recorded (feedback on an unrecorded completion is 404).</summary>
+    public double SampleRate { get; init; } = 1.0;
+
+    /// <summary>Redaction rules: built-in names (email, phone, ipv4, card) or .NET regular expressions.</summary>
+    public IReadOnlyList<string> Redact { get; init; } = [];
+
+    public string RedactReplacement { get; init; } = "[redacted]";
 }
 
 /// <summary>
@@ -59,7 +70,7 @@ public sealed record AgentConfig
     {
         ["server"] = ["listen", "api_token", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level"],
         ["model"] = ["path", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
-        ["field_log"] = ["path", "enabled", "device_id"],
+        ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
     };
 
     /// <summary>Load and validate; <paramref name="checkFiles"/> also requires the model and adapter files to exist.</summary>
@@ -141,7 +152,23 @@ public sealed record AgentConfig
             Path = Resolve(Str(log, "field_log", "path") ?? logDefaults.Path),
             Enabled = Bool(log, "field_log", "enabled") ?? true,
             DeviceId = Str(log, "field_log", "device_id") ?? logDefaults.DeviceId,
+            MaxRecords = Int(log, "field_log", "max_records", 0, long.MaxValue) ?? 0,
+            SampleRate = Num(log, "field_log", "sample_rate", 0, 1) ?? 1.0,
+            RedactReplacement = Str(log, "field_log", "redact_replacement") ?? logDefaults.RedactReplacement,
         };
+        if (log?["redact"] is { } redactNode)
+        {
+            if (redactNode is not TomlArrayNode rules) { Fail(redactNode, "field_log.redact", $"expected an array of rule names or regular expressions, found {redactNode.Describe()}"); return null!; }
+            var list = new List<string>();
+            foreach (var rule in rules.Items)
+            {
+                if (rule is not TomlValueNode { Value: string r }) { Fail(rule, "field_log.redact", $"expected a rule name or a regular expression, found {rule.Describe()}"); return null!; }
+                try { _ = EdgeTune.Agent.FieldLog.Redactor.Compile(r); }
+                catch (ArgumentException e) { Fail(rule, "field_log.redact", $"'{r}' is not a valid regular expression ({e.Message})"); }
+                list.Add(r);
+            }
+            logConfig = logConfig with { Redact = list };
+        }
         return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig };
     }
 

@@ -23,9 +23,16 @@ public sealed class FieldLogStore : IDisposable
     private readonly SqliteConnection _connection;
     private readonly Lock _lock = new();
 
-    public FieldLogStore(string path)
+    private readonly long _maxRecords;
+    private readonly Action<string>? _onEvict;
+
+    /// <param name="maxRecords">Row cap (0: unbounded). Past it, the oldest records that carry no feedback and were
+    /// already exported (at or before the cursor a consumer has since passed back) are deleted.</param>
+    public FieldLogStore(string path, long maxRecords = 0, Action<string>? onEvict = null)
     {
         Path = path;
+        _maxRecords = maxRecords;
+        _onEvict = onEvict;
         if (System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) is { } dir) Directory.CreateDirectory(dir);
         _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
         _connection.Open();
@@ -56,7 +63,64 @@ public sealed class FieldLogStore : IDisposable
               comment TEXT,
               created TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS feedback_completion ON feedback(completion_id);
+            CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
             """);
+    }
+
+    /// <summary>Records evicted by the row cap since start.</summary>
+    public long Evicted { get; private set; }
+
+    /// <summary>The highest cursor a consumer has passed back (everything at or before it was received).</summary>
+    public long Acknowledged
+    {
+        get
+        {
+            lock (_lock) return Scalar("SELECT coalesce((SELECT value FROM state WHERE key = 'acknowledged'), 0)");
+        }
+    }
+
+    /// <summary>Records not yet acknowledged by an export consumer (the export lag).</summary>
+    public long Unexported
+    {
+        get
+        {
+            lock (_lock) return Scalar("SELECT count(*) FROM completions WHERE seq > coalesce((SELECT value FROM state WHERE key = 'acknowledged'), 0)");
+        }
+    }
+
+    private long Scalar(string sql)
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = sql;
+        return (long)command.ExecuteScalar()!;
+    }
+
+    private void Acknowledge(long cursor)
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = "INSERT INTO state(key, value) VALUES('acknowledged', $c) ON CONFLICT(key) DO UPDATE SET value = max(value, $c)";
+        command.Parameters.AddWithValue("$c", cursor);
+        command.ExecuteNonQuery();
+    }
+
+    private void Evict()
+    {
+        long count = Scalar("SELECT count(*) FROM completions");
+        if (count <= _maxRecords) return;
+        using var command = _connection.CreateCommand();
+        command.CommandText = """
+            DELETE FROM completions WHERE seq IN (
+              SELECT c.seq FROM completions c
+              WHERE c.seq <= coalesce((SELECT value FROM state WHERE key = 'acknowledged'), 0)
+                AND NOT EXISTS(SELECT 1 FROM feedback f WHERE f.completion_id = c.id)
+              ORDER BY c.seq LIMIT $n);
+            """;
+        command.Parameters.AddWithValue("$n", count - _maxRecords);
+        int deleted = command.ExecuteNonQuery();
+        Evicted += deleted;
+        if (deleted > 0) _onEvict?.Invoke($"field log over its cap of {_maxRecords} records: evicted the {deleted} oldest exported records without feedback");
+        if (count - deleted > _maxRecords)
+            _onEvict?.Invoke($"field log holds {count - deleted} records, over its cap of {_maxRecords}: the rest are not yet exported or carry feedback, so they are kept");
     }
 
     public string Path { get; }
@@ -93,7 +157,9 @@ public sealed class FieldLogStore : IDisposable
             command.Parameters.AddWithValue("$pt", r.PromptTokens);
             command.Parameters.AddWithValue("$ct", r.CompletionTokens);
             command.Parameters.AddWithValue("$finish", r.FinishReason);
-            return (long)command.ExecuteScalar()!;
+            long seq = (long)command.ExecuteScalar()!;
+            if (_maxRecords > 0) Evict();
+            return seq;
         }
     }
 
@@ -137,6 +203,8 @@ public sealed class FieldLogStore : IDisposable
     {
         lock (_lock)
         {
+            // Asking for records after a cursor acknowledges everything up to it (eviction may then take those).
+            if (after > 0) Acknowledge(after);
             using var command = _connection.CreateCommand();
             command.CommandText = """
                 SELECT c.seq, c.id, c.created, c.device_id, c.kind, c.model, c.adapter, c.messages, c.output, c.sampling,
