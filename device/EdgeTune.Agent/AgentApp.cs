@@ -12,7 +12,8 @@ namespace EdgeTune.Agent;
 public static class AgentApp
 {
     /// <param name="runtimeFactory">How the model is loaded (tests wrap the real runtime); LLamaSharp by default.</param>
-    public static WebApplication Build(AgentConfig config, Func<AgentConfig, ITextRuntime>? runtimeFactory = null)
+    /// <param name="gpioFactory">The GPIO controller when [gpio] is enabled (tests pass one over a fake driver); libgpiod by default.</param>
+    public static WebApplication Build(AgentConfig config, Func<AgentConfig, ITextRuntime>? runtimeFactory = null, Func<System.Device.Gpio.GpioController>? gpioFactory = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.WebHost.UseUrls(config.Server.Listen);
@@ -36,6 +37,12 @@ public static class AgentApp
             : null;
         if (fieldLog is not null) builder.Services.AddSingleton(fieldLog);
         builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics, redactor));
+
+        if (config.Gpio.Enabled)
+            builder.Services.AddHostedService(sp => new GpioService(config,
+                gpioFactory ?? (() => new System.Device.Gpio.GpioController(new System.Device.Gpio.Drivers.LibGpiodDriver(config.Gpio.Chip))),
+                sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), sp.GetRequiredService<CompletionEndpoints>(), fieldLog,
+                sp.GetRequiredService<ILogger<GpioService>>()));
 
         var app = builder.Build();
         fieldLogLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeTune.Agent.FieldLog");

@@ -100,8 +100,11 @@ public sealed class AgentFixture : IAsyncLifetime
 
     private readonly string _extra = "";
 
-    internal AgentFixture(int queueCapacity, Func<AgentConfig, ITextRuntime>? factory, bool withAdapter = false, string extra = "")
+    private readonly Func<System.Device.Gpio.GpioController>? _gpio;
+
+    internal AgentFixture(int queueCapacity, Func<AgentConfig, ITextRuntime>? factory, bool withAdapter = false, string extra = "", Func<System.Device.Gpio.GpioController>? gpio = null)
     {
+        _gpio = gpio;
         _extra = extra;
         _queueCapacity = queueCapacity;
         _factory = factory;
@@ -124,7 +127,7 @@ public sealed class AgentFixture : IAsyncLifetime
             adapters = "\"support.gguf\"";
         }
         var config = AgentConfig.Load(TinyAgentModel.WriteConfig(_dir.Path, model, queueCapacity: _queueCapacity, adapters: adapters, extra: _extra));
-        App = AgentApp.Build(config, _factory);
+        App = AgentApp.Build(config, _factory, _gpio);
         await App.StartAsync();
         var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         BaseAddress = new Uri(address);

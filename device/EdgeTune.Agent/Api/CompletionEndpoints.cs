@@ -11,6 +11,9 @@ namespace EdgeTune.Agent.Api;
 /// <summary>POST /v1/chat/completions and /v1/completions, plain and SSE streaming.</summary>
 internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log, AgentMetrics metrics, Redactor redactor)
 {
+    /// <summary>The most recent completion in the field log (what a feedback button rates).</summary>
+    public volatile string? LastLoggedId;
+
     public async Task Handle(HttpContext context, bool chat)
     {
         var aborted = context.RequestAborted;
@@ -144,5 +147,6 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
                 ["seed"] = sampling.Seed, ["stop"] = sampling.Stop,
             },
             latencyMs, result.TimeToFirstTokenMs, result.PromptTokens, result.CompletionTokens, result.FinishReason));
+        LastLoggedId = id;
     }
 }

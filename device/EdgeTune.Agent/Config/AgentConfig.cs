@@ -52,6 +52,17 @@ public sealed record FieldLogConfig
     public string RedactReplacement { get; init; } = "[redacted]";
 }
 
+/// <summary>GPIO: a feedback button pair and a status LED (device/EdgeTune.Hardware). Off unless enabled.</summary>
+public sealed record GpioConfig
+{
+    public bool Enabled { get; init; }
+    public int Chip { get; init; }
+    public int? FeedbackUpPin { get; init; }
+    public int? FeedbackDownPin { get; init; }
+    public int? StatusLedPin { get; init; }
+    public int DebounceMs { get; init; } = 50;
+}
+
 /// <summary>
 /// agent.toml: [server], [model], [field_log]. Every key is documented in device/EdgeTune.Agent/README.md;
 /// an unknown key, a wrong type or a bad value is refused with the file, line and column. Relative paths are
@@ -63,6 +74,7 @@ public sealed record AgentConfig
     public ServerConfig Server { get; init; } = new();
     public required ModelConfig Model { get; init; }
     public FieldLogConfig FieldLog { get; init; } = new();
+    public GpioConfig Gpio { get; init; } = new();
 
     public const string TokenVariable = "EDGETUNE_AGENT_TOKEN";
 
@@ -71,6 +83,7 @@ public sealed record AgentConfig
         ["server"] = ["listen", "api_token", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level"],
         ["model"] = ["path", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
         ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
+        ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
     };
 
     /// <summary>Load and validate; <paramref name="checkFiles"/> also requires the model and adapter files to exist.</summary>
@@ -169,7 +182,21 @@ public sealed record AgentConfig
             }
             logConfig = logConfig with { Redact = list };
         }
-        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig };
+        var gpio = root["gpio"] as TomlTableNode;
+        var gpioConfig = new GpioConfig
+        {
+            Enabled = Bool(gpio, "gpio", "enabled") ?? false,
+            Chip = (int)(Int(gpio, "gpio", "chip", 0, 64) ?? 0),
+            FeedbackUpPin = (int?)Int(gpio, "gpio", "feedback_up_pin", 0, 4096),
+            FeedbackDownPin = (int?)Int(gpio, "gpio", "feedback_down_pin", 0, 4096),
+            StatusLedPin = (int?)Int(gpio, "gpio", "status_led_pin", 0, 4096),
+            DebounceMs = (int)(Int(gpio, "gpio", "debounce_ms", 0, 10_000) ?? 50),
+        };
+        if ((gpioConfig.FeedbackUpPin is null) != (gpioConfig.FeedbackDownPin is null))
+            throw new AgentConfigException($"{gpio!.Location}: gpio: give both feedback_up_pin and feedback_down_pin, or neither");
+        if (gpioConfig.FeedbackUpPin is { } up && up == gpioConfig.FeedbackDownPin)
+            Fail(gpio!["feedback_down_pin"]!, "gpio.feedback_down_pin", $"the up and down buttons need two pins (both are {up})");
+        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig };
     }
 
     private static void Fail(TomlNode node, string key, string message) =>

@@ -15,6 +15,9 @@ public sealed class RequestQueue(int capacity)
     /// <summary>Requests waiting for the runtime (not counting the one generating).</summary>
     public int Depth => Math.Max(0, Volatile.Read(ref _admitted) - 1);
 
+    /// <summary>Whether a request is generating or waiting.</summary>
+    public bool Busy => Volatile.Read(ref _admitted) > 0;
+
     /// <summary>Seconds a refused client should wait: the queue's length times the recent average request time.</summary>
     public int RetryAfterSeconds => (int)Math.Clamp(Math.Ceiling(Volatile.Read(ref _admitted) * _averageSeconds), 1, 3600);
 
