@@ -10,6 +10,7 @@ internal sealed class GatedRuntime(ITextRuntime inner) : ITextRuntime
 {
     public ManualResetEventSlim Gate { get; } = new(false);
     public SemaphoreSlim Entered { get; } = new(0);
+    public SemaphoreSlim Cancelled { get; } = new(0);
 
     public string ModelName => inner.ModelName;
     public int ContextSize => inner.ContextSize;
@@ -22,7 +23,15 @@ internal sealed class GatedRuntime(ITextRuntime inner) : ITextRuntime
     public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken)
     {
         Entered.Release();
-        Gate.Wait(cancellationToken);
+        try
+        {
+            Gate.Wait(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            Cancelled.Release();
+            throw;
+        }
         return inner.Generate(promptTokens, sampling, onText, cancellationToken);
     }
 
@@ -62,6 +71,54 @@ public sealed class QueueTests
         finally
         {
             gated?.Gate.Set();
+            await agent.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Client_disconnect_cancels_the_generation_and_frees_the_slot()
+    {
+        GatedRuntime? gated = null;
+        var agent = new AgentFixture(queueCapacity: 0, c => gated = new GatedRuntime(new LlamaSharpRuntime(c.Model)));
+        await agent.InitializeAsync();
+        try
+        {
+            using var gone = new CancellationTokenSource();
+            var request = agent.Client.PostAsJsonAsync("/v1/completions", new { model = "tiny", prompt = "hello", max_tokens = 2 }, gone.Token);
+            Assert.True(await gated!.Entered.WaitAsync(TimeSpan.FromSeconds(20)));
+            gone.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+            Assert.True(await gated.Cancelled.WaitAsync(TimeSpan.FromSeconds(10)), "the generation was not cancelled");
+
+            gated.Gate.Set();
+            var queue = agent.App.Services.GetRequiredService<RequestQueue>();
+            for (int i = 0; i < 200 && queue.Busy; i++) await Task.Delay(25);
+            using var next = await agent.Client.PostAsJsonAsync("/v1/completions", new { model = "tiny", prompt = "hello", max_tokens = 2 });
+            Assert.Equal(200, (int)next.StatusCode);
+        }
+        finally
+        {
+            gated?.Gate.Set();
+            await agent.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Oversized_body_is_413_and_the_service_stays_up()
+    {
+        var agent = new AgentFixture(8, null, extra: "");
+        await agent.InitializeAsync();
+        try
+        {
+            string big = "{\"model\":\"tiny\",\"prompt\":\"" + new string('a', 1_200_000) + "\"}";
+            var (status, body) = await agent.Client.PostRaw("/v1/completions", big);
+            Assert.Equal(413, status);
+            Http.AssertOpenAiError(body, "request_too_large");
+            var (ok, _) = await agent.Client.PostJson("/v1/completions", new { model = "tiny", prompt = "hi", max_tokens = 1 });
+            Assert.Equal(200, ok);
+        }
+        finally
+        {
             await agent.DisposeAsync();
         }
     }
