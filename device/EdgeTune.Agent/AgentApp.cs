@@ -148,11 +148,18 @@ public static class AgentApp
             return Results.Text(string.Concat(examples.Select(e => e.ToJsonLine() + "\n")), "application/jsonl; charset=utf-8");
         });
 
+        var sensors = config.Telemetry.Enabled
+            ? new Lazy<EdgeTune.Profiles.Sensors.BoardSensors>(() => EdgeTune.Profiles.Sensors.BoardSensors.Discover(
+                new EdgeTune.Profiles.Sensors.SystemRoot(config.Telemetry.SysfsRoot),
+                new EdgeTune.Profiles.SensorSpec(config.Telemetry.PowerRails.Count > 0 ? "ina3221" : "any", config.Telemetry.PowerRails, [], config.Telemetry.GpuDevfreq, null)))
+            : null;
         app.MapGet("/metrics", () =>
         {
             long? bytes = fieldLog is null ? null
                 : new[] { "", "-wal", "-shm" }.Select(x => new FileInfo(fieldLog.Path + x)).Where(f => f.Exists).Sum(f => f.Length);
-            return Results.Text(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes, fieldLog?.Unexported, fieldLog?.Evicted), "text/plain; version=0.0.4; charset=utf-8");
+            var text = new StringBuilder(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes, fieldLog?.Unexported, fieldLog?.Evicted));
+            if (sensors is not null) AgentMetrics.WriteTelemetry(text, sensors.Value.Read(System.Diagnostics.Stopwatch.GetTimestamp()));
+            return Results.Text(text.ToString(), "text/plain; version=0.0.4; charset=utf-8");
         });
 
         app.MapGet("/v1/adapters", () =>

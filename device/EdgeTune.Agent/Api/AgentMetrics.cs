@@ -64,6 +64,26 @@ public sealed class AgentMetrics
         return s.ToString();
     }
 
+    /// <summary>Power, temperature and GPU-load gauges from one sensor reading (absent sensors are left out).</summary>
+    public static void WriteTelemetry(StringBuilder s, EdgeTune.Profiles.Sensors.SensorReading r)
+    {
+        if (r.RailWatts.Count > 0)
+        {
+            s.Append("# HELP edgetune_rail_power_watts Power of one INA3221 rail.\n# TYPE edgetune_rail_power_watts gauge\n");
+            foreach (var (rail, w) in r.RailWatts.OrderBy(kv => kv.Key, StringComparer.Ordinal)) s.Append(CultureInfo.InvariantCulture, $"edgetune_rail_power_watts{{rail=\"{rail}\"}} {w:R}\n");
+        }
+        if (r.PowerWatts is { } total)
+            s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_board_power_watts Board power (sum of the configured rails).\n# TYPE edgetune_board_power_watts gauge\nedgetune_board_power_watts {total:R}\n");
+        if (r.TemperaturesC.Count > 0)
+        {
+            s.Append("# HELP edgetune_temperature_celsius Thermal zone temperature.\n# TYPE edgetune_temperature_celsius gauge\n");
+            foreach (var (zone, c) in r.TemperaturesC.OrderBy(kv => kv.Key, StringComparer.Ordinal)) s.Append(CultureInfo.InvariantCulture, $"edgetune_temperature_celsius{{zone=\"{zone}\"}} {c:R}\n");
+        }
+        if (r.GpuLoadPercent is { } load)
+            s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_gpu_load_percent GPU load from devfreq.\n# TYPE edgetune_gpu_load_percent gauge\nedgetune_gpu_load_percent {load:R}\n");
+        s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_throttling 1 when a thermal zone is at its limit or a cooling device is engaged.\n# TYPE edgetune_throttling gauge\nedgetune_throttling {(r.Throttling.Count > 0 ? 1 : 0)}\n");
+    }
+
     private sealed class Histogram(double[] bounds)
     {
         private readonly long[] _counts = new long[bounds.Length];

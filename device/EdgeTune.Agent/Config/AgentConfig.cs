@@ -63,6 +63,15 @@ public sealed record GpioConfig
     public int DebounceMs { get; init; } = 50;
 }
 
+/// <summary>Board telemetry for /metrics, read from sysfs by EdgeTune.Profiles' BoardSensors.</summary>
+public sealed record TelemetryConfig
+{
+    public bool Enabled { get; init; } = true;
+    public string SysfsRoot { get; init; } = "/";
+    public IReadOnlyList<string> PowerRails { get; init; } = [];
+    public IReadOnlyList<string> GpuDevfreq { get; init; } = ["ga10b", "gv11b", "gpu"];
+}
+
 /// <summary>
 /// agent.toml: [server], [model], [field_log]. Every key is documented in device/EdgeTune.Agent/README.md;
 /// an unknown key, a wrong type or a bad value is refused with the file, line and column. Relative paths are
@@ -75,6 +84,7 @@ public sealed record AgentConfig
     public required ModelConfig Model { get; init; }
     public FieldLogConfig FieldLog { get; init; } = new();
     public GpioConfig Gpio { get; init; } = new();
+    public TelemetryConfig Telemetry { get; init; } = new();
 
     public const string TokenVariable = "EDGETUNE_AGENT_TOKEN";
 
@@ -83,6 +93,7 @@ public sealed record AgentConfig
         ["server"] = ["listen", "api_token", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level"],
         ["model"] = ["path", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
         ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
+        ["telemetry"] = ["enabled", "sysfs_root", "power_rails", "gpu_devfreq"],
         ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
     };
 
@@ -196,7 +207,16 @@ public sealed record AgentConfig
             throw new AgentConfigException($"{gpio!.Location}: gpio: give both feedback_up_pin and feedback_down_pin, or neither");
         if (gpioConfig.FeedbackUpPin is { } up && up == gpioConfig.FeedbackDownPin)
             Fail(gpio!["feedback_down_pin"]!, "gpio.feedback_down_pin", $"the up and down buttons need two pins (both are {up})");
-        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig };
+        var telemetry = root["telemetry"] as TomlTableNode;
+        var telemetryDefaults = new TelemetryConfig();
+        var telemetryConfig = new TelemetryConfig
+        {
+            Enabled = Bool(telemetry, "telemetry", "enabled") ?? true,
+            SysfsRoot = Str(telemetry, "telemetry", "sysfs_root") is { Length: > 0 } sysfs ? (sysfs == "/" ? "/" : Resolve(sysfs)) : "/",
+            PowerRails = StrList(telemetry, "telemetry", "power_rails") ?? telemetryDefaults.PowerRails,
+            GpuDevfreq = StrList(telemetry, "telemetry", "gpu_devfreq") ?? telemetryDefaults.GpuDevfreq,
+        };
+        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig };
     }
 
     private static void Fail(TomlNode node, string key, string message) =>
@@ -208,6 +228,19 @@ public sealed record AgentConfig
         if (node is TomlValueNode { Value: string s }) return s;
         Fail(node, $"{section}.{key}", $"expected a string, found {node.Describe()}");
         return null;
+    }
+
+    private static List<string>? StrList(TomlTableNode? table, string section, string key)
+    {
+        if (table?[key] is not { } node) return null;
+        if (node is not TomlArrayNode array) { Fail(node, $"{section}.{key}", $"expected an array of strings, found {node.Describe()}"); return null; }
+        var list = new List<string>();
+        foreach (var item in array.Items)
+        {
+            if (item is TomlValueNode { Value: string s }) list.Add(s);
+            else Fail(item, $"{section}.{key}", $"expected a string, found {item.Describe()}");
+        }
+        return list;
     }
 
     private static bool? Bool(TomlTableNode? table, string section, string key)
