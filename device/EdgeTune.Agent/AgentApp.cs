@@ -17,7 +17,16 @@ public static class AgentApp
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.WebHost.UseUrls(config.Server.Listen);
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = config.Server.MaxBodyBytes);
+        builder.WebHost.UseKestrelHttpsConfiguration();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = config.Server.MaxBodyBytes;
+            if (config.Server.Certificate is { } certificate)
+            {
+                var loaded = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(certificate, config.Server.CertificatePassword);
+                k.ConfigureHttpsDefaults(h => h.ServerCertificate = loaded);
+            }
+        });
         builder.Host.UseSystemd();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });

@@ -19,6 +19,10 @@ public sealed record ServerConfig
     public double RequestTimeoutSeconds { get; init; } = 120;
     public long MaxBodyBytes { get; init; } = 1 << 20;
     public string LogLevel { get; init; } = "Information";
+
+    /// <summary>PKCS#12 certificate for an https:// listen URL.</summary>
+    public string? Certificate { get; init; }
+    public string? CertificatePassword { get; init; }
 }
 
 public sealed record ModelConfig
@@ -90,7 +94,7 @@ public sealed record AgentConfig
 
     private static readonly Dictionary<string, string[]> Keys = new()
     {
-        ["server"] = ["listen", "api_token", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level"],
+        ["server"] = ["listen", "api_token", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level", "certificate", "certificate_password"],
         ["model"] = ["path", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
         ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
         ["telemetry"] = ["enabled", "sysfs_root", "power_rails", "gpu_devfreq"],
@@ -130,7 +134,14 @@ public sealed record AgentConfig
             RequestTimeoutSeconds = Num(server, "server", "request_timeout_seconds", 0.001, 86_400) ?? defaults.RequestTimeoutSeconds,
             MaxBodyBytes = Int(server, "server", "max_body_bytes", 1024, 1L << 31) ?? defaults.MaxBodyBytes,
             LogLevel = Str(server, "server", "log_level") ?? defaults.LogLevel,
+            Certificate = Str(server, "server", "certificate") is { Length: > 0 } cert ? Resolve(cert) : null,
+            CertificatePassword = Str(server, "server", "certificate_password"),
         };
+        bool https = serverConfig.Listen.StartsWith("https:", StringComparison.OrdinalIgnoreCase);
+        if (https && serverConfig.Certificate is null)
+            throw new AgentConfigException($"{(server?["listen"] ?? (TomlNode)root).Location}: server.listen: an https:// URL needs server.certificate (a PKCS#12 .pfx file)");
+        if (checkFiles && serverConfig.Certificate is { } certPath && !System.IO.File.Exists(certPath))
+            Fail(server!["certificate"]!, "server.certificate", $"no such file: {certPath}");
         if (server?["log_level"] is { } ll && !Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(serverConfig.LogLevel, true, out _))
             Fail(ll, "server.log_level", "expected Trace, Debug, Information, Warning, Error, Critical or None");
         if (server?["listen"] is { } listen && !Uri.TryCreate(serverConfig.Listen, UriKind.Absolute, out _))
