@@ -33,8 +33,26 @@ public sealed class FieldLogPolicyTests
         Assert.Equal(5, store.Count);
         Assert.Equal(2, store.Evicted);
         var (all, _) = store.Export(0, 100);
-        Assert.Equal(["id-1", "id-4", "id-5", "id-6", "id-7"], all.Select(e => e.Metadata.Id));
+        // In revision order: id-1's feedback gave it a later revision than id-5.
+        Assert.Equal(["id-4", "id-5", "id-1", "id-6", "id-7"], all.Select(e => e.Metadata.Id));
         Assert.Contains(messages, m => m.Contains("evicted the 2 oldest", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Feedback_after_export_sends_the_record_again_with_its_feedback()
+    {
+        using var dir = new TempDir();
+        using var store = new FieldLogStore(dir.File("f.db"));
+        store.Add(Record(1));
+        store.Add(Record(2));
+        var (first, cursor) = store.Export(0, 100);
+        Assert.Equal(2, first.Count);
+        Assert.True(store.AddFeedback("id-1", null, "better", null));
+        var (again, next) = store.Export(cursor, 100);
+        var example = Assert.Single(again);
+        Assert.Equal("id-1", example.Metadata.Id);
+        Assert.Equal("better", example.Messages[^1].Content);
+        Assert.Empty(store.Export(next, 100).Examples);
     }
 
     [Fact]

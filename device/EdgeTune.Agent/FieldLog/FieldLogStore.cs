@@ -15,8 +15,9 @@ public sealed record CompletionRecord(
 /// The field log: every completion and every feedback event in SQLite.
 /// Durability rule: a record is committed (journal_mode=WAL, synchronous=FULL: the WAL is fsynced at every
 /// commit) before the client gets the answer it belongs to, so an acknowledged record survives a crash or a
-/// power cut. Export is by cursor (the completion's row number), so a consumer that keeps the cursor it was
-/// given reads every record exactly once across restarts.
+/// power cut. Export is by cursor: every completion carries a revision from one increasing counter, set when
+/// it is written and bumped when feedback arrives, so a consumer that keeps the cursor it was given reads every
+/// record once per change (new, then again with its feedback) across restarts.
 /// </summary>
 public sealed class FieldLogStore : IDisposable
 {
@@ -54,7 +55,9 @@ public sealed class FieldLogStore : IDisposable
               ttft_ms REAL NOT NULL,
               prompt_tokens INTEGER NOT NULL,
               completion_tokens INTEGER NOT NULL,
-              finish_reason TEXT NOT NULL);
+              finish_reason TEXT NOT NULL,
+              rev INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS completions_rev ON completions(rev);
             CREATE TABLE IF NOT EXISTS feedback(
               seq INTEGER PRIMARY KEY AUTOINCREMENT,
               completion_id TEXT NOT NULL REFERENCES completions(id),
@@ -84,7 +87,7 @@ public sealed class FieldLogStore : IDisposable
     {
         get
         {
-            lock (_lock) return Scalar("SELECT count(*) FROM completions WHERE seq > coalesce((SELECT value FROM state WHERE key = 'acknowledged'), 0)");
+            lock (_lock) return Scalar("SELECT count(*) FROM completions WHERE rev > coalesce((SELECT value FROM state WHERE key = 'acknowledged'), 0)");
         }
     }
 
@@ -111,9 +114,9 @@ public sealed class FieldLogStore : IDisposable
         command.CommandText = """
             DELETE FROM completions WHERE seq IN (
               SELECT c.seq FROM completions c
-              WHERE c.seq <= coalesce((SELECT value FROM state WHERE key = 'acknowledged'), 0)
+              WHERE c.rev <= coalesce((SELECT value FROM state WHERE key = 'acknowledged'), 0)
                 AND NOT EXISTS(SELECT 1 FROM feedback f WHERE f.completion_id = c.id)
-              ORDER BY c.seq LIMIT $n);
+              ORDER BY c.rev LIMIT $n);
             """;
         command.Parameters.AddWithValue("$n", count - _maxRecords);
         int deleted = command.ExecuteNonQuery();
@@ -132,16 +135,17 @@ public sealed class FieldLogStore : IDisposable
         command.ExecuteNonQuery();
     }
 
-    /// <summary>Commits a completion; returns its cursor. Returns only once the record is durable.</summary>
+    /// <summary>Commits a completion; returns its revision (its export cursor). Returns only once the record is durable.</summary>
     public long Add(CompletionRecord r)
     {
         lock (_lock)
         {
             using var command = _connection.CreateCommand();
             command.CommandText = """
-                INSERT INTO completions(id, created, device_id, kind, model, adapter, messages, output, sampling, latency_ms, ttft_ms, prompt_tokens, completion_tokens, finish_reason)
-                VALUES($id, $created, $device, $kind, $model, $adapter, $messages, $output, $sampling, $latency, $ttft, $pt, $ct, $finish);
-                SELECT last_insert_rowid();
+                INSERT INTO completions(id, created, device_id, kind, model, adapter, messages, output, sampling, latency_ms, ttft_ms, prompt_tokens, completion_tokens, finish_reason, rev)
+                VALUES($id, $created, $device, $kind, $model, $adapter, $messages, $output, $sampling, $latency, $ttft, $pt, $ct, $finish,
+                       (SELECT coalesce(max(rev), 0) + 1 FROM completions));
+                SELECT rev FROM completions WHERE seq = last_insert_rowid();
                 """;
             command.Parameters.AddWithValue("$id", r.Id);
             command.Parameters.AddWithValue("$created", r.Created.ToString("O", CultureInfo.InvariantCulture));
@@ -163,12 +167,17 @@ public sealed class FieldLogStore : IDisposable
         }
     }
 
-    /// <summary>Commits a feedback event; false when no completion has that id.</summary>
+    /// <summary>
+    /// Commits a feedback event; false when no completion has that id. The completion gets a new revision, so an
+    /// export after the cursor sends it again, now with its feedback (consumers keep the latest line per id).
+    /// </summary>
     public bool AddFeedback(string completionId, int? rating, string? corrected, string? comment)
     {
         lock (_lock)
         {
+            using var transaction = _connection.BeginTransaction();
             using var command = _connection.CreateCommand();
+            command.Transaction = transaction;
             command.CommandText = """
                 INSERT INTO feedback(completion_id, rating, corrected, comment, created)
                 SELECT $id, $rating, $corrected, $comment, $created WHERE EXISTS(SELECT 1 FROM completions WHERE id = $id);
@@ -178,7 +187,14 @@ public sealed class FieldLogStore : IDisposable
             command.Parameters.AddWithValue("$corrected", (object?)corrected ?? DBNull.Value);
             command.Parameters.AddWithValue("$comment", (object?)comment ?? DBNull.Value);
             command.Parameters.AddWithValue("$created", DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture));
-            return command.ExecuteNonQuery() == 1;
+            if (command.ExecuteNonQuery() != 1) return false;
+            using var bump = _connection.CreateCommand();
+            bump.Transaction = transaction;
+            bump.CommandText = "UPDATE completions SET rev = (SELECT max(rev) + 1 FROM completions) WHERE id = $id";
+            bump.Parameters.AddWithValue("$id", completionId);
+            bump.ExecuteNonQuery();
+            transaction.Commit();
+            return true;
         }
     }
 
@@ -207,12 +223,12 @@ public sealed class FieldLogStore : IDisposable
             if (after > 0) Acknowledge(after);
             using var command = _connection.CreateCommand();
             command.CommandText = """
-                SELECT c.seq, c.id, c.created, c.device_id, c.kind, c.model, c.adapter, c.messages, c.output, c.sampling,
+                SELECT c.rev, c.id, c.created, c.device_id, c.kind, c.model, c.adapter, c.messages, c.output, c.sampling,
                        c.latency_ms, c.prompt_tokens, c.completion_tokens, c.finish_reason,
                        f.rating, f.corrected, f.comment, f.created
                 FROM completions c
                 LEFT JOIN feedback f ON f.seq = (SELECT max(seq) FROM feedback WHERE completion_id = c.id)
-                WHERE c.seq > $after ORDER BY c.seq LIMIT $limit;
+                WHERE c.rev > $after ORDER BY c.rev LIMIT $limit;
                 """;
             command.Parameters.AddWithValue("$after", after);
             command.Parameters.AddWithValue("$limit", limit);
