@@ -1,0 +1,158 @@
+using System.Net.Http.Json;
+using EdgeTune.Agent.Config;
+using EdgeTune.Agent.Serving;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace EdgeTune.Agent.Tests;
+
+/// <summary>The real runtime behind a gate the test opens, so requests can be held in the queue deterministically.</summary>
+internal sealed class GatedRuntime(ITextRuntime inner) : ITextRuntime
+{
+    public ManualResetEventSlim Gate { get; } = new(false);
+    public SemaphoreSlim Entered { get; } = new(0);
+    public SemaphoreSlim Cancelled { get; } = new(0);
+
+    public string ModelName => inner.ModelName;
+    public int ContextSize => inner.ContextSize;
+    public IReadOnlyList<string> Adapters => inner.Adapters;
+    public string? ActiveAdapter => inner.ActiveAdapter;
+    public void SetAdapter(string? name) => inner.SetAdapter(name);
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => inner.ApplyChatTemplate(messages);
+    public int[] Tokenize(string prompt) => inner.Tokenize(prompt);
+
+    public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken)
+    {
+        Entered.Release();
+        try
+        {
+            Gate.Wait(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            Cancelled.Release();
+            throw;
+        }
+        return inner.Generate(promptTokens, sampling, onText, cancellationToken);
+    }
+
+    public void Dispose() => inner.Dispose();
+}
+
+public sealed class QueueTests
+{
+    [Fact]
+    public async Task Full_queue_answers_429_with_Retry_After_and_the_held_requests_complete()
+    {
+        GatedRuntime? gated = null;
+        var agent = new AgentFixture(queueCapacity: 1, c => gated = new GatedRuntime(new LlamaSharpRuntime(c.Model)));
+        await agent.InitializeAsync();
+        try
+        {
+            var body = new { model = "tiny", prompt = "hello", max_tokens = 2 };
+            var first = agent.Client.PostAsJsonAsync("/v1/completions", body);   // generating (held at the gate)
+            Assert.True(await gated!.Entered.WaitAsync(TimeSpan.FromSeconds(20)));
+            var second = agent.Client.PostAsJsonAsync("/v1/completions", body);  // waiting in the queue
+            var queue = agent.App.Services.GetRequiredService<RequestQueue>();
+            for (int i = 0; i < 400 && queue.Depth < 1; i++) await Task.Delay(25);
+            Assert.Equal(1, queue.Depth);
+
+            using var third = await agent.Client.PostAsJsonAsync("/v1/completions", body);
+            Assert.Equal(429, (int)third.StatusCode);
+            Assert.True(third.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1));
+            var error = System.Text.Json.JsonDocument.Parse(await third.Content.ReadAsStringAsync()).RootElement;
+            Http.AssertOpenAiError(error, "queue_full");
+
+            gated.Gate.Set();
+            using var r1 = await first;
+            using var r2 = await second;
+            Assert.Equal(200, (int)r1.StatusCode);
+            Assert.Equal(200, (int)r2.StatusCode);
+        }
+        finally
+        {
+            gated?.Gate.Set();
+            await agent.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Client_disconnect_cancels_the_generation_and_frees_the_slot()
+    {
+        GatedRuntime? gated = null;
+        var agent = new AgentFixture(queueCapacity: 0, c => gated = new GatedRuntime(new LlamaSharpRuntime(c.Model)));
+        await agent.InitializeAsync();
+        try
+        {
+            using var gone = new CancellationTokenSource();
+            var request = agent.Client.PostAsJsonAsync("/v1/completions", new { model = "tiny", prompt = "hello", max_tokens = 2 }, gone.Token);
+            Assert.True(await gated!.Entered.WaitAsync(TimeSpan.FromSeconds(20)));
+            gone.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+            Assert.True(await gated.Cancelled.WaitAsync(TimeSpan.FromSeconds(10)), "the generation was not cancelled");
+
+            gated.Gate.Set();
+            var queue = agent.App.Services.GetRequiredService<RequestQueue>();
+            for (int i = 0; i < 200 && queue.Busy; i++) await Task.Delay(25);
+            using var next = await agent.Client.PostAsJsonAsync("/v1/completions", new { model = "tiny", prompt = "hello", max_tokens = 2 });
+            Assert.Equal(200, (int)next.StatusCode);
+        }
+        finally
+        {
+            gated?.Gate.Set();
+            await agent.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Oversized_body_is_413_and_the_service_stays_up()
+    {
+        var agent = new AgentFixture(8, null, extra: "");
+        await agent.InitializeAsync();
+        try
+        {
+            string big = "{\"model\":\"tiny\",\"prompt\":\"" + new string('a', 1_200_000) + "\"}";
+            var (status, body) = await agent.Client.PostRaw("/v1/completions", big);
+            Assert.Equal(413, status);
+            Http.AssertOpenAiError(body, "request_too_large");
+            var (ok, _) = await agent.Client.PostJson("/v1/completions", new { model = "tiny", prompt = "hi", max_tokens = 1 });
+            Assert.Equal(200, ok);
+        }
+        finally
+        {
+            await agent.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Health_is_503_while_the_model_loads()
+    {
+        using var loading = new ManualResetEventSlim(false);
+        var agent = new AgentFixture(queueCapacity: 1, c => { loading.Wait(); return new LlamaSharpRuntime(c.Model); });
+        var start = agent.InitializeAsync();
+        try
+        {
+            using var probe = new HttpClient();
+            // The fixture waits for readiness; meanwhile the server answers 503.
+            for (int i = 0; i < 400 && agent.App is null; i++) await Task.Delay(25);
+            Uri? address = null;
+            for (int i = 0; i < 400 && address is null; i++)
+            {
+                try { address = agent.App?.Urls.Select(u => new Uri(u)).FirstOrDefault(u => u.Port != 0); } catch (InvalidOperationException) { }
+                if (address is null) await Task.Delay(25);
+            }
+            Assert.NotNull(address);
+            using var health = await probe.GetAsync(new Uri(address, "/health"));
+            Assert.Equal(503, (int)health.StatusCode);
+            loading.Set();
+            await start;
+            using var ready = await probe.GetAsync(new Uri(address, "/health"));
+            Assert.Equal(200, (int)ready.StatusCode);
+        }
+        finally
+        {
+            loading.Set();
+            await start;
+            await agent.DisposeAsync();
+        }
+    }
+}
