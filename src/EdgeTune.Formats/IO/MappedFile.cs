@@ -37,7 +37,7 @@ public sealed unsafe class MappedFile : IDisposable
     public static MappedFile Open(string path)
     {
         var info = new FileInfo(path);
-        if (!info.Exists) throw new Core.EdgeTuneException($"{path}: file not found");
+        if (!info.Exists) throw new Core.EdgeTuneException($"{path}: no such file");
         long length = info.Length;
         if (length == 0) return new MappedFile(path, 0, null, null);
         var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, mapName: null, capacity: 0, MemoryMappedFileAccess.Read);

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using EdgeTune.Core;
 using EdgeTune.Core.Numerics;
@@ -13,17 +12,15 @@ namespace EdgeTune.Formats.Safetensors;
 /// </summary>
 public sealed unsafe class SafetensorsFile : IDisposable
 {
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
+    private readonly IO.MappedFile _file;
     private readonly byte* _base;
     private readonly Dictionary<string, SafetensorsTensorInfo> _byName;
     private bool _disposed;
 
-    private SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* @base, long length, SafetensorsHeader header)
+    private SafetensorsFile(string path, IO.MappedFile file, byte* @base, long length, SafetensorsHeader header)
     {
         Path = path;
-        _map = map;
-        _view = view;
+        _file = file;
         _base = @base;
         Length = length;
         Metadata = header.Metadata;
@@ -45,41 +42,21 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Opens and validates a file. Every problem with its content is a <see cref="FileFormatException"/>.</summary>
     public static SafetensorsFile Open(string path)
     {
-        FileStream stream;
+        var file = IO.MappedFile.Open(path);
         try
         {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new EdgeTuneException($"{path}: no such file", e);
-        }
-
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        byte* pointer = null;
-        try
-        {
-            long length = stream.Length;
+            long length = file.Length;
             if (length < 8)
                 throw FileFormatException.AtOffset(path, 0, $"file is {length} bytes, too short for the 8-byte header length");
-            map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
-                HandleInheritability.None, leaveOpen: false);
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            byte* start = pointer + view.PointerOffset;
-
+            byte* start = file.Bytes.Pointer;
             ulong headerLength = BitConverter.ToUInt64(new ReadOnlySpan<byte>(start, 8)); // little-endian on every .NET platform
             int jsonLength = SafetensorsHeaderParser.CheckHeaderLength(path, headerLength, length);
             var header = SafetensorsHeaderParser.Parse(path, new ReadOnlySpan<byte>(start + 8, jsonLength), length - 8 - jsonLength);
-            return new SafetensorsFile(path, map, view, start, length, header);
+            return new SafetensorsFile(path, file, start, length, header);
         }
         catch
         {
-            if (pointer != null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map?.Dispose();
-            stream.Dispose(); // the map owns the stream once made; disposing twice is harmless
+            file.Dispose();
             throw;
         }
     }
@@ -167,8 +144,6 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
+        _file.Dispose();
     }
 }
