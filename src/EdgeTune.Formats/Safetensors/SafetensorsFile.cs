@@ -1,6 +1,5 @@
-using System.Runtime.InteropServices;
 using EdgeTune.Core;
-using EdgeTune.Core.Numerics;
+using EdgeTune.Core.Quantization;
 
 namespace EdgeTune.Formats.Safetensors;
 
@@ -125,18 +124,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
             int count = Math.Min(Chunk, destination.Length - done);
             var source = data.Slice((firstElement + done) * size, count * size);
             var target = destination.Slice(done, count);
-            switch (tensor.DType)
+            // The element codecs live in Core; safetensors dtypes map onto ggml's scalar types.
+            QuantCodecs.Dequantize(tensor.DType switch
             {
-                case SafetensorsDType.F32: MemoryMarshal.Cast<byte, float>(source).CopyTo(target); break;
-                case SafetensorsDType.F16: Fp16.ToFloatRow(source, target); break;
-                case SafetensorsDType.BF16: BFloat16.ToFloatRow(source, target); break;
-                case SafetensorsDType.F64:
-                    var doubles = MemoryMarshal.Cast<byte, double>(source);
-                    for (int i = 0; i < doubles.Length; i++) target[i] = (float)doubles[i];
-                    break;
-                default:
-                    throw new InvalidOperationException("unreachable: dtype checked above");
-            }
+                SafetensorsDType.F32 => GgmlType.F32,
+                SafetensorsDType.F16 => GgmlType.F16,
+                SafetensorsDType.BF16 => GgmlType.BF16,
+                _ => GgmlType.F64,
+            }, source, target);
         }
     }
 
