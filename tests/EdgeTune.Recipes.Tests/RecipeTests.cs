@@ -1,0 +1,67 @@
+using EdgeTune.Profiles.Toml;
+using EdgeTune.Recipes;
+
+namespace EdgeTune.Recipes.Tests;
+
+public class RecipeTests
+{
+    private const string IssueExample = """
+        [model]
+        base = "models/base.gguf"          # a GGUF file or a Hugging Face folder
+        [data]
+        train = "data/train.jsonl"
+        eval = "data/eval.jsonl"
+        [adapter]
+        method = "qlora"
+        rank = 16
+        alpha = 32
+        dropout = 0.05
+        targets = ["q", "k", "v", "o", "gate", "up", "down"]
+        [train]
+        learning_rate = 2e-4
+        epochs = 3
+        batch_size = 4
+        max_seq_len = 512
+        seed = 42
+        [output]
+        dir = "runs/first"
+        """;
+
+    [Fact]
+    public void The_issue_example_parses_with_paths_relative_to_the_recipe()
+    {
+        var r = Recipe.Parse(IssueExample, "/work/proj/recipe.toml");
+        Assert.Equal("/work/proj/models/base.gguf", r.Model.Base);
+        Assert.Equal("/work/proj/data/eval.jsonl", r.Data.Eval);
+        Assert.Equal(TuningMethod.Qlora, r.Adapter.Method);
+        Assert.Equal(2.0, r.Adapter.Scale);
+        Assert.Equal(0.3, r.Train.MaxGradNorm); // QLoRA's clipping default
+        Assert.Equal(42UL, r.Train.Seed);
+        Assert.Equal("/work/proj/runs/first", r.Output.Dir);
+    }
+
+    [Fact]
+    public void Defaults_follow_the_method()
+    {
+        var full = Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[adapter]\nmethod = \"full\"\n", "/r/x.toml");
+        Assert.Equal(2e-5, full.Train.LearningRate);
+        Assert.Equal(1.0, full.Train.MaxGradNorm);
+        Assert.Equal("/r/runs/x", full.Output.Dir);
+        var lora = Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[adapter]\nrank = 8\nrslora = true\n", "/r/x.toml");
+        Assert.Equal(2e-4, lora.Train.LearningRate);
+        Assert.Equal(16.0 / Math.Sqrt(8), lora.Adapter.Scale, 12);
+    }
+
+    [Theory]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\nlearning_rat = 1e-4\n", "x.toml:6:1: train.learning_rat: unknown key")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[adapter]\nrank = \"8\"\n", "x.toml:6:1: adapter.rank: expected an integer")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[adapter]\ntargets = [\"q\", \"lm_head\"]\n", "x.toml:6:1: adapter.targets: 'lm_head' is not a target")]
+    [InlineData("[data]\ntrain = \"t\"\n", "x.toml:1:1: model.base: required")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[trian]\n", "x.toml:5:2: trian: unknown key")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\ndevice = \"tpu\"\n", "x.toml:6:1: train.device: 'tpu' is not one of auto, cuda, cpu")]
+    public void Mistakes_name_the_place(string text, string expected)
+    {
+        var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse(text, "x.toml"));
+        Assert.StartsWith(expected, e.Message, StringComparison.Ordinal);
+    }
+}
