@@ -83,10 +83,10 @@ public sealed class GoldenTrainingTests(ITestOutputHelper output)
     }
 
     /// <summary>The engine over the fixture's model, every adapter tensor set to the fixture's initial A and B.</summary>
-    private static (BaseWeights W, CpuBackend B, TrainableLlama M) Open(string folder, Fixture f)
+    private static (BaseWeights W, IComputeBackend B, TrainableLlama M) Open(string folder, Fixture f)
     {
         var w = BaseWeights.Open(folder);
-        var b = new CpuBackend(2);
+        IComputeBackend b = new CpuBackend(2);  // typed as the interface: the named arguments below are its parameter names
         var m = new TrainableLlama(w, new TrainingSetup { Method = TuningMethod.Lora, Rank = f.Rank, Alpha = f.Alpha, Dropout = 0 }, b);
         // Same tensors, names and shapes on both sides, so that a missing target or a transposed layout is reported as such.
         Assert.Equal(f.Init.Keys.Order(StringComparer.Ordinal), m.Layout.Slots.Select(s => s.Name).Order(StringComparer.Ordinal));
