@@ -86,7 +86,10 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def forward(cfg, w, tokens):
+def forward(cfg, w, tokens, adapter=None):
+    """Logits (T, V) in float64. adapter, when given, is called as adapter(name, x) for every linear layer
+    (name = the HF prefix, e.g. "model.layers.0.self_attn.q_proj") and its result is added to that layer's output
+    (hf_lora_train.py passes LoRA's scale·(x·Aᵀ)·Bᵀ this way)."""
     w = {k: t.double() for k, t in w.items()}
     hN, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     D = hN // H
@@ -98,7 +101,8 @@ def forward(cfg, w, tokens):
 
     def linear(x, name):
         y = x @ w[name + ".weight"].T
-        return y + w[name + ".bias"] if name + ".bias" in w else y
+        y = y + w[name + ".bias"] if name + ".bias" in w else y
+        return y if adapter is None else y + adapter(name, x)
 
     freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_frequencies(cfg, D))
     emb = torch.cat((freqs, freqs), dim=-1)
