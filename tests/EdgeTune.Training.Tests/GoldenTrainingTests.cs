@@ -1,5 +1,6 @@
 using System.Text.Json;
 using EdgeTune.Kernels;
+using EdgeTune.Kernels.Cpu;
 using EdgeTune.Recipes;
 using EdgeTune.Training.Model;
 using Xunit.Abstractions;
@@ -18,7 +19,13 @@ namespace EdgeTune.Training.Tests;
 /// </summary>
 public sealed class GoldenTrainingTests(ITestOutputHelper output)
 {
-    public static TheoryData<string> Models => new("llama-gqa-llama3rope", "qwen2-mha-tied");
+    /// <summary>Each model on CpuBackend (the managed SIMD kernels CPU training uses) and on NaiveBackend (plain loops,
+    /// double accumulators: the graph alone, so a failure on "cpu" only points at the kernels).</summary>
+    public static TheoryData<string, string> Cases => new()
+    {
+        { "llama-gqa-llama3rope", "cpu" }, { "qwen2-mha-tied", "cpu" },
+        { "llama-gqa-llama3rope", "naive" }, { "qwen2-mha-tied", "naive" },
+    };
 
     // Tolerances. The reference is float64 throughout; the engine stores and accumulates in float32 (unit roundoff
     // 6e-8), over dot products of at most 64 terms, 2 blocks, softmax and rms norms, so relative errors of 1e-6..1e-5
@@ -83,10 +90,11 @@ public sealed class GoldenTrainingTests(ITestOutputHelper output)
     }
 
     /// <summary>The engine over the fixture's model, every adapter tensor set to the fixture's initial A and B.</summary>
-    private static (BaseWeights W, IComputeBackend B, TrainableLlama M) Open(string folder, Fixture f)
+    private static (BaseWeights W, IComputeBackend B, TrainableLlama M) Open(string folder, Fixture f, string backend)
     {
         var w = BaseWeights.Open(folder);
-        IComputeBackend b = new CpuBackend(2);  // typed as the interface: the named arguments below are its parameter names
+        // Typed as the interface: the named arguments below are its parameter names.
+        IComputeBackend b = backend == "cpu" ? new CpuBackend(2) : new NaiveBackend();
         var m = new TrainableLlama(w, new TrainingSetup { Method = TuningMethod.Lora, Rank = f.Rank, Alpha = f.Alpha, Dropout = 0 }, b);
         // Same tensors, names and shapes on both sides, so that a missing target or a transposed layout is reported as such.
         Assert.Equal(f.Init.Keys.Order(StringComparer.Ordinal), m.Layout.Slots.Select(s => s.Name).Order(StringComparer.Ordinal));
@@ -101,12 +109,13 @@ public sealed class GoldenTrainingTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Models))]
-    public void Logits_equal_pytorch(string name)
+    [MemberData(nameof(Cases))]
+    public void Logits_equal_pytorch(string model, string backend)
     {
-        string folder = Folder(name);
+        string name = $"{model} on {backend}";
+        string folder = Folder(model);
         var f = Fixture.Load(folder);
-        var (w, b, m) = Open(folder, f);
+        var (w, b, m) = Open(folder, f, backend);
         using (w) using (b) using (m)
         {
             int t = f.SeqLen, v = f.LogitsShape[2];
@@ -130,12 +139,13 @@ public sealed class GoldenTrainingTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Models))]
-    public void Loss_and_every_lora_gradient_equal_pytorch(string name)
+    [MemberData(nameof(Cases))]
+    public void Loss_and_every_lora_gradient_equal_pytorch(string model, string backend)
     {
-        string folder = Folder(name);
+        string name = $"{model} on {backend}";
+        string folder = Folder(model);
         var f = Fixture.Load(folder);
-        var (w, b, m) = Open(folder, f);
+        var (w, b, m) = Open(folder, f, backend);
         using (w) using (b) using (m)
         {
             Assert.Equal(f.Count, f.Targets.Count(x => x >= 0));
@@ -173,12 +183,13 @@ public sealed class GoldenTrainingTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Models))]
-    public void Ten_adamw_steps_follow_pytorch_losses(string name)
+    [MemberData(nameof(Cases))]
+    public void Ten_adamw_steps_follow_pytorch_losses(string model, string backend)
     {
-        string folder = Folder(name);
+        string name = $"{model} on {backend}";
+        string folder = Folder(model);
         var f = Fixture.Load(folder);
-        var (w, b, m) = Open(folder, f);
+        var (w, b, m) = Open(folder, f, backend);
         using (w) using (b) using (m)
         {
             using var mom = b.Allocate(m.Layout.Total);

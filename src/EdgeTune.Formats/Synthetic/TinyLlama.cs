@@ -21,8 +21,23 @@ public sealed record TinyLlamaConfig
     /// <summary>Filler tokens after the real pieces, to give benchmarks a realistic vocabulary size.</summary>
     public int ExtraTokens { get; init; }
 
-    /// <summary>Three specials, 256 byte tokens, a few ordinary pieces, then the filler.</summary>
-    public int VocabSize => TinyLlama.Pieces.Count + 3 + 256 + ExtraTokens;
+    /// <summary>Names for the first extra tokens (a vocabulary fitted to a corpus, see <see cref="WordPieces"/>); the rest are filler.</summary>
+    public IReadOnlyList<string>? ExtraPieces { get; init; }
+
+    /// <summary>
+    /// Adds ChatML's control tokens (&lt;|im_start|&gt;, &lt;|im_end|&gt;) after the filler and ChatML as
+    /// tokenizer.chat_template, so the model can be templated, trained and served as a chat model.
+    /// </summary>
+    public bool ChatMl { get; init; }
+
+    /// <summary>
+    /// Multiplies the output head (the embedding table when tied). Random N(0, 0.02) heads give logits too flat for
+    /// any hidden state to make a confident prediction; a trained model's head is larger, and so is this one's when set.
+    /// </summary>
+    public float HeadScale { get; init; } = 1f;
+
+    /// <summary>Three specials, 256 byte tokens, a few ordinary pieces, the filler, then ChatML's two controls.</summary>
+    public int VocabSize => TinyLlama.Pieces.Count + 3 + 256 + ExtraTokens + (ChatMl ? 2 : 0);
 }
 
 /// <summary>
@@ -37,6 +52,11 @@ public static class TinyLlama
         "▁", "▁the", "▁a", "▁to", "▁and", "▁of", "▁is", "▁in", "▁it", "▁you", "▁that", "▁for",
         "e", "t", "o", "n", "s", "r", "▁hello", "▁world", "▁device", "▁model",
     ];
+
+    /// <summary>ChatML as Qwen's tokenizer_config.json writes it (llama.cpp recognises it by its markers).</summary>
+    public const string ChatMlTemplate =
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}" +
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
     /// <summary>The GGUF metadata of a tiny llama (architecture, hyper-parameters, vocabulary).</summary>
     public static GgufMetadata Metadata(TinyLlamaConfig c)
@@ -67,8 +87,14 @@ public static class TinyLlama
         types.AddRange(Pieces.Select(_ => 1));
         for (int i = 0; i < c.ExtraTokens; i++)
         {
-            tokens.Add($"▁tok{i}");
+            tokens.Add(c.ExtraPieces is { } named && i < named.Count ? named[i] : $"▁tok{i}");
             types.Add(1);
+        }
+        if (c.ChatMl)
+        {
+            tokens.AddRange(["<|im_start|>", "<|im_end|>"]);
+            types.AddRange([3, 3]);
+            m.Set("tokenizer.chat_template", GgufValue.String(ChatMlTemplate));
         }
         var scores = tokens.Select((_, i) => i < 259 ? 0f : -(i - 259f)).ToArray();
         m.Set("tokenizer.ggml.model", GgufValue.String("llama"));
@@ -148,6 +174,9 @@ public static class TinyLlama
             writer.AddTensor(name, tensorType, shape, stream =>
             {
                 var weights = Weights(tensorName, tensorShape, config.Seed);
+                bool head = tensorName == "output.weight" || (config.TiedEmbeddings && tensorName == "token_embd.weight");
+                if (head && config.HeadScale != 1f)
+                    for (int i = 0; i < weights.Length; i++) weights[i] *= config.HeadScale;
                 var bytes = new byte[GgmlTypes.RowBytes(tensorType, tensorShape[0]) * (weights.Length / tensorShape[0])];
                 QuantCodecs.Quantize(tensorType, weights, bytes);
                 stream.Write(bytes);

@@ -226,7 +226,7 @@ public sealed class LoraAdapter
     }
 
     /// <summary>B's rows moved between layouts: HF row i is GGUF row PermutedRow(i).</summary>
-    private static float[] PermuteRows(float[] b, int rows, int rank, int heads, bool toGguf)
+    internal static float[] PermuteRows(float[] b, int rows, int rank, int heads, bool toGguf)
     {
         var result = new float[b.Length];
         for (int i = 0; i < rows; i++)

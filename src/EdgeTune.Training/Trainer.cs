@@ -1,0 +1,237 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using EdgeTune.Core;
+using EdgeTune.Data;
+using EdgeTune.Data.Templating;
+using EdgeTune.Kernels;
+using EdgeTune.Models.Adapters;
+using EdgeTune.Models.Chat;
+using EdgeTune.Recipes;
+using EdgeTune.Training.Batching;
+using EdgeTune.Training.Checkpoints;
+using EdgeTune.Training.Model;
+using EdgeTune.Training.Optim;
+
+namespace EdgeTune.Training;
+
+/// <summary>A progress report after each optimizer step (or a line of news in <see cref="Message"/>).</summary>
+public sealed record TrainProgress(int Step, int TotalSteps, double Loss, double LearningRate, double TokensPerSecond, TimeSpan Eta, double? EvalLoss = null, string? Message = null);
+
+/// <summary>What a finished run produced.</summary>
+public sealed record TrainResult(string RunDir, int Steps, double FinalLoss, double? FinalEvalLoss, int? BestStep, string? AdapterGguf, string? AdapterPeft, string? ModelGguf, string MetricsPath, string? LossCurve, string StopReason);
+
+/// <summary>A run that must stop: NaN/inf or an exploding loss, with the step and what to change.</summary>
+public sealed class TrainingDivergedException(string message) : EdgeTuneException(message);
+
+/// <summary>
+/// Runs a recipe: loads the base and the data, trains with gradient accumulation, clipping, warm-up and decay,
+/// evaluates, checkpoints every N steps (resume continues bit for bit), stops on NaN, inf or an exploding loss,
+/// optionally early, and exports the adapter (GGUF for llama.cpp, PEFT for Hugging Face) with metrics.jsonl and
+/// a loss curve in the run folder.
+/// </summary>
+public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<TrainProgress>? progress = null)
+{
+    public TrainResult Run(bool resume, CancellationToken cancel = default)
+    {
+        var r = recipe;
+        string runDir = r.Output.Dir;
+        Directory.CreateDirectory(runDir);
+        void Say(string message) => progress?.Report(new TrainProgress(0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, message));
+
+        using var weights = BaseWeights.Open(r.Model.Base);
+        var (template, tokenizer, _) = Templater.LoadModel(r.Model.Base);
+        if (r.Model.ChatTemplate is { } custom) template = ChatTemplate.FromText(custom, $"{r.File}: model.chat_template");
+        var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = r.Train.MaxSeqLen, TrainOnInputs = r.Data.TrainOnInputs });
+        var readOptions = new ReadOptions { Fields = r.Data.Map.Count == 0 ? FieldMapping.Default : FieldMapping.Parse(string.Join(",", r.Data.Map)) };
+
+        var (train, trainFindings) = TrainingExamples.Load(r.Data.Train, templater, readOptions);
+        foreach (var f in trainFindings.Where(f => f.Severity != Severity.Info).Take(5)) Say(f.ToString());
+        if (trainFindings.Count(f => f.Severity != Severity.Info) > 5) Say($"… {trainFindings.Count(f => f.Severity != Severity.Info) - 5} more findings in {r.Data.Train} (run `edgetune data check`)");
+        if (train.Count == 0) throw new EdgeTuneException($"{r.Data.Train}: no usable training example (see the findings above)");
+        List<TrainingExample>? eval = null;
+        if (r.Data.Eval is { } evalPath) eval = TrainingExamples.Load(evalPath, templater, readOptions).Examples;
+
+        var setup = TrainingSetup.From(r);
+        using var model = new TrainableLlama(weights, setup, backend);
+        using var m = backend.Allocate(Math.Max(1, model.Layout.Total));
+        using var v = backend.Allocate(Math.Max(1, model.Layout.Total));
+
+        int batch = r.Train.BatchSize, accum = r.Train.GradientAccumulation;
+        int microPerEpoch = (train.Count + batch - 1) / batch;
+        int stepsPerEpoch = Math.Max(1, microPerEpoch / accum);
+        int total = r.Train.MaxSteps ?? r.Train.Epochs * stepsPerEpoch;
+        int warmup = r.Train.WarmupSteps ?? (int)Math.Ceiling(r.Train.WarmupRatio * total);
+        var lr = new LearningRate(r.Train.LearningRate, warmup, total, r.Train.Schedule);
+        int padId = tokenizer.EosId ?? 0;
+
+        string metricsPath = Path.Combine(runDir, "metrics.jsonl");
+        var state = new TrainerState { TotalSteps = total };
+        if (resume && TrainingCheckpoint.Exists(runDir))
+        {
+            state = TrainingCheckpoint.Load(runDir, model, m, v);
+            TruncateMetrics(metricsPath, state.Step);
+            Say($"resumed from {Path.Combine(runDir, TrainingCheckpoint.FolderName)} at step {state.Step}/{total}");
+        }
+        else if (File.Exists(metricsPath)) File.Delete(metricsPath);
+
+        long rows = (long)batch * train.Max(e => e.Ids.Length);
+        Say($"method {r.Adapter.Method.ToString().ToLowerInvariant()}: {train.Count} training examples, {eval?.Count ?? 0} eval; {total} steps of {batch}×{accum} sequences");
+        Say(MemoryReport(model, rows));
+
+        var order = new Dictionary<int, int[]>();
+        IReadOnlyList<TrainingExample> MicroBatch(long g)
+        {
+            int epoch = (int)(g / microPerEpoch), index = (int)(g % microPerEpoch);
+            if (!order.TryGetValue(epoch, out var o)) { order.Clear(); order[epoch] = o = TrainingExamples.EpochOrder(train.Count, r.Train.Seed, epoch); }
+            return o.Skip(index * batch).Take(batch).Select(i => train[i]).ToList();
+        }
+
+        using var metrics = new StreamWriter(metricsPath, append: true);
+        var clock = Stopwatch.StartNew();
+        long tokensSeen = 0;
+        double lastLoss = double.NaN, lossMean = state.LossMean;
+        double? lastEval = null;
+        string stop = "completed";
+        float[]? best = null;
+        int startStep = state.Step;
+        for (int step = state.Step; step < total; step++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            var micro = Enumerable.Range(0, accum).Select(i => TrainingExamples.Collate(MicroBatch((long)step * accum + i), padId)).ToList();
+            int targets = micro.Sum(b => b.TrainedTokens);
+            model.ZeroGradients();
+            double lossSum = 0;
+            for (int i = 0; i < micro.Count; i++)
+            {
+                var mb = micro[i];
+                ulong seed = TrainableLlama.Mix(r.Train.Seed ^ TrainableLlama.Mix(((ulong)step << 16) | (uint)i));
+                lossSum += model.Step(mb.Tokens, mb.Targets, mb.Size, mb.SeqLen, train: true, gradScale: 1f / targets, seed);
+                tokensSeen += mb.Tokens.Length;
+            }
+            double loss = lossSum / targets;
+            if (!double.IsFinite(loss))
+                throw new TrainingDivergedException($"the training loss became {(double.IsNaN(loss) ? "NaN" : "infinite")} at step {step + 1} (learning rate {lr.At(step):g3}); lower [train].learning_rate or check the data; the last checkpoint is in {Path.Combine(runDir, TrainingCheckpoint.FolderName)}");
+            if (step - startStep >= 10 && step >= 20 && loss > r.Train.ExplodeFactor * lossMean)
+                throw new TrainingDivergedException($"the training loss exploded at step {step + 1}: {loss:F3}, over {r.Train.ExplodeFactor}× the running mean {lossMean:F3}; lower [train].learning_rate or raise [train].explode_factor");
+            lossMean = step == 0 ? loss : 0.9 * lossMean + 0.1 * loss;
+
+            double norm = Math.Sqrt(backend.SumOfSquares(model.Gradients));
+            if (r.Train.MaxGradNorm > 0 && norm > r.Train.MaxGradNorm) backend.Scale(model.Gradients, (float)(r.Train.MaxGradNorm / (norm + 1e-6)));
+            double rate = lr.At(step);
+            backend.AdamW(model.Parameters, model.Gradients, m, v, (float)rate, (float)r.Train.Beta1, (float)r.Train.Beta2,
+                (float)r.Train.AdamEpsilon, (float)r.Train.WeightDecay, step + 1);
+            lastLoss = loss;
+            int done = step + 1;
+            double tokensPerSecond = tokensSeen / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+            var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / (done - startStep) * (total - done));
+            WriteMetric(metrics, new Dictionary<string, object> { ["step"] = done, ["epoch"] = Math.Round((double)done * accum / microPerEpoch, 4), ["loss"] = loss, ["lr"] = rate, ["grad_norm"] = norm, ["tokens"] = targets, ["tokens_per_s"] = Math.Round(tokensPerSecond, 1) });
+
+            bool evalNow = eval is { Count: > 0 } && (r.Train.EvalEvery > 0 ? done % r.Train.EvalEvery == 0 : done % stepsPerEpoch == 0 || done == total);
+            if (evalNow)
+            {
+                lastEval = EvalLoss(model, eval!, batch, padId);
+                WriteMetric(metrics, new Dictionary<string, object> { ["step"] = done, ["eval_loss"] = lastEval.Value });
+                if (lastEval < state.BestEvalLoss)
+                {
+                    state = state with { BestEvalLoss = lastEval.Value, BestStep = done, EvalsWithoutImprovement = 0 };
+                    if (r.Train.EarlyStoppingPatience > 0) best = Snapshot(model);
+                }
+                else state = state with { EvalsWithoutImprovement = state.EvalsWithoutImprovement + 1 };
+            }
+            metrics.Flush();
+            progress?.Report(new TrainProgress(done, total, loss, rate, tokensPerSecond, eta, lastEval));
+            state = state with { Step = done, LossMean = lossMean };
+            if (r.Train.CheckpointEvery > 0 && done % r.Train.CheckpointEvery == 0 && done < total)
+                TrainingCheckpoint.Save(runDir, model, m, v, state);
+            if (r.Train.EarlyStoppingPatience > 0 && state.EvalsWithoutImprovement >= r.Train.EarlyStoppingPatience)
+            {
+                stop = $"early stop at step {done}: eval loss did not improve for {state.EvalsWithoutImprovement} evaluations; exporting the best (step {state.BestStep})";
+                break;
+            }
+        }
+        TrainingCheckpoint.Save(runDir, model, m, v, state);
+        metrics.Close();
+        if (best is not null) backend.Upload(best, model.Parameters.Slice(0, model.Layout.Total));
+
+        string? gguf = null, peft = null, merged = null;
+        if (r.Adapter.Method == TuningMethod.Full)
+        {
+            merged = Path.Combine(runDir, "model.gguf");
+            FullModelExport.WriteGguf(merged, weights, model);
+        }
+        else
+        {
+            var pairs = AdapterPairs(model);
+            var layout = weights.IsGguf ? AdapterLayout.Gguf : AdapterLayout.HuggingFace;
+            gguf = Path.Combine(runDir, "adapter.gguf");
+            LoraAdapterWriter.WriteGguf(gguf, weights.Config, pairs, r.Adapter.Alpha, r.Adapter.RsLora, layout, Path.GetFileName(runDir));
+            peft = Path.Combine(runDir, "peft");
+            LoraAdapterWriter.WritePeft(peft, weights.Config, pairs, r.Adapter.Alpha, r.Adapter.RsLora, r.Adapter.Dropout, layout, r.Model.Base);
+        }
+        string? curve = LossCurve.TryWrite(metricsPath, Path.Combine(runDir, "loss.png"));
+        return new TrainResult(runDir, state.Step, lastLoss, lastEval, state.BestStep == 0 ? null : state.BestStep, gguf, peft, merged, metricsPath, curve, stop);
+    }
+
+    private static float[] Snapshot(TrainableLlama model)
+    {
+        var values = new float[model.Layout.Total];
+        model.Backend.Download(model.Parameters.Slice(0, model.Layout.Total), values);
+        return values;
+    }
+
+    /// <summary>Mean loss per target token over a set of examples (no dropout, no gradients).</summary>
+    public static double EvalLoss(TrainableLlama model, IReadOnlyList<TrainingExample> examples, int batch, int padId)
+    {
+        double sum = 0;
+        long count = 0;
+        for (int i = 0; i < examples.Count; i += batch)
+        {
+            var b = TrainingExamples.Collate(examples.Skip(i).Take(batch).ToList(), padId);
+            sum += model.Step(b.Tokens, b.Targets, b.Size, b.SeqLen, train: false, gradScale: 0, 0);
+            count += b.TrainedTokens;
+        }
+        return count == 0 ? double.NaN : sum / count;
+    }
+
+    public static List<LoraPair> AdapterPairs(TrainableLlama model)
+    {
+        var pairs = new List<LoraPair>();
+        foreach (var slot in model.Layout.Slots.Where(s => s.Name.EndsWith(".lora_a", StringComparison.Ordinal)))
+        {
+            string name = slot.Name[..^".lora_a".Length];
+            var b = model.Layout[name + ".lora_b"];
+            pairs.Add(new LoraPair(name, (int)slot.Shape[0], slot.Shape[1], b.Shape[0], model.Read(slot.Name), model.Read(b.Name)));
+        }
+        return pairs;
+    }
+
+    public static string MemoryReport(TrainableLlama model, long rows)
+    {
+        static string Mib(long bytes) => (bytes / 1048576.0).ToString("F1", CultureInfo.InvariantCulture) + " MiB";
+        long trainable = model.Layout.Total * 4;
+        long activations = TrainableLlama.ActivationBytesFor(model.Config, model.Setup, rows);
+        double bpp = model.FrozenLinearParameters == 0 ? 0 : (double)model.FrozenLinearBytes / model.FrozenLinearParameters;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"memory: frozen linear base {Mib(model.FrozenLinearBytes)} ({bpp:F3} B/param), frozen embeddings/head/norms {Mib(model.FrozenOtherBytes)}, trainable {Mib(trainable)} ({model.Layout.Total:N0} params), gradients {Mib(trainable)}, AdamW {Mib(2 * trainable)}, activations {Mib(activations)} for {rows} tokens");
+    }
+
+    private static void WriteMetric(StreamWriter w, Dictionary<string, object> values) =>
+        w.WriteLine(JsonSerializer.Serialize(values));
+
+    // A resumed run continues the metrics from the checkpoint: lines of later steps (from the interrupted run) go.
+    private static void TruncateMetrics(string path, int step)
+    {
+        if (!File.Exists(path)) return;
+        var kept = File.ReadLines(path).Where(line =>
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(line);
+                return doc.RootElement.TryGetProperty("step", out var s) && s.GetInt32() <= step;
+            }
+            catch (JsonException) { return false; }
+        }).ToList();
+        File.WriteAllLines(path, kept);
+    }
+}
