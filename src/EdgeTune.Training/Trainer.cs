@@ -117,6 +117,8 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
             lossMean = step == 0 ? loss : 0.9 * lossMean + 0.1 * loss;
 
             double norm = Math.Sqrt(backend.SumOfSquares(model.Gradients));
+            if (!double.IsFinite(norm))
+                throw new TrainingDivergedException($"the gradients became {(double.IsNaN(norm) ? "NaN" : "infinite")} at step {step + 1} (loss {loss:F3}, learning rate {lr.At(step):g3}); lower [train].learning_rate or set [train].max_grad_norm; the last checkpoint is in {Path.Combine(runDir, TrainingCheckpoint.FolderName)}");
             if (r.Train.MaxGradNorm > 0 && norm > r.Train.MaxGradNorm) backend.Scale(model.Gradients, (float)(r.Train.MaxGradNorm / (norm + 1e-6)));
             double rate = lr.At(step);
             backend.AdamW(model.Parameters, model.Gradients, m, v, (float)rate, (float)r.Train.Beta1, (float)r.Train.Beta2,

@@ -264,13 +264,7 @@ internal sealed class NaiveBackend : IComputeBackend
     public void Dropout(DeviceBuffer x, DeviceBuffer y, long count, float probability, ulong seed)
     {
         var X = S(x); var Y = S(y);
-        for (long i = 0; i < count; i++)
-        {
-            ulong z = seed ^ ((ulong)i * 0x9E3779B97F4A7C15UL);
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL; z ^= z >> 31;
-            float u = (z >> 40) / (float)(1 << 24);
-            Y[(int)i] = u >= probability ? X[(int)i] / (1 - probability) : 0;
-        }
+        for (int i = 0; i < count; i++) Y[i] = DropoutMask.Keep(seed, i, probability) ? X[i] / (1 - probability) : 0;
     }
 
     public void Dispose() { }

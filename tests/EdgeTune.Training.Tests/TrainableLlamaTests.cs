@@ -1,4 +1,5 @@
 using EdgeTune.Kernels;
+using EdgeTune.Kernels.Cpu;
 using EdgeTune.Models.Adapters;
 using EdgeTune.Models.Reference;
 using EdgeTune.Recipes;
@@ -46,7 +47,7 @@ public class TrainableLlamaTests
         using var dir = new TempDir();
         string path = TinyTask.WriteModel(dir.Path);
         using var w = BaseWeights.Open(path);
-        using var b = new NaiveBackend();
+        using var b = new CpuBackend(2);
         using var m = Model(w, TuningMethod.Lora, b);
         var reference = ReferenceModel.Open(path, ReferencePrecision.Float64);
         var expected = reference.Forward(Tokens);
@@ -62,7 +63,7 @@ public class TrainableLlamaTests
         using var dir = new TempDir();
         string path = TinyTask.WriteModel(dir.Path);
         using var w = BaseWeights.Open(path);
-        using var b = new NaiveBackend();
+        using var b = new CpuBackend(2);
         using var m = Model(w, TuningMethod.Lora, b);
         Randomise(m, 5);
         var ours = m.Logits(Tokens);
@@ -88,7 +89,7 @@ public class TrainableLlamaTests
         using var dir = new TempDir();
         string path = TinyTask.WriteModel(dir.Path, TinyTask.Model with { Embedding = 32, FeedForward = 48, Heads = 4, KvHeads = 2, TiedEmbeddings = method == TuningMethod.Full });
         using var w = BaseWeights.Open(path);
-        using var b = new NaiveBackend();
+        using var b = new CpuBackend(2);
         using var m = Model(w, method, b);
         if (method == TuningMethod.Lora) Randomise(m, 9);
         int[] tokens = [.. Tokens[..13], .. Tokens[1..]];
@@ -131,7 +132,7 @@ public class TrainableLlamaTests
         // Q4_K blocks span 256 values, so the rows here are 256 wide.
         string path = TinyTask.WriteModel(dir.Path, TinyTask.Model with { Embedding = 256, FeedForward = 256 });
         using var w = BaseWeights.Open(path);
-        using var b = new NaiveBackend();
+        using var b = new CpuBackend(2);
         using var full = Model(w, TuningMethod.Lora, b);
         using var q = Model(w, TuningMethod.Qlora, b, quant: quant);
         Assert.True((double)q.FrozenLinearBytes / q.FrozenLinearParameters <= bytesPerParam, $"{q.FrozenLinearBytes} bytes for {q.FrozenLinearParameters} parameters");
@@ -150,5 +151,44 @@ public class TrainableLlamaTests
         double worst = 0;
         for (int i = 0; i < expected.Length; i++) worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]));
         Assert.True(worst <= relative * scale, $"max |Δ| {worst:g3} over max |x| {scale:g3} (relative {worst / scale:g3} > {relative})");
+    }
+}
+
+/// <summary>The same training step on the SIMD CPU backend and on plain loops: the graph is backend-independent.</summary>
+public class BackendAgreementTests
+{
+    [Theory]
+    [InlineData(TuningMethod.Lora, "nf4")]
+    [InlineData(TuningMethod.Qlora, "nf4")]
+    [InlineData(TuningMethod.Qlora, "q8_0")]
+    [InlineData(TuningMethod.Full, "nf4")]
+    public void Cpu_backend_and_plain_loops_give_the_same_loss_and_gradients(TuningMethod method, string quant)
+    {
+        using var dir = new TempDir();
+        string path = TinyTask.WriteModel(dir.Path, TinyTask.Model with { Embedding = 64, FeedForward = 96 });
+        using var w = BaseWeights.Open(path);
+        var setup = new TrainingSetup { Method = method, Rank = 4, Alpha = 8, Seed = 3, BaseQuant = quant, Dropout = 0.1 };
+        using var cpu = new CpuBackend(2);
+        using var naive = new NaiveBackend();
+        using var a = new TrainableLlama(w, setup, cpu);
+        using var b = new TrainableLlama(w, setup, naive);
+        var rng = new Random(4);
+        var tokens = Enumerable.Range(0, 3 * 17).Select(_ => rng.Next(w.Config.VocabSize)).ToArray();
+        var targets = tokens.Skip(1).Append(-1).Select((t, i) => i % 5 == 0 ? -1 : t).ToArray();
+        foreach (var m in new[] { a, b })
+        {
+            m.ZeroGradients();
+            if (method != TuningMethod.Full)
+                foreach (var slot in m.Layout.Slots.Where(s => s.Name.EndsWith(".lora_b", StringComparison.Ordinal)))
+                    m.Write(slot.Name, Enumerable.Range(0, (int)slot.Length).Select(i => MathF.Sin(i) * 0.05f).ToArray());
+        }
+        double la = a.Step(tokens, targets, 3, 17, train: true, 0.01f, 77);
+        double lb = b.Step(tokens, targets, 3, 17, train: true, 0.01f, 77);
+        Assert.Equal(lb, la, 2);
+        var ga = new float[a.Layout.Total];
+        var gb = new float[b.Layout.Total];
+        cpu.Download(a.Gradients.Slice(0, a.Layout.Total), ga);
+        naive.Download(b.Gradients.Slice(0, b.Layout.Total), gb);
+        TrainableLlamaTests.AssertClose(gb, ga, 2e-3);
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using EdgeTune.Data.Templating;
 using EdgeTune.Kernels;
+using EdgeTune.Kernels.Cpu;
 using EdgeTune.Models.Adapters;
 using EdgeTune.Models.Chat;
 using EdgeTune.Models.Reference;
@@ -52,7 +53,7 @@ public class TrainerTests
         using var dir = new TempDir();
         Setup(dir);
         var recipe = TinyTask.Recipe(dir.Path, method, steps: 80);
-        using var backend = new NaiveBackend();
+        using var backend = new CpuBackend(2);
         var result = new Trainer(recipe, backend).Run(resume: false);
 
         double before = ExactMatch(recipe.Model.Base, null, 40, seed: 99);
@@ -71,7 +72,7 @@ public class TrainerTests
     {
         using var dir = new TempDir();
         Setup(dir, 64);
-        using var backend = new NaiveBackend();
+        using var backend = new CpuBackend(2);
         const string every3 = "checkpoint_every = 3\ngradient_accumulation = 2";
         var straight = new Trainer(TinyTask.Recipe(dir.Path, extra: every3, steps: 8, dropout: 0.1, run: "straight"), backend).Run(resume: false);
 
@@ -98,11 +99,12 @@ public class TrainerTests
     {
         using var dir = new TempDir();
         Setup(dir, 64);
-        using var backend = new NaiveBackend();
+        using var backend = new CpuBackend(2);
         var recipe = TinyTask.Recipe(dir.Path, "full", extra: "max_grad_norm = 0.0", steps: 40);
         recipe = recipe with { Train = recipe.Train with { LearningRate = 1e8 } };
         var e = Assert.Throws<TrainingDivergedException>(() => new Trainer(recipe, backend).Run(resume: false));
         Assert.Matches("(became NaN|became infinite|exploded) at step [0-9]+", e.Message);
+        Assert.All(File.ReadLines(Path.Combine(recipe.Output.Dir, "metrics.jsonl")), line => JsonDocument.Parse(line).Dispose());
         Assert.Contains("learning_rate", e.Message, StringComparison.Ordinal);
     }
 
