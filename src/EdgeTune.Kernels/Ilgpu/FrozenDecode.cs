@@ -85,6 +85,23 @@ internal static class FrozenDecode
         return sign != 0 ? -value : value;
     }
 
-    /// <summary>NF4 is decoded once the codec's layout is merged (wip-kcpu); until then UploadFrozen rejects it.</summary>
-    private static float Nf4Element(in FrozenSource w, long row, long col) => 0f;
+    /// <summary>Offset of the NF4 tables inside <see cref="FrozenSource.Nf4Tables"/>: code book at 0, dynamic code at 16.</summary>
+    public const int DynamicCodeOffset = 16;
+
+    /// <summary>
+    /// NF4 (Nf4Codec's layout): blocks of 64 run over the flat row-major index; element i is in the high nibble of
+    /// byte i/2 when i is even. x = CodeBook[code]·(Dynamic[absmaxCode]·scale + offset), as Nf4Codec.DequantizeRange.
+    /// </summary>
+    private static float Nf4Element(in FrozenSource w, long row, long col)
+    {
+        long i = row * w.Cols + col;
+        int packed = w.Bytes[i >> 1];
+        int code = (i & 1) == 0 ? packed >> 4 : packed & 0xF;
+        long block = i >> 6;
+        int absmaxCode = w.Bytes[w.Nf4CodeBytes + block];
+        long s = w.Nf4CodeBytes + w.Nf4Blocks + 4 * (block >> 8);
+        float scale = Interop.IntAsFloat((uint)(w.Bytes[s] | (w.Bytes[s + 1] << 8) | (w.Bytes[s + 2] << 16) | (w.Bytes[s + 3] << 24)));
+        float absmax = w.Nf4Tables[DynamicCodeOffset + absmaxCode] * scale + w.Nf4Offset;
+        return w.Nf4Tables[code] * absmax;
+    }
 }

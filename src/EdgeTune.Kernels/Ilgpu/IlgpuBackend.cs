@@ -55,7 +55,9 @@ public sealed partial class IlgpuBackend : IComputeBackend
         try
         {
             using var context = Context.Create(b => b.Cuda());
-            return context.GetCudaDevices().Select(d => $"{d.Name} ({d.MemorySize / (1L << 30)} GiB)").ToList();
+            var names = new List<string>();
+            foreach (var d in context.GetCudaDevices()) names.Add($"{d.Name} ({d.MemorySize / (1L << 30)} GiB)");
+            return names;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -246,5 +248,6 @@ internal sealed class IlgpuBuffer : DeviceBuffer
     protected override void Dispose(bool disposing)
     {
         if (disposing) _memory?.Dispose();
+        base.Dispose(disposing);
     }
 }

@@ -39,8 +39,11 @@ internal struct FrozenSource : IMatrixSource
     public int Format;
     public int Cols;
     public long RowBytes;
-    /// <summary>NF4 only: where the per-block absmax values start (see FrozenDecode.Nf4).</summary>
-    public long Nf4AbsmaxOffset;
+    /// <summary>NF4 only: the code book (16 floats) then the dynamic 8-bit code (256 floats), shared by the backend.</summary>
+    public ArrayView<float> Nf4Tables;
+    /// <summary>NF4 only: bytes of codes (where the absmax codes start), number of 64-blocks (the scales follow), the offset.</summary>
+    public long Nf4CodeBytes, Nf4Blocks;
+    public float Nf4Offset;
     public int Transposed;
 
     public readonly float Load(long r, long c) =>
