@@ -53,19 +53,9 @@ public sealed partial class IlgpuBackend
     public FrozenMatrix UploadFrozen(FrozenFormat format, ReadOnlySpan<byte> data, int rows, int cols)
     {
         ThrowIfDisposed();
-        Shapes.Positive(rows, nameof(rows));
-        Shapes.Positive(cols, nameof(cols));
         long count = (long)rows * cols;
-        long rowBytes = format switch
-        {
-            FrozenFormat.F32 => 4L * cols,
-            FrozenFormat.Q8_0 => BlockRowBytes(format, cols, 32, 34),
-            FrozenFormat.Q4_0 => BlockRowBytes(format, cols, 32, 18),
-            FrozenFormat.Q4_K => BlockRowBytes(format, cols, 256, 144),
-            FrozenFormat.Nf4 => 0,
-            _ => throw new ArgumentOutOfRangeException(nameof(format), format, "unknown frozen format"),
-        };
-        long expected = format == FrozenFormat.Nf4 ? Nf4Codec.ByteCount(count) : rowBytes * rows;
+        long expected = FrozenRows.ByteCount(format, rows, cols); // validates the shape against the format's blocks
+        long rowBytes = format == FrozenFormat.Nf4 ? 0 : expected / rows;
         if (data.Length != expected)
             throw new ArgumentException($"{format} weight ({rows}×{cols}) needs {expected} bytes, got {data.Length}", nameof(data));
 
@@ -116,13 +106,6 @@ public sealed partial class IlgpuBackend
         var b = wf.Source;
         b.Transposed = 0;
         Gemm(FrozenGemm, new DenseSource(dyv, w.Rows, 1), b, dxv, n, w.Cols, w.Rows, accumulate);
-    }
-
-    private static long BlockRowBytes(FrozenFormat format, int cols, int blockSize, int blockBytes)
-    {
-        if (cols % blockSize != 0)
-            throw new ArgumentException($"{format} rows are whole blocks of {blockSize} values; cols = {cols} is not", nameof(cols));
-        return (long)cols / blockSize * blockBytes;
     }
 
     private IlgpuFrozenMatrix Frozen(FrozenMatrix w, string name)
