@@ -26,9 +26,9 @@ public sealed class TiledCpuAcceleratorFixture() : IlgpuFixture(IlgpuBackend.Cpu
 /// runs quickly on two cores. Bitwise agreement is asserted where the kernel does the reference's arithmetic in the
 /// reference's order (copies, embedding sums, frozen decoding, dropout); elsewhere a tolerance.
 /// </summary>
-public abstract class IlgpuKernelTests
+public abstract class IlgpuTestBase
 {
-    protected IlgpuKernelTests(IlgpuBackend backend) => B = backend;
+    protected IlgpuTestBase(IlgpuBackend backend) => B = backend;
 
     protected IlgpuBackend B { get; }
 
@@ -57,6 +57,174 @@ public abstract class IlgpuKernelTests
         }
     }
 
+    public static TheoryData<FrozenFormat, int, int> FrozenShapes => new()
+    {
+        { FrozenFormat.F32, 5, 17 },
+        { FrozenFormat.Nf4, 5, 17 },   // 85 values: NF4 blocks of 64 straddle rows, odd count pads a nibble
+        { FrozenFormat.Nf4, 3, 128 },
+        { FrozenFormat.Q8_0, 3, 64 },
+        { FrozenFormat.Q4_0, 2, 96 },
+        { FrozenFormat.Q4_K, 3, 256 },
+        { FrozenFormat.Q4_K, 2, 512 },
+    };
+
+    protected static (byte[] Data, float[] Dense) Frozen(FrozenFormat format, int rows, int cols, int seed)
+    {
+        var values = TestData.Gaussian(rows * cols, seed);
+        byte[] data;
+        if (format == FrozenFormat.F32) data = MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+        else if (format == FrozenFormat.Nf4) data = Nf4Codec.Quantize(values);
+        else
+        {
+            var type = format switch
+            {
+                FrozenFormat.Q8_0 => Core.GgmlType.Q8_0,
+                FrozenFormat.Q4_0 => Core.GgmlType.Q4_0,
+                _ => Core.GgmlType.Q4_K,
+            };
+            data = new byte[FrozenRows.ByteCount(format, rows, cols)];
+            Core.Quantization.QuantCodecs.Quantize(type, values, data);
+        }
+        var dense = new float[rows * cols];
+        for (int r = 0; r < rows; r++) FrozenRows.DequantizeRow(format, data, rows, r, cols, dense.AsSpan(r * cols, cols));
+        return (data, dense);
+    }
+}
+
+/// <summary>
+/// The ops whose kernels depend on the device: the GEMMs (one thread per output, or 16×16 shared-memory tiles) and
+/// the row reductions (group size). Run on both kernel choices.
+/// </summary>
+public abstract class IlgpuDeviceDependentTests(IlgpuBackend backend) : IlgpuTestBase(backend)
+{
+    // ---- matmuls ---------------------------------------------------------------------------------------
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(17, 33, 5)]
+    [InlineData(3, 40, 19)]
+    public void MatMulAndBothBackwards(int n, int k, int m)
+    {
+        foreach (bool accumulate in new[] { false, true })
+        {
+            var x = TestData.Gaussian(n * k, 12);
+            var w = TestData.Gaussian(m * k, 13);
+            var dy = TestData.Gaussian(n * m, 14);
+            var y = TestData.Gaussian(n * m, 15);
+            var dx = TestData.Gaussian(n * k, 16);
+            var dw = TestData.Gaussian(m * k, 17);
+            using var xb = Up(x);
+            using var wb = Up(w);
+            using var dyb = Up(dy);
+            using var yb = Up(y);
+            using var dxb = Up(dx);
+            using var dwb = Up(dw);
+            B.MatMul(xb, wb, yb, n, k, m, accumulate);
+            B.MatMulBackwardInput(dyb, wb, dxb, n, k, m, accumulate);
+            B.MatMulBackwardWeight(dyb, xb, dwb, n, k, m, accumulate);
+            Reference.MatMul<float>(x, w, y, n, k, m, accumulate);
+            Reference.MatMulBackwardInput<float>(dy, w, dx, n, k, m, accumulate);
+            Reference.MatMulBackwardWeight<float>(dy, x, dw, n, k, m, accumulate);
+            Close(y, Down(yb));
+            Close(dx, Down(dxb));
+            Close(dw, Down(dwb));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(FrozenShapes))]
+    public void FrozenMatMulIsTheDenseMatMulOfTheDecodedWeight(FrozenFormat format, int rows, int cols)
+    {
+        int n = 3;
+        var (data, dense) = Frozen(format, rows, cols, seed: 21);
+        using var w = B.UploadFrozen(format, data, rows, cols);
+        var x = TestData.Gaussian(n * cols, 22);
+        var y = TestData.Gaussian(n * rows, 23);
+        var dy = TestData.Gaussian(n * rows, 24);
+        var dx = TestData.Gaussian(n * cols, 25);
+        using var xb = Up(x);
+        using var yb = Up(y);
+        using var dyb = Up(dy);
+        using var dxb = Up(dx);
+        B.FrozenMatMul(xb, w, yb, n, accumulate: true);
+        B.FrozenMatMulBackwardInput(dyb, w, dxb, n, accumulate: true);
+        Reference.MatMul<float>(x, dense, y, n, cols, rows, accumulate: true);
+        Reference.MatMulBackwardInput<float>(dy, dense, dx, n, cols, rows, accumulate: true);
+        Close(y, Down(yb), 1e-4f);
+        Close(dx, Down(dxb), 1e-4f);
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(5, 17)]
+    [InlineData(3, 1025)]
+    public void RmsNormForwardAndBackward(int n, int c)
+    {
+        var x = TestData.Gaussian(n * c, 40);
+        var weight = TestData.Gaussian(c, 41);
+        var dy = TestData.Gaussian(n * c, 42);
+        var y = new float[n * c];
+        var rstd = new float[n];
+        Reference.RmsNormForward<float>(x, weight, y, rstd, n, c, 1e-5f);
+        using var xb = Up(x);
+        using var wb = Up(weight);
+        using var yb = B.Allocate(n * c);
+        using var rb = B.Allocate(n);
+        B.RmsNormForward(xb, wb, yb, rb, n, c, 1e-5f);
+        Close(rstd, Down(rb));
+        Close(y, Down(yb));
+
+        var dx = TestData.Gaussian(n * c, 43);
+        var dWeight = TestData.Gaussian(c, 44);
+        using var dyb = Up(dy);
+        using var dxb = Up(dx);
+        using var dwb = Up(dWeight);
+        B.RmsNormBackward(dyb, xb, wb, rb, dxb, dwb, n, c);
+        Reference.RmsNormBackward<float>(dy, x, weight, rstd, dx, dWeight, n, c);
+        Close(dx, Down(dxb), 1e-4f);
+        Close(dWeight, Down(dwb), 1e-4f);
+    }
+
+    // ---- cross-entropy (GEMMs and row reductions) ------------------------------------------------------
+
+    [Theory]
+    [InlineData(1L << 24)] // one chunk
+    [InlineData(2 * 37L)]  // chunks of two rows
+    public void CrossEntropyLossAndGradients(long chunkElements)
+    {
+        int n = 5, c = 8, vocab = 37;
+        int[] targets = [3, -1, 36, 0, 3];
+        var hidden = TestData.Gaussian(n * c, 70);
+        var head = TestData.Gaussian(vocab * c, 71, 0.5f);
+        var dHidden = new float[n * c];
+        var dHead = TestData.Gaussian(vocab * c, 72);
+        float loss = Reference.CrossEntropy<float>(hidden, head, targets, n, c, vocab, 0.25f, dHidden, dHead);
+
+        long saved = B.CrossEntropyChunkElements;
+        B.CrossEntropyChunkElements = chunkElements;
+        try
+        {
+            using var hb = Up(hidden);
+            using var headb = Up(head);
+            using var dhb = Up(TestData.Gaussian(n * c, 73)); // overwritten
+            using var dheadb = Up(TestData.Gaussian(vocab * c, 72)); // accumulated onto
+            double actual = B.CrossEntropy(hb, headb, targets, n, c, vocab, 0.25f, dhb, dheadb);
+            Assert.Equal(loss, actual, 1e-4 * Math.Abs(loss));
+            Close(dHidden, Down(dhb), 1e-4f);
+            Close(dHead, Down(dheadb), 1e-4f);
+            Assert.Equal(actual, B.CrossEntropy(hb, headb, targets, n, c, vocab, 0.25f, null, null), 1e-9);
+        }
+        finally
+        {
+            B.CrossEntropyChunkElements = saved;
+        }
+    }
+}
+
+/// <summary>The ops with one kernel for every device: run once, on the simple CPU accelerator.</summary>
+public sealed class IlgpuKernelTests(SimpleCpuAcceleratorFixture fixture)
+    : IlgpuTestBase(fixture.Backend), IClassFixture<SimpleCpuAcceleratorFixture>
+{
     // ---- buffers and elementwise ----------------------------------------------------------------------
 
     [Theory]
@@ -163,50 +331,7 @@ public abstract class IlgpuKernelTests
         Assert.Equal(y, Down(yb));
     }
 
-    // ---- matmuls ---------------------------------------------------------------------------------------
-
-    [Theory]
-    [InlineData(1, 1, 1)]
-    [InlineData(17, 33, 5)]
-    [InlineData(3, 40, 19)]
-    public void MatMulAndBothBackwards(int n, int k, int m)
-    {
-        foreach (bool accumulate in new[] { false, true })
-        {
-            var x = TestData.Gaussian(n * k, 12);
-            var w = TestData.Gaussian(m * k, 13);
-            var dy = TestData.Gaussian(n * m, 14);
-            var y = TestData.Gaussian(n * m, 15);
-            var dx = TestData.Gaussian(n * k, 16);
-            var dw = TestData.Gaussian(m * k, 17);
-            using var xb = Up(x);
-            using var wb = Up(w);
-            using var dyb = Up(dy);
-            using var yb = Up(y);
-            using var dxb = Up(dx);
-            using var dwb = Up(dw);
-            B.MatMul(xb, wb, yb, n, k, m, accumulate);
-            B.MatMulBackwardInput(dyb, wb, dxb, n, k, m, accumulate);
-            B.MatMulBackwardWeight(dyb, xb, dwb, n, k, m, accumulate);
-            Reference.MatMul<float>(x, w, y, n, k, m, accumulate);
-            Reference.MatMulBackwardInput<float>(dy, w, dx, n, k, m, accumulate);
-            Reference.MatMulBackwardWeight<float>(dy, x, dw, n, k, m, accumulate);
-            Close(y, Down(yb));
-            Close(dx, Down(dxb));
-            Close(dw, Down(dwb));
-        }
-    }
-
-    public static TheoryData<FrozenFormat, int, int> FrozenShapes => new()
-    {
-        { FrozenFormat.F32, 5, 17 },
-        { FrozenFormat.Nf4, 5, 17 },   // 85 values: NF4 blocks of 64 straddle rows, odd count pads a nibble
-        { FrozenFormat.Nf4, 3, 128 },
-        { FrozenFormat.Q8_0, 3, 64 },
-        { FrozenFormat.Q4_0, 2, 96 },
-        { FrozenFormat.Q4_K, 3, 256 },
-        { FrozenFormat.Q4_K, 2, 512 },
-    };
+    // ---- frozen decoding (the same device function under both GEMM kernels) -----------------------------
 
     [Theory]
     [MemberData(nameof(FrozenShapes))]
@@ -237,52 +362,7 @@ public abstract class IlgpuKernelTests
         Assert.Equal(dense, Down(dxb));
     }
 
-    [Theory]
-    [MemberData(nameof(FrozenShapes))]
-    public void FrozenMatMulIsTheDenseMatMulOfTheDecodedWeight(FrozenFormat format, int rows, int cols)
-    {
-        int n = 3;
-        var (data, dense) = Frozen(format, rows, cols, seed: 21);
-        using var w = B.UploadFrozen(format, data, rows, cols);
-        var x = TestData.Gaussian(n * cols, 22);
-        var y = TestData.Gaussian(n * rows, 23);
-        var dy = TestData.Gaussian(n * rows, 24);
-        var dx = TestData.Gaussian(n * cols, 25);
-        using var xb = Up(x);
-        using var yb = Up(y);
-        using var dyb = Up(dy);
-        using var dxb = Up(dx);
-        B.FrozenMatMul(xb, w, yb, n, accumulate: true);
-        B.FrozenMatMulBackwardInput(dyb, w, dxb, n, accumulate: true);
-        Reference.MatMul<float>(x, dense, y, n, cols, rows, accumulate: true);
-        Reference.MatMulBackwardInput<float>(dy, dense, dx, n, cols, rows, accumulate: true);
-        Close(y, Down(yb), 1e-4f);
-        Close(dx, Down(dxb), 1e-4f);
-    }
-
-    private static (byte[] Data, float[] Dense) Frozen(FrozenFormat format, int rows, int cols, int seed)
-    {
-        var values = TestData.Gaussian(rows * cols, seed);
-        byte[] data;
-        if (format == FrozenFormat.F32) data = MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
-        else if (format == FrozenFormat.Nf4) data = Nf4Codec.Quantize(values);
-        else
-        {
-            var type = format switch
-            {
-                FrozenFormat.Q8_0 => Core.GgmlType.Q8_0,
-                FrozenFormat.Q4_0 => Core.GgmlType.Q4_0,
-                _ => Core.GgmlType.Q4_K,
-            };
-            data = new byte[FrozenRows.ByteCount(format, rows, cols)];
-            Core.Quantization.QuantCodecs.Quantize(type, values, data);
-        }
-        var dense = new float[rows * cols];
-        for (int r = 0; r < rows; r++) FrozenRows.DequantizeRow(format, data, rows, r, cols, dense.AsSpan(r * cols, cols));
-        return (data, dense);
-    }
-
-    // ---- embedding, norm, rope -------------------------------------------------------------------------
+    // ---- embedding, rope ---------------------------------------------------------------------------------
 
     [Fact]
     public void EmbeddingGatherAndDeterministicScatterAdd()
@@ -309,37 +389,6 @@ public abstract class IlgpuKernelTests
     }
 
     [Theory]
-    [InlineData(1, 1)]
-    [InlineData(5, 17)]
-    [InlineData(3, 1025)]
-    public void RmsNormForwardAndBackward(int n, int c)
-    {
-        var x = TestData.Gaussian(n * c, 40);
-        var weight = TestData.Gaussian(c, 41);
-        var dy = TestData.Gaussian(n * c, 42);
-        var y = new float[n * c];
-        var rstd = new float[n];
-        Reference.RmsNormForward<float>(x, weight, y, rstd, n, c, 1e-5f);
-        using var xb = Up(x);
-        using var wb = Up(weight);
-        using var yb = B.Allocate(n * c);
-        using var rb = B.Allocate(n);
-        B.RmsNormForward(xb, wb, yb, rb, n, c, 1e-5f);
-        Close(rstd, Down(rb));
-        Close(y, Down(yb));
-
-        var dx = TestData.Gaussian(n * c, 43);
-        var dWeight = TestData.Gaussian(c, 44);
-        using var dyb = Up(dy);
-        using var dxb = Up(dx);
-        using var dwb = Up(dWeight);
-        B.RmsNormBackward(dyb, xb, wb, rb, dxb, dwb, n, c);
-        Reference.RmsNormBackward<float>(dy, x, weight, rstd, dx, dWeight, n, c);
-        Close(dx, Down(dxb), 1e-4f);
-        Close(dWeight, Down(dwb), 1e-4f);
-    }
-
-    [Theory]
     [InlineData(RopeLayout.Half)]
     [InlineData(RopeLayout.Interleaved)]
     public void RopeForwardAndInverse(RopeLayout layout)
@@ -357,7 +406,7 @@ public abstract class IlgpuKernelTests
         Close(x, Down(xb), 1e-5f);
     }
 
-    // ---- attention and cross-entropy -------------------------------------------------------------------
+    // ---- attention -------------------------------------------------------------------------------------
 
     [Theory]
     [InlineData(1, 1, 1, 1, 1)]
@@ -396,39 +445,6 @@ public abstract class IlgpuKernelTests
         Close(dv, Down(dvb), 1e-4f);
     }
 
-    [Theory]
-    [InlineData(1L << 24)] // one chunk
-    [InlineData(2 * 37L)]  // chunks of two rows
-    public void CrossEntropyLossAndGradients(long chunkElements)
-    {
-        int n = 5, c = 8, vocab = 37;
-        int[] targets = [3, -1, 36, 0, 3];
-        var hidden = TestData.Gaussian(n * c, 70);
-        var head = TestData.Gaussian(vocab * c, 71, 0.5f);
-        var dHidden = new float[n * c];
-        var dHead = TestData.Gaussian(vocab * c, 72);
-        float loss = Reference.CrossEntropy<float>(hidden, head, targets, n, c, vocab, 0.25f, dHidden, dHead);
-
-        long saved = B.CrossEntropyChunkElements;
-        B.CrossEntropyChunkElements = chunkElements;
-        try
-        {
-            using var hb = Up(hidden);
-            using var headb = Up(head);
-            using var dhb = Up(TestData.Gaussian(n * c, 73)); // overwritten
-            using var dheadb = Up(TestData.Gaussian(vocab * c, 72)); // accumulated onto
-            double actual = B.CrossEntropy(hb, headb, targets, n, c, vocab, 0.25f, dhb, dheadb);
-            Assert.Equal(loss, actual, 1e-4 * Math.Abs(loss));
-            Close(dHidden, Down(dhb), 1e-4f);
-            Close(dHead, Down(dheadb), 1e-4f);
-            Assert.Equal(actual, B.CrossEntropy(hb, headb, targets, n, c, vocab, 0.25f, null, null), 1e-9);
-        }
-        finally
-        {
-            B.CrossEntropyChunkElements = saved;
-        }
-    }
-
     // ---- the public boundary ---------------------------------------------------------------------------
 
     [Fact]
@@ -451,7 +467,7 @@ public abstract class IlgpuKernelTests
 }
 
 public sealed class IlgpuSimpleKernelTests(SimpleCpuAcceleratorFixture fixture)
-    : IlgpuKernelTests(fixture.Backend), IClassFixture<SimpleCpuAcceleratorFixture>
+    : IlgpuDeviceDependentTests(fixture.Backend), IClassFixture<SimpleCpuAcceleratorFixture>
 {
     [Fact]
     public void UsesOneThreadPerOutput() => Assert.False(B.TiledMatMul);
@@ -459,7 +475,7 @@ public sealed class IlgpuSimpleKernelTests(SimpleCpuAcceleratorFixture fixture)
 
 /// <summary>The CUDA kernel choices (16×16 shared-memory GEMM tiles, 256-thread row groups) on the CPU accelerator.</summary>
 public sealed class IlgpuTiledKernelTests(TiledCpuAcceleratorFixture fixture)
-    : IlgpuKernelTests(fixture.Backend), IClassFixture<TiledCpuAcceleratorFixture>
+    : IlgpuDeviceDependentTests(fixture.Backend), IClassFixture<TiledCpuAcceleratorFixture>
 {
     [Fact]
     public void UsesSharedMemoryTiles() => Assert.True(B.TiledMatMul);
