@@ -1,0 +1,114 @@
+using System.Buffers;
+using System.Numerics.Tensors;
+
+namespace EdgeTune.Kernels.Cpu;
+
+// q, output, dq: (B,T,H,D)  k, v, dk, dv: (B,T,KV,D)  logSumExp: (B,H,T); query head h reads kv head h / (H/KV)
+// forward: FlashAttention-style, one query row at a time over key blocks of 64 with an online softmax (running
+//   max and sum, the accumulator rescaled once per block); no T×T matrix. Parallel over (b, h, query block).
+// backward: P recomputed from logSumExp; Δ = dO·O; dS = P·(dP − Δ). Parallel over (b, kv head): a task owns
+//   dk, dv of its kv head and dq of the H/KV query heads that read it, so nothing is written by two threads.
+public sealed unsafe partial class CpuBackend
+{
+    private const int KeyBlock = 64, QueryBlock = 64;
+
+    public void AttentionForward(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
+        int batch, int seqLen, int heads, int kvHeads, int headDim)
+    {
+        Reference.CheckAttention(q.Length, k.Length, v.Length, output.Length, logSumExp.Length, batch, seqLen, heads, kvHeads, headDim);
+        float* pq = Of(q, nameof(q)).Pointer, pk = Of(k, nameof(k)).Pointer, pv = Of(v, nameof(v)).Pointer;
+        float* po = Of(output, nameof(output)).Pointer, pl = Of(logSumExp, nameof(logSumExp)).Pointer;
+        int group = heads / kvHeads, d = headDim, qStride = heads * d, kvStride = kvHeads * d;
+        float scale = 1f / MathF.Sqrt(d);
+        int queryBlocks = (seqLen + QueryBlock - 1) / QueryBlock;
+        For(batch * heads * queryBlocks, task =>
+        {
+            int bh = task / queryBlocks, t0 = task % queryBlocks * QueryBlock;
+            int b = bh / heads, h = bh % heads, g = h / group;
+            Span<float> scores = stackalloc float[KeyBlock];
+            float* kBase = pk + (long)b * seqLen * kvStride + g * d, vBase = pv + (long)b * seqLen * kvStride + g * d;
+            for (int t = t0; t < Math.Min(seqLen, t0 + QueryBlock); t++)
+            {
+                var qi = new ReadOnlySpan<float>(pq + ((long)b * seqLen + t) * qStride + h * d, d);
+                var acc = new Span<float>(po + ((long)b * seqLen + t) * qStride + h * d, d);
+                acc.Clear();
+                float max = float.NegativeInfinity, sum = 0f;
+                for (int s0 = 0; s0 <= t; s0 += KeyBlock)
+                {
+                    int count = Math.Min(KeyBlock, t + 1 - s0);
+                    float blockMax = float.NegativeInfinity;
+                    for (int j = 0; j < count; j++)
+                    {
+                        scores[j] = scale * TensorPrimitives.Dot(qi, new ReadOnlySpan<float>(kBase + (long)(s0 + j) * kvStride, d));
+                        blockMax = MathF.Max(blockMax, scores[j]);
+                    }
+                    if (blockMax > max)
+                    {
+                        float correction = MathF.Exp(max - blockMax); // 0 on the first block
+                        sum *= correction;
+                        TensorPrimitives.Multiply(acc, correction, acc);
+                        max = blockMax;
+                    }
+                    for (int j = 0; j < count; j++)
+                    {
+                        float p = MathF.Exp(scores[j] - max);
+                        sum += p;
+                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vBase + (long)(s0 + j) * kvStride, d), p, acc, acc);
+                    }
+                }
+                TensorPrimitives.Multiply(acc, 1f / sum, acc);
+                pl[((long)b * heads + h) * seqLen + t] = max + MathF.Log(sum);
+            }
+        });
+    }
+
+    public void AttentionBackward(DeviceBuffer dOutput, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
+        DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim)
+    {
+        Reference.CheckAttention(q.Length, k.Length, v.Length, output.Length, logSumExp.Length, batch, seqLen, heads, kvHeads, headDim);
+        long qCount = (long)batch * seqLen * heads * headDim, kvCount = (long)batch * seqLen * kvHeads * headDim;
+        Shapes.Require(dOutput.Length, qCount, nameof(dOutput), $"(B={batch},T={seqLen},H={heads},D={headDim})");
+        Shapes.Require(dq.Length, qCount, nameof(dq), $"(B={batch},T={seqLen},H={heads},D={headDim})");
+        Shapes.Require(dk.Length, kvCount, nameof(dk), $"(B={batch},T={seqLen},KV={kvHeads},D={headDim})");
+        Shapes.Require(dv.Length, kvCount, nameof(dv), $"(B={batch},T={seqLen},KV={kvHeads},D={headDim})");
+        float* pdo = Of(dOutput, nameof(dOutput)).Pointer, pq = Of(q, nameof(q)).Pointer, pk = Of(k, nameof(k)).Pointer;
+        float* pv = Of(v, nameof(v)).Pointer, po = Of(output, nameof(output)).Pointer, pl = Of(logSumExp, nameof(logSumExp)).Pointer;
+        float* pdq = Of(dq, nameof(dq)).Pointer, pdk = Of(dk, nameof(dk)).Pointer, pdv = Of(dv, nameof(dv)).Pointer;
+        int group = heads / kvHeads, d = headDim, qStride = heads * d, kvStride = kvHeads * d;
+        float scale = 1f / MathF.Sqrt(d);
+        For(batch * kvHeads, task =>
+        {
+            int b = task / kvHeads, g = task % kvHeads;
+            long kvRow0 = (long)b * seqLen * kvStride + g * d;
+            for (int s = 0; s < seqLen; s++)
+            {
+                new Span<float>(pdk + kvRow0 + (long)s * kvStride, d).Clear();
+                new Span<float>(pdv + kvRow0 + (long)s * kvStride, d).Clear();
+            }
+            for (int h = g * group; h < (g + 1) * group; h++)
+                for (int t = 0; t < seqLen; t++)
+                {
+                    long qi = ((long)b * seqLen + t) * qStride + h * d;
+                    var qRow = new ReadOnlySpan<float>(pq + qi, d);
+                    var doRow = new ReadOnlySpan<float>(pdo + qi, d);
+                    var dqRow = new Span<float>(pdq + qi, d);
+                    dqRow.Clear();
+                    float lse = pl[((long)b * heads + h) * seqLen + t];
+                    float delta = TensorPrimitives.Dot(doRow, new ReadOnlySpan<float>(po + qi, d));
+                    for (int s = 0; s <= t; s++)
+                    {
+                        long ki = kvRow0 + (long)s * kvStride;
+                        var kRow = new ReadOnlySpan<float>(pk + ki, d);
+                        float p = MathF.Exp(scale * TensorPrimitives.Dot(qRow, kRow) - lse);
+                        float dp = TensorPrimitives.Dot(doRow, new ReadOnlySpan<float>(pv + ki, d));
+                        float ds = scale * p * (dp - delta);
+                        var dvRow = new Span<float>(pdv + ki, d);
+                        var dkRow = new Span<float>(pdk + ki, d);
+                        TensorPrimitives.MultiplyAdd(doRow, p, dvRow, dvRow);
+                        TensorPrimitives.MultiplyAdd(kRow, ds, dqRow, dqRow);
+                        TensorPrimitives.MultiplyAdd(qRow, ds, dkRow, dkRow);
+                    }
+                }
+        });
+    }
+}

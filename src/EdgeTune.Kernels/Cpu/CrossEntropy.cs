@@ -1,0 +1,70 @@
+using System.Buffers;
+using System.Numerics.Tensors;
+
+namespace EdgeTune.Kernels.Cpu;
+
+// hidden: (N,C)  head: (V,C)  targets: (N), −1 = no loss   dHidden: (N,C) overwritten  dHead: (V,C) accumulated
+// Rows go 64 at a time so only a (64,V) logits block exists:
+//   logits = hidden[chunk]·headᵀ              (the Dot grid, parallel over V panels)
+//   per row: lse, loss = lse − logit[target], dlogits = gradScale·(softmax − onehot), 0 rows without a target
+//   dHidden[chunk] = dlogits·head             (Axpy grid, parallel over rows × C)
+//   dHead += dlogitsᵀ·hidden[chunk]           (Axpy grid, parallel over V × C; chunks in order: deterministic)
+// Per-row losses are summed in float64 in row order.
+public sealed unsafe partial class CpuBackend
+{
+    private const int CrossEntropyRows = 64;
+
+    public double CrossEntropy(DeviceBuffer hidden, DeviceBuffer head, ReadOnlySpan<int> targets, int n, int c, int vocab,
+        float gradScale, DeviceBuffer? dHidden, DeviceBuffer? dHead)
+    {
+        Reference.CheckCrossEntropy(hidden.Length, head.Length, targets, n, c, vocab);
+        if (dHidden is not null) Shapes.Require(dHidden.Length, (long)n * c, nameof(dHidden), $"(N={n},C={c})");
+        if (dHead is not null) Shapes.Require(dHead.Length, (long)vocab * c, nameof(dHead), $"(V={vocab},C={c})");
+        float* ph = Of(hidden, nameof(hidden)).Pointer, pw = Of(head, nameof(head)).Pointer;
+        float* pdh = dHidden is null ? null : Of(dHidden, nameof(dHidden)).Pointer;
+        float* pdw = dHead is null ? null : Of(dHead, nameof(dHead)).Pointer;
+        bool gradients = pdh != null || pdw != null;
+        int[] ids = targets[..n].ToArray();
+        var losses = new double[n];
+        float[] logits = ArrayPool<float>.Shared.Rent(CrossEntropyRows * vocab);
+        try
+        {
+            fixed (float* pl = logits)
+            {
+                float* block = pl;
+                for (int r0 = 0; r0 < n; r0 += CrossEntropyRows)
+                {
+                    int rows = Math.Min(CrossEntropyRows, n - r0);
+                    DotProduct(ph + (long)r0 * c, rows, c, vocab, block, accumulate: false, pw, null);
+                    For(rows, r =>
+                    {
+                        var row = new Span<float>(block + (long)r * vocab, vocab);
+                        int target = ids[r0 + r];
+                        if (target < 0) { row.Clear(); return; }
+                        float max = TensorPrimitives.Max(row), logit = row[target];
+                        TensorPrimitives.Subtract(row, max, row);
+                        TensorPrimitives.Exp(row, row);
+                        float sum = TensorPrimitives.Sum(row);
+                        losses[r0 + r] = (double)max + Math.Log(sum) - logit;
+                        if (!gradients) return;
+                        TensorPrimitives.Multiply(row, gradScale / sum, row);
+                        row[target] -= gradScale;
+                    });
+                    if (pdh != null)
+                        AxpyGrid(rows, c, (a0, count, c0, width) =>
+                            Gemm.Axpy(block + (long)a0 * vocab, vocab, 1, pw + c0, c, pdh + (long)(r0 + a0) * c + c0, c, count, width, vocab, true));
+                    if (pdw != null)
+                        AxpyGrid(vocab, c, (v0, count, c0, width) =>
+                            Gemm.Axpy(block + v0, 1, vocab, ph + (long)r0 * c + c0, c, pdw + (long)v0 * c + c0, c, count, width, rows, false));
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(logits);
+        }
+        double loss = 0;
+        foreach (double l in losses) loss += l;
+        return loss;
+    }
+}

@@ -1,0 +1,163 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace EdgeTune.Kernels.Cpu;
+
+/// <summary>
+/// The two register-blocked inner kernels every matmul of the CPU backend is made of, single-threaded over one tile
+/// of the output; the callers split the output between threads so that each element is written by one thread, in a
+/// fixed order (the results do not depend on the thread count).
+/// <list type="bullet">
+/// <item><b>Dot</b> (y = x·wᵀ, both operands K-contiguous): 4 x-rows × 3 w-rows of Vector256 accumulators (12 of the
+/// 16 AVX2 registers), reduced once per K-block.</item>
+/// <item><b>Axpy</b> (out = coef·src, src rows contiguous): 4 output rows × 16 columns held in 8 accumulators while
+/// the summed index runs, so each output tile is loaded and stored once per call.</item>
+/// </list>
+/// Edges (fewer than 4 rows, 3 columns, 16 columns) fall back to TensorPrimitives / scalar loops.
+/// </summary>
+internal static unsafe class Gemm
+{
+    /// <summary>K is split into blocks of this many values so a 4+3-row tile (28 KiB) stays in L1.</summary>
+    public const int DotDepthBlock = 1024;
+
+    /// <summary>
+    /// y[i·ldy + j] (= or +=) Σ_{t&lt;depth} x[i·ldx + t]·w[j·ldw + t] for i &lt; rows, j &lt; cols.
+    /// </summary>
+    public static void Dot(float* x, int ldx, float* w, int ldw, float* y, int ldy, int rows, int cols, int depth, bool overwrite)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated && depth >= 8)
+            for (; i + 4 <= rows; i += 4)
+            {
+                int j = 0;
+                for (; j + 3 <= cols; j += 3)
+                    Dot4x3(x + (long)i * ldx, ldx, w + (long)j * ldw, ldw, y + (long)i * ldy + j, ldy, depth, overwrite);
+                for (; j < cols; j++)
+                    for (int r = 0; r < 4; r++)
+                        Store(y + (long)(i + r) * ldy + j, DotScalarRow(x + (long)(i + r) * ldx, w + (long)j * ldw, depth), overwrite);
+            }
+        for (; i < rows; i++)
+            for (int j = 0; j < cols; j++)
+                Store(y + (long)i * ldy + j, DotScalarRow(x + (long)i * ldx, w + (long)j * ldw, depth), overwrite);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* at, float value, bool overwrite) => *at = overwrite ? value : *at + value;
+
+    private static float DotScalarRow(float* a, float* b, int depth) =>
+        TensorPrimitives.Dot(new ReadOnlySpan<float>(a, depth), new ReadOnlySpan<float>(b, depth));
+
+    private static void Dot4x3(float* x, int ldx, float* w, int ldw, float* y, int ldy, int depth, bool overwrite)
+    {
+        float* x0 = x, x1 = x + ldx, x2 = x + 2 * ldx, x3 = x + 3 * ldx;
+        float* w0 = w, w1 = w + ldw, w2 = w + 2 * ldw;
+        Vector256<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
+        Vector256<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        int t = 0;
+        for (; t + 8 <= depth; t += 8)
+        {
+            var v0 = Vector256.Load(w0 + t);
+            var v1 = Vector256.Load(w1 + t);
+            var v2 = Vector256.Load(w2 + t);
+            var u = Vector256.Load(x0 + t);
+            a00 = Vector256.MultiplyAddEstimate(u, v0, a00); a01 = Vector256.MultiplyAddEstimate(u, v1, a01); a02 = Vector256.MultiplyAddEstimate(u, v2, a02);
+            u = Vector256.Load(x1 + t);
+            a10 = Vector256.MultiplyAddEstimate(u, v0, a10); a11 = Vector256.MultiplyAddEstimate(u, v1, a11); a12 = Vector256.MultiplyAddEstimate(u, v2, a12);
+            u = Vector256.Load(x2 + t);
+            a20 = Vector256.MultiplyAddEstimate(u, v0, a20); a21 = Vector256.MultiplyAddEstimate(u, v1, a21); a22 = Vector256.MultiplyAddEstimate(u, v2, a22);
+            u = Vector256.Load(x3 + t);
+            a30 = Vector256.MultiplyAddEstimate(u, v0, a30); a31 = Vector256.MultiplyAddEstimate(u, v1, a31); a32 = Vector256.MultiplyAddEstimate(u, v2, a32);
+        }
+        float s00 = Vector256.Sum(a00), s01 = Vector256.Sum(a01), s02 = Vector256.Sum(a02);
+        float s10 = Vector256.Sum(a10), s11 = Vector256.Sum(a11), s12 = Vector256.Sum(a12);
+        float s20 = Vector256.Sum(a20), s21 = Vector256.Sum(a21), s22 = Vector256.Sum(a22);
+        float s30 = Vector256.Sum(a30), s31 = Vector256.Sum(a31), s32 = Vector256.Sum(a32);
+        for (; t < depth; t++)
+        {
+            float v0 = w0[t], v1 = w1[t], v2 = w2[t];
+            s00 += x0[t] * v0; s01 += x0[t] * v1; s02 += x0[t] * v2;
+            s10 += x1[t] * v0; s11 += x1[t] * v1; s12 += x1[t] * v2;
+            s20 += x2[t] * v0; s21 += x2[t] * v1; s22 += x2[t] * v2;
+            s30 += x3[t] * v0; s31 += x3[t] * v1; s32 += x3[t] * v2;
+        }
+        Store(y, s00, overwrite); Store(y + 1, s01, overwrite); Store(y + 2, s02, overwrite);
+        y += ldy;
+        Store(y, s10, overwrite); Store(y + 1, s11, overwrite); Store(y + 2, s12, overwrite);
+        y += ldy;
+        Store(y, s20, overwrite); Store(y + 1, s21, overwrite); Store(y + 2, s22, overwrite);
+        y += ldy;
+        Store(y, s30, overwrite); Store(y + 1, s31, overwrite); Store(y + 2, s32, overwrite);
+    }
+
+    /// <summary>
+    /// out[r·ldo + c] (= or +=) Σ_{j&lt;depth} coef[r·coefRow + j·coefStep]·src[j·lds + c] for r &lt; rows, c &lt; cols.
+    /// </summary>
+    public static void Axpy(float* coef, long coefRow, long coefStep, float* src, int lds, float* output, int ldo,
+        int rows, int cols, int depth, bool overwrite)
+    {
+        int fullRows = Vector256.IsHardwareAccelerated ? rows / 4 * 4 : 0;
+        int fullCols = Vector256.IsHardwareAccelerated ? cols / 16 * 16 : 0;
+        // Column strips outside, row groups inside: a strip of src (depth × 16) stays in L2 for every row group.
+        for (int c = 0; c < fullCols; c += 16)
+            for (int r = 0; r < fullRows; r += 4)
+                Axpy4x16(coef + r * coefRow, coefRow, coefStep, src + c, lds, output + (long)r * ldo + c, ldo, depth, overwrite);
+        if (fullCols < cols && fullRows > 0)
+            AxpyScalar(coef, coefRow, coefStep, src + fullCols, lds, output + fullCols, ldo, fullRows, cols - fullCols, depth, overwrite);
+        if (fullRows < rows)
+            AxpyScalar(coef + fullRows * coefRow, coefRow, coefStep, src, lds, output + (long)fullRows * ldo, ldo, rows - fullRows, cols, depth, overwrite);
+    }
+
+    private static void Axpy4x16(float* coef, long coefRow, long coefStep, float* src, int lds, float* output, int ldo, int depth, bool overwrite)
+    {
+        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
+        Vector256<float> a20 = default, a21 = default, a30 = default, a31 = default;
+        float* c0 = coef, c1 = coef + coefRow, c2 = coef + 2 * coefRow, c3 = coef + 3 * coefRow;
+        for (int j = 0; j < depth; j++)
+        {
+            float* s = src + (long)j * lds;
+            var v0 = Vector256.Load(s);
+            var v1 = Vector256.Load(s + 8);
+            long at = j * coefStep;
+            var b = Vector256.Create(c0[at]);
+            a00 = Vector256.MultiplyAddEstimate(b, v0, a00); a01 = Vector256.MultiplyAddEstimate(b, v1, a01);
+            b = Vector256.Create(c1[at]);
+            a10 = Vector256.MultiplyAddEstimate(b, v0, a10); a11 = Vector256.MultiplyAddEstimate(b, v1, a11);
+            b = Vector256.Create(c2[at]);
+            a20 = Vector256.MultiplyAddEstimate(b, v0, a20); a21 = Vector256.MultiplyAddEstimate(b, v1, a21);
+            b = Vector256.Create(c3[at]);
+            a30 = Vector256.MultiplyAddEstimate(b, v0, a30); a31 = Vector256.MultiplyAddEstimate(b, v1, a31);
+        }
+        Put(output, a00, a01, overwrite);
+        Put(output + ldo, a10, a11, overwrite);
+        Put(output + 2L * ldo, a20, a21, overwrite);
+        Put(output + 3L * ldo, a30, a31, overwrite);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(float* at, Vector256<float> low, Vector256<float> high, bool overwrite)
+    {
+        if (!overwrite)
+        {
+            low += Vector256.Load(at);
+            high += Vector256.Load(at + 8);
+        }
+        low.Store(at);
+        high.Store(at + 8);
+    }
+
+    private static void AxpyScalar(float* coef, long coefRow, long coefStep, float* src, int lds, float* output, int ldo,
+        int rows, int cols, int depth, bool overwrite)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var row = new Span<float>(output + (long)r * ldo, cols);
+            if (overwrite) row.Clear();
+            for (int j = 0; j < depth; j++)
+            {
+                float a = coef[r * coefRow + j * coefStep];
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(src + (long)j * lds, cols), a, row, row);
+            }
+        }
+    }
+}
