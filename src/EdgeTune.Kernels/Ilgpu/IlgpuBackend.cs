@@ -65,6 +65,22 @@ public sealed partial class IlgpuBackend : IComputeBackend
         }
     }
 
+    /// <summary>Every device ILGPU can see ("Cuda NVIDIA H200, CPU CPUAccelerator"), or why it could not look: for error messages.</summary>
+    public static string DescribeDevices()
+    {
+        try
+        {
+            using var context = Context.Create(b => b.AllAccelerators());
+            var names = new List<string>();
+            foreach (var d in context.Devices) names.Add($"{d.AcceleratorType} {d.Name}");
+            return names.Count == 0 ? "no devices" : string.Join(", ", names);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return $"{e.GetType().Name}: {e.Message}";
+        }
+    }
+
     /// <summary>The first CUDA device. Throws <see cref="EdgeTuneException"/> when ILGPU finds none.</summary>
     public static IlgpuBackend Cuda(int deviceIndex = 0)
     {
@@ -74,7 +90,7 @@ public sealed partial class IlgpuBackend : IComputeBackend
             context = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O1));
             var devices = context.GetCudaDevices();
             if (devices.Count == 0)
-                throw new EdgeTuneException("no CUDA device found (ILGPU saw none: is the NVIDIA driver installed?); use --device cpu");
+                throw new EdgeTuneException($"no CUDA device found (ILGPU saw: {DescribeDevices()}); use --device cpu");
             if (deviceIndex < 0 || deviceIndex >= devices.Count)
                 throw new EdgeTuneException($"CUDA device {deviceIndex} does not exist (ILGPU saw {devices.Count}); use --device cpu");
             var accelerator = devices[deviceIndex].CreateCudaAccelerator(context);

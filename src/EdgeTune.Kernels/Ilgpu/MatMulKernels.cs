@@ -79,7 +79,7 @@ public sealed partial class IlgpuBackend
             source.Nf4Blocks = Nf4Codec.BlockCount(count);
             source.Nf4Offset = BinaryPrimitives.ReadSingleLittleEndian(data[^4..]);
         }
-        return new IlgpuFrozenMatrix(this, format, rows, cols, buffer, source);
+        return new IlgpuFrozenMatrix(this, format, rows, cols, expected, buffer, source);
     }
 
     public void FrozenMatMul(DeviceBuffer x, FrozenMatrix w, DeviceBuffer y, int n, bool accumulate)
@@ -208,13 +208,13 @@ public sealed partial class IlgpuBackend
     }
 }
 
-/// <summary>A frozen weight in accelerator memory, in its storage format (bytes padded to whole floats).</summary>
+/// <summary>A frozen weight in accelerator memory, in its storage format (<see cref="FrozenMatrix.Bytes"/> is the format's size; the allocation pads it to whole floats).</summary>
 internal sealed class IlgpuFrozenMatrix : FrozenMatrix
 {
     private readonly MemoryBuffer1D<byte, Stride1D.Dense> _memory;
 
-    public IlgpuFrozenMatrix(IlgpuBackend owner, FrozenFormat format, int rows, int cols, MemoryBuffer1D<byte, Stride1D.Dense> memory, FrozenSource source)
-        : base(format, rows, cols, memory.Length)
+    public IlgpuFrozenMatrix(IlgpuBackend owner, FrozenFormat format, int rows, int cols, long bytes, MemoryBuffer1D<byte, Stride1D.Dense> memory, FrozenSource source)
+        : base(format, rows, cols, bytes)
     {
         Owner = owner;
         _memory = memory;
