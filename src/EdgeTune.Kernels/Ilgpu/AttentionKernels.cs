@@ -1,0 +1,175 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace EdgeTune.Kernels.Ilgpu;
+
+// Causal grouped-query attention without a T×T matrix (see Reference.AttentionForward/Backward).
+//   q, output, dq: (B,T,H,D)  k, v, dk, dv: (B,T,KV,D)  logSumExp: (B,H,T)   head h reads kv head h / (H/KV)
+// forward   one thread per query row (b, h, t): online softmax over keys s ≤ t (running max m and sum l, the
+//           output row rescaled when m grows), then output /= l and lse = m + log l.
+// backward  pass 1, one thread per query row: Δ = dO·O (kept in scratch), dq = scale·Σ_s P·(dP − Δ)·k[s] with
+//           P recomputed from lse.  pass 2, one thread per (b, kv head, key s): dk, dv sum over the H/KV query
+//           heads sharing the kv head and over queries t ≥ s, in a fixed order: deterministic, no atomics.
+public sealed partial class IlgpuBackend
+{
+    private Action<Index1D, AttentionViews, AttentionShape>? _attentionForward;
+    private Action<Index1D, AttentionViews, AttentionShape>? _attentionBackwardQuery;
+    private Action<Index1D, AttentionViews, AttentionShape>? _attentionBackwardKeyValue;
+
+    public void AttentionForward(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
+        int batch, int seqLen, int heads, int kvHeads, int headDim)
+    {
+        var views = new AttentionViews
+        {
+            Q = View(q, nameof(q)), K = View(k, nameof(k)), V = View(v, nameof(v)),
+            Output = View(output, nameof(output)), LogSumExp = View(logSumExp, nameof(logSumExp)),
+        };
+        Reference.CheckAttention(views.Q.Length, views.K.Length, views.V.Length, views.Output.Length, views.LogSumExp.Length,
+            batch, seqLen, heads, kvHeads, headDim);
+        var shape = AttentionShape.Create(batch, seqLen, heads, kvHeads, headDim);
+        if (shape.QueryRows == 0) return;
+        _attentionForward ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionForwardKernel);
+        _attentionForward(shape.QueryRows, views, shape);
+    }
+
+    public void AttentionBackward(DeviceBuffer dOutput, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
+        DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim)
+    {
+        var views = new AttentionViews
+        {
+            Q = View(q, nameof(q)), K = View(k, nameof(k)), V = View(v, nameof(v)),
+            Output = View(output, nameof(output)), LogSumExp = View(logSumExp, nameof(logSumExp)),
+            DOutput = View(dOutput, nameof(dOutput)), Dq = View(dq, nameof(dq)), Dk = View(dk, nameof(dk)), Dv = View(dv, nameof(dv)),
+        };
+        Reference.CheckAttention(views.Q.Length, views.K.Length, views.V.Length, views.Output.Length, views.LogSumExp.Length,
+            batch, seqLen, heads, kvHeads, headDim);
+        long qCount = (long)batch * seqLen * heads * headDim, kvCount = (long)batch * seqLen * kvHeads * headDim;
+        Shapes.Require(views.DOutput.Length, qCount, nameof(dOutput), $"(B={batch},T={seqLen},H={heads},D={headDim})");
+        Shapes.Require(views.Dq.Length, qCount, nameof(dq), $"(B={batch},T={seqLen},H={heads},D={headDim})");
+        Shapes.Require(views.Dk.Length, kvCount, nameof(dk), $"(B={batch},T={seqLen},KV={kvHeads},D={headDim})");
+        Shapes.Require(views.Dv.Length, kvCount, nameof(dv), $"(B={batch},T={seqLen},KV={kvHeads},D={headDim})");
+        var shape = AttentionShape.Create(batch, seqLen, heads, kvHeads, headDim);
+        if (shape.QueryRows == 0) return;
+        views.Delta = Scratch("attention.delta", shape.QueryRows);
+        _attentionBackwardQuery ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionBackwardQueryKernel);
+        _attentionBackwardKeyValue ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionBackwardKeyValueKernel);
+        _attentionBackwardQuery(shape.QueryRows, views, shape);
+        _attentionBackwardKeyValue(batch * kvHeads * seqLen, views, shape);
+    }
+
+    internal struct AttentionViews
+    {
+        public ArrayView<float> Q, K, V, Output, LogSumExp, DOutput, Dq, Dk, Dv, Delta;
+    }
+
+    internal struct AttentionShape
+    {
+        public int Batch, SeqLen, Heads, KvHeads, HeadDim, Group, QueryRows;
+        public float Scale;
+
+        public static AttentionShape Create(int batch, int seqLen, int heads, int kvHeads, int headDim)
+        {
+            long rows = (long)batch * heads * seqLen;
+            if ((long)batch * seqLen * heads * headDim > int.MaxValue)
+                throw new ArgumentException($"attention over B={batch}, T={seqLen}, H={heads}, D={headDim} exceeds one launch");
+            return new AttentionShape
+            {
+                Batch = batch, SeqLen = seqLen, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
+                Group = heads / kvHeads, QueryRows = (int)rows, Scale = 1f / MathF.Sqrt(headDim),
+            };
+        }
+
+        /// <summary>Offset of head <paramref name="h"/> at row (b, t) of a (B,T,heads,D) tensor.</summary>
+        public readonly long Row(int b, int t, int h, int headCount) => (((long)b * SeqLen + t) * headCount + h) * HeadDim;
+    }
+
+    // index = (b·H + h)·T + t  (the logSumExp layout)
+    private static void AttentionForwardKernel(Index1D index, AttentionViews a, AttentionShape s)
+    {
+        int t = index % s.SeqLen, bh = index / s.SeqLen, h = bh % s.Heads, b = bh / s.Heads;
+        int kv = h / s.Group;
+        long qi = s.Row(b, t, h, s.Heads);
+        for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] = 0f;
+        float max = float.NegativeInfinity, sum = 0f;
+        for (int key = 0; key <= t; key++)
+        {
+            long ki = s.Row(b, key, kv, s.KvHeads);
+            float dot = 0f;
+            for (int d = 0; d < s.HeadDim; d++) dot += a.Q[qi + d] * a.K[ki + d];
+            float score = dot * s.Scale;
+            if (score > max)
+            {
+                float correction = MathF.Exp(max - score); // 0 on the first key (max = −∞)
+                sum *= correction;
+                for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] *= correction;
+                max = score;
+            }
+            float p = MathF.Exp(score - max);
+            sum += p;
+            for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] += p * a.V[ki + d];
+        }
+        float inverse = 1f / sum;
+        for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] *= inverse;
+        a.LogSumExp[index] = max + MathF.Log(sum);
+    }
+
+    // index = (b·H + h)·T + t.   Δ[index] = dO·O;  dq[t] = scale·Σ_{s ≤ t} P·(dO·v[s] − Δ)·k[s]  (overwritten)
+    private static void AttentionBackwardQueryKernel(Index1D index, AttentionViews a, AttentionShape s)
+    {
+        int t = index % s.SeqLen, bh = index / s.SeqLen, h = bh % s.Heads, b = bh / s.Heads;
+        int kv = h / s.Group;
+        long qi = s.Row(b, t, h, s.Heads);
+        float lse = a.LogSumExp[index];
+        float delta = 0f;
+        for (int d = 0; d < s.HeadDim; d++)
+        {
+            delta += a.DOutput[qi + d] * a.Output[qi + d];
+            a.Dq[qi + d] = 0f;
+        }
+        a.Delta[index] = delta;
+        for (int key = 0; key <= t; key++)
+        {
+            long ki = s.Row(b, key, kv, s.KvHeads);
+            float dot = 0f, dp = 0f;
+            for (int d = 0; d < s.HeadDim; d++)
+            {
+                dot += a.Q[qi + d] * a.K[ki + d];
+                dp += a.DOutput[qi + d] * a.V[ki + d];
+            }
+            float p = MathF.Exp(dot * s.Scale - lse);
+            float ds = p * (dp - delta);
+            for (int d = 0; d < s.HeadDim; d++) a.Dq[qi + d] += s.Scale * ds * a.K[ki + d];
+        }
+    }
+
+    // index = (b·KV + kv)·T + key.   dv[key] = Σ_h Σ_{t ≥ key} P·dO[t];  dk[key] = scale·Σ_h Σ_{t ≥ key} P·(dP − Δ)·q[t]
+    private static void AttentionBackwardKeyValueKernel(Index1D index, AttentionViews a, AttentionShape s)
+    {
+        int key = index % s.SeqLen, bkv = index / s.SeqLen, kv = bkv % s.KvHeads, b = bkv / s.KvHeads;
+        long ki = s.Row(b, key, kv, s.KvHeads);
+        for (int d = 0; d < s.HeadDim; d++)
+        {
+            a.Dk[ki + d] = 0f;
+            a.Dv[ki + d] = 0f;
+        }
+        for (int h = kv * s.Group; h < (kv + 1) * s.Group; h++)
+            for (int t = key; t < s.SeqLen; t++)
+            {
+                long qi = s.Row(b, t, h, s.Heads);
+                int row = (b * s.Heads + h) * s.SeqLen + t;
+                float dot = 0f, dp = 0f;
+                for (int d = 0; d < s.HeadDim; d++)
+                {
+                    dot += a.Q[qi + d] * a.K[ki + d];
+                    dp += a.DOutput[qi + d] * a.V[ki + d];
+                }
+                float p = MathF.Exp(dot * s.Scale - a.LogSumExp[row]);
+                float ds = p * (dp - a.Delta[row]);
+                for (int d = 0; d < s.HeadDim; d++)
+                {
+                    a.Dv[ki + d] += p * a.DOutput[qi + d];
+                    a.Dk[ki + d] += s.Scale * ds * a.Q[qi + d];
+                }
+            }
+    }
+}

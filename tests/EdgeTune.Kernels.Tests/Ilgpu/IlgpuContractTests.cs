@@ -1,0 +1,109 @@
+using System.Reflection;
+using EdgeTune.Core;
+using EdgeTune.Kernels.Ilgpu;
+using Xunit.Sdk;
+
+namespace EdgeTune.Kernels.Tests.Ilgpu;
+
+/// <summary>
+/// The shared backend contract on ILGPU's CPU accelerator with the one-thread-per-output kernels. Sizes shrink to
+/// [1, 17]: the accelerator emulates GPU threads (ARCHITECTURE.md, decision 1), and 1025 adds minutes, not coverage
+/// (IlgpuKernelTests runs 1025 and 8197 where the op is cheap).
+/// </summary>
+public sealed class IlgpuCpuAcceleratorTests : BackendContractTests
+{
+    protected override IComputeBackend CreateBackend() => IlgpuBackend.CpuAccelerator();
+
+    protected override int[] Sizes => [1, 17];
+}
+
+/// <summary>
+/// The same contract on CUDA, only where ILGPU finds a CUDA device (CI has none). xunit 2 cannot skip inherited
+/// facts at run time, so one <see cref="CudaFactAttribute"/> test runs every fact and theory case of
+/// <see cref="BackendContractTests"/> through reflection against a CUDA backend and reports every failure; without
+/// a device it is reported as skipped, with the reason.
+/// </summary>
+public sealed class IlgpuCudaTests
+{
+    [CudaFact]
+    public void BackendContractOnCuda()
+    {
+        var failures = new List<string>();
+        int cases = 0;
+        var methods = typeof(BackendContractTests).GetMethods(BindingFlags.Public | BindingFlags.Instance)
+            .Where(m => m.GetCustomAttributes<FactAttribute>().Any());
+        foreach (var method in methods)
+        {
+            var rows = method.GetCustomAttributes<DataAttribute>().SelectMany(d => d.GetData(method)).ToList();
+            if (rows.Count == 0) rows.Add([]);
+            foreach (var row in rows)
+            {
+                cases++;
+                using var suite = new CudaContract();
+                try
+                {
+                    method.Invoke(suite, row);
+                }
+                catch (TargetInvocationException e)
+                {
+                    failures.Add($"{method.Name}({string.Join(", ", row)}): {e.InnerException?.Message}");
+                }
+            }
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} of {cases} contract cases failed on CUDA:\n" + string.Join("\n", failures));
+    }
+
+    [CudaFact]
+    public void BackendsCreatePicksCuda()
+    {
+        string? line = null;
+        using var backend = Backends.Create("auto", 0, l => line = l);
+        Assert.IsType<IlgpuBackend>(backend);
+        Assert.StartsWith("device: cuda (", line);
+    }
+
+    [Fact]
+    public void AskingForCudaWithoutADeviceIsAClearError()
+    {
+        if (CudaFactAttribute.HasCuda) return; // only meaningful on a machine without CUDA
+        var error = Assert.Throws<EdgeTuneException>(() => IlgpuBackend.Cuda());
+        Assert.Contains("no CUDA device found (ILGPU saw: ", error.Message);
+        Assert.EndsWith("use --device cpu", error.Message);
+        error = Assert.Throws<EdgeTuneException>(() => Backends.Create("cuda", 1));
+        Assert.Contains("no CUDA device found", error.Message);
+    }
+
+    [Fact]
+    public void BackendsCreateNamesTheDeviceItChose()
+    {
+        string? line = null;
+        using var backend = Backends.Create("cpu", 2, l => line = l);
+        Assert.Equal($"device: {backend.Name}", line);
+        Assert.StartsWith("device: cpu (managed SIMD", line);
+        Assert.Contains("2 threads", line);
+        if (!CudaFactAttribute.HasCuda)
+        {
+            using var auto = Backends.Create("auto", 1);
+            Assert.StartsWith("cpu (", auto.Name);
+        }
+        Assert.Throws<EdgeTuneException>(() => Backends.Create("tpu", 1));
+    }
+
+    private sealed class CudaContract : BackendContractTests
+    {
+        protected override IComputeBackend CreateBackend() => IlgpuBackend.Cuda();
+    }
+}
+
+/// <summary>A fact that runs only where ILGPU sees a CUDA device; elsewhere it is skipped with the reason.</summary>
+public sealed class CudaFactAttribute : FactAttribute
+{
+    private static readonly Lazy<bool> Present = new(() => IlgpuBackend.CudaDeviceNames().Count > 0);
+
+    public static bool HasCuda => Present.Value;
+
+    public CudaFactAttribute()
+    {
+        if (!HasCuda) Skip = "no CUDA device: ILGPU sees none on this machine (CI has no GPU)";
+    }
+}
