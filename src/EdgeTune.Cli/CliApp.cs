@@ -28,6 +28,7 @@ public static class CliApp
             ProfilesCommand.Create(console),
             BenchCommand.Create(console),
             DataCommand.Create(console),
+            TrainCommand.Create(console),
         };
 
         if (args.Length == 0)

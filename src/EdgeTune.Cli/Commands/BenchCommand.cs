@@ -43,6 +43,7 @@ internal static class BenchCommand
         {
             profile, model, adapter, promptTokens, genTokens, repetitions, warmup, threads, gpuLayers, json, outDir, failOnBudget, root,
             Compare(console),
+            TrainBenchCommand.Create(console),
         };
         command.SetAction((parse, cancellationToken) =>
         {

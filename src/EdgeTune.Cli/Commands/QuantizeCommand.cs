@@ -115,10 +115,4 @@ internal static class QuantizeCommand
         }
         o.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
     }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and arrive late).</summary>
-    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }
