@@ -125,7 +125,7 @@ internal static class DataCommand
                     var c = stratum.Counts;
                     int all = c.Values.Sum();
                     console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"  {parse.GetValue(stratify)} = {name}: train {c["train"]}, eval {c["eval"]}, test {c["test"]} ({c["eval"] / (double)all:P1} eval, {c["test"] / (double)all:P1} test)"));
+                        $"  {parse.GetValue(stratify)} = {name}: train {c["train"]}, eval {c["eval"]}, test {c["test"]} ({100.0 * c["eval"] / all:0.0}% eval, {100.0 * c["test"] / all:0.0}% test)"));
                 }
             }
             if (result.Strata?.GetValueOrDefault(Strata.Missing) is { } missing)
