@@ -55,7 +55,10 @@ internal static class CsvReader
             var fields = new Dictionary<string, string?>(StringComparer.Ordinal);
             for (int i = 0; i < header.Length; i++) fields[header[i]] = cells[i];
             var provenance = DatasetReader.ProvenanceKeys.Where(k => fields.TryGetValue(k, out var v) && !string.IsNullOrEmpty(v)).ToDictionary(k => k, k => fields[k]!);
-            yield return DatasetReader.FromFields(fields, path, rowStart, f, provenance);
+            var item = DatasetReader.FromFields(fields, path, rowStart, f, provenance);
+            if (options.Stratify is { } field && item.Example is { } e)
+                item = new(e with { Stratum = Strata.Resolve(fields, field, e.Answer) ?? Strata.Missing }, null);
+            yield return item;
         }
         if (pending.Length > 0) yield return DatasetReader.Malformed(path, rowStart, "quoted field never closes before the end of the file");
     }

@@ -29,11 +29,18 @@ public sealed partial class DataChecker(CheckOptions? options = null)
 {
     private readonly CheckOptions _options = options ?? new CheckOptions();
     private readonly List<DataFinding> _findings = [];
-    private readonly Dictionary<ulong, (string File, long Line)> _exact = [];
-    private readonly Dictionary<ulong, (ulong Answer, string File, long Line)> _inputs = [];
+    // Per distinct example (its id is its position in the near-duplicate index) only numbers are kept: its
+    // line, the hash of its answer and the index of its answer's format among the distinct formats; the file
+    // is kept once per run of examples from it. Exact duplicates and conflicts are found through hashes.
+    private readonly LongIntMap _exact = new();   // hash of the normalised example → id of its first copy
+    private readonly LongIntMap _inputs = new();  // hash of the normalised input → id of the first example with it
     private readonly NearDuplicateIndex _near = new();
-    private readonly List<(string File, long Line)> _nearPlaces = [];
-    private readonly List<(string File, long Line, Format Format)> _formats = [];
+    private readonly List<long> _lines = [];
+    private readonly List<ulong> _answers = [];
+    private readonly List<int> _formatOf = [];    // -1: no answer to judge
+    private readonly List<(int FirstId, string File)> _fileRuns = [];
+    private readonly List<Format> _formatTable = [];
+    private readonly Dictionary<Format, int> _formatIds = [];
     private readonly Dictionary<string, int> _labels = new(StringComparer.Ordinal);
     private readonly List<int> _tokenCounts = [];
     private readonly HashSet<string> _files = [];
@@ -51,25 +58,34 @@ public sealed partial class DataChecker(CheckOptions? options = null)
             Report("empty-answer", Severity.Error, e, "the answer is empty or whitespace");
 
         ulong hash = e.Hash;
-        if (_exact.TryGetValue(hash, out var first))
+        if (_exact.TryGetValue(hash, out int first))
         {
             Report("duplicate", Severity.Warning, e, $"same example as {Place(first)}");
             return; // a duplicate adds nothing new to check: its problems are its first copy's
         }
-        _exact[hash] = (e.File, e.Line);
+
+        var (id, matches) = _near.Add(NearDuplicateIndex.Signature(string.Join(' ', e.Messages.Select(m => m.Content))));
+        _exact.TryAdd(hash, id);
+        if (_fileRuns.Count == 0 || !string.Equals(_fileRuns[^1].File, e.File, StringComparison.Ordinal)) _fileRuns.Add((id, e.File));
+        _lines.Add(e.Line);
 
         ulong input = TextHash.Of(e.NormalisedInput), answer = TextHash.Of(Normaliser.Normalise(e.Answer));
-        if (_inputs.TryGetValue(input, out var earlier))
+        _answers.Add(answer);
+        if (_inputs.TryGetValue(input, out int earlier))
         {
-            if (earlier.Answer != answer) Report("conflict", Severity.Error, e, $"same input as {Place((earlier.File, earlier.Line))} with a different answer");
+            if (_answers[earlier] != answer) Report("conflict", Severity.Error, e, $"same input as {Place(earlier)} with a different answer");
         }
-        else _inputs[input] = (answer, e.File, e.Line);
+        else _inputs.TryAdd(input, id);
 
-        var (_, matches) = _near.Add(NearDuplicateIndex.Signature(string.Join(' ', e.Messages.Select(m => m.Content))));
-        _nearPlaces.Add((e.File, e.Line));
-        if (matches.Count > 0) Report("near-duplicate", Severity.Warning, e, $"nearly the same example as {Place(_nearPlaces[matches[0]])}");
+        if (matches.Count > 0) Report("near-duplicate", Severity.Warning, e, $"nearly the same example as {Place(matches[0])}");
 
-        if (!string.IsNullOrWhiteSpace(e.Answer)) _formats.Add((e.File, e.Line, FormatOf(e.Answer)));
+        int format = -1;
+        if (!string.IsNullOrWhiteSpace(e.Answer))
+        {
+            var f = FormatOf(e.Answer);
+            if (!_formatIds.TryGetValue(f, out format)) { format = _formatTable.Count; _formatIds[f] = format; _formatTable.Add(f); }
+        }
+        _formatOf.Add(format);
         if (e.Label is null) _unlabelled++;
         else _labels[e.Label] = _labels.GetValueOrDefault(e.Label) + 1;
 
@@ -120,24 +136,42 @@ public sealed partial class DataChecker(CheckOptions? options = null)
     /// <summary>Answers unlike the majority: prose among JSON, other JSON key sets, other casing or trailing space.</summary>
     private void CheckFormats()
     {
-        Minority(_formats, f => f.Kind, (kind, major) => $"the answer is {kind} but {major.Share:P0} of answers are {major.Value}");
-        Minority(_formats.Where(f => f.Format.Kind == "JSON object"), f => f.Keys!, (keys, major) => $"the JSON answer has keys {{{keys}}} but {major.Share:P0} have {{{major.Value}}}");
-        Minority(_formats.Where(f => f.Format.Kind == "prose"), f => f.TrailingSpace ? "with" : "without",
+        Minority(_ => true, f => f.Kind, (kind, major) => $"the answer is {kind} but {major.Share:P0} of answers are {major.Value}");
+        Minority(f => f.Kind == "JSON object", f => f.Keys!, (keys, major) => $"the JSON answer has keys {{{keys}}} but {major.Share:P0} have {{{major.Value}}}");
+        Minority(f => f.Kind == "prose", f => f.TrailingSpace ? "with" : "without",
             (v, major) => $"the answer ends {v} trailing whitespace, unlike {major.Share:P0} of answers");
-        Minority(_formats.Where(f => f.Format.Kind == "prose" && f.Format.Casing != ' '), f => f.Casing == 'U' ? "an upper-case letter" : "a lower-case letter",
+        Minority(f => f.Kind == "prose" && f.Casing != ' ', f => f.Casing == 'U' ? "an upper-case letter" : "a lower-case letter",
             (v, major) => $"the answer starts with {v}, unlike {major.Share:P0} of answers");
     }
 
-    /// <summary>Reports each row whose value differs from a clear majority (at least 75% of at least 4 rows).</summary>
-    private void Minority(IEnumerable<(string File, long Line, Format Format)> rows, Func<Format, string> key, Func<string, (string Value, double Share), string> message)
+    /// <summary>
+    /// Reports each row (among those <paramref name="include"/> accepts) whose value differs from a clear majority
+    /// (at least 75% of at least 4 rows). Among equally large groups the one seen first is the majority.
+    /// </summary>
+    private void Minority(Func<Format, bool> include, Func<Format, string> key, Func<string, (string Value, double Share), string> message)
     {
-        var list = rows.ToList();
-        if (list.Count < 4) return;
-        var top = list.GroupBy(r => key(r.Format)).OrderByDescending(g => g.Count()).First();
-        double share = top.Count() / (double)list.Count;
+        var keys = _formatTable.Select(f => include(f) ? key(f) : null).ToArray();
+        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        var order = new List<string>();
+        int total = 0;
+        foreach (int f in _formatOf)
+        {
+            if (f < 0 || keys[f] is not { } k) continue;
+            total++;
+            if (!counts.TryGetValue(k, out int c)) order.Add(k);
+            counts[k] = c + 1;
+        }
+        if (total < 4) return;
+        string top = order[0];
+        foreach (var k in order) if (counts[k] > counts[top]) top = k;
+        double share = counts[top] / (double)total;
         if (share < 0.75 || share == 1) return;
-        foreach (var r in list.Where(r => key(r.Format) != top.Key))
-            _findings.Add(new("format", Severity.Warning, r.File, r.Line, message(key(r.Format), (top.Key, share))));
+        for (int id = 0; id < _formatOf.Count; id++)
+        {
+            int f = _formatOf[id];
+            if (f < 0 || keys[f] is not { } k || k == top) continue;
+            _findings.Add(new("format", Severity.Warning, FileOf(id), _lines[id], message(k, (top, share))));
+        }
     }
 
     private void CheckLabels()
@@ -209,5 +243,17 @@ public sealed partial class DataChecker(CheckOptions? options = null)
 
     private void Report(string kind, Severity severity, DatasetExample e, string message) => _findings.Add(new(kind, severity, e.File, e.Line, message));
 
-    private static string Place((string File, long Line) p) => $"{Path.GetFileName(p.File)}:{p.Line}";
+    private string Place(int id) => $"{Path.GetFileName(FileOf(id))}:{_lines[id]}";
+
+    /// <summary>The file of an example: the last run of examples that starts at or before it.</summary>
+    private string FileOf(int id)
+    {
+        int lo = 0, hi = _fileRuns.Count - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) / 2;
+            if (_fileRuns[mid].FirstId <= id) lo = mid; else hi = mid - 1;
+        }
+        return _fileRuns[lo].File;
+    }
 }

@@ -15,6 +15,9 @@ public sealed record DatasetExample(
     long Line,
     IReadOnlyDictionary<string, string> Provenance)
 {
+    /// <summary>The value of the --stratify field (<see cref="Strata"/>), when reading was asked for one.</summary>
+    public string? Stratum { get; init; }
+
     /// <summary>The answer: the content of the last assistant turn.</summary>
     public string Answer => Messages.LastOrDefault(m => m.Role == "assistant")?.Content ?? "";
 

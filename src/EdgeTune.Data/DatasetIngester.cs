@@ -55,7 +55,9 @@ public static class DatasetIngester
             : writers[name] = new StreamWriter(Path.Combine(dir, name + ".jsonl"), append: true, new System.Text.UTF8Encoding(false));
         try
         {
-            foreach (var item in DatasetReader.Read(newFile, options.Read))
+            // A stratified folder places new rows by their stratum's recorded thresholds (a new stratum: the plain fractions).
+            var read = manifest.Stratify is { } field ? options.Read with { Stratify = field } : options.Read;
+            foreach (var item in DatasetReader.Read(newFile, read))
             {
                 if (item.Finding is { } f) { findings.Add(f); continue; }
                 var e = WithProvenance(item.Example!, options);
@@ -69,7 +71,10 @@ public static class DatasetIngester
                     continue;
                 }
                 if (known.ContainsKey(e.Hash)) { duplicates++; splitOf.Add(match!); continue; }
-                string target = match ?? DatasetSplitter.Bucket(e.Hash, split);
+                string target = match
+                    ?? (e.Stratum is { } st && manifest.Strata?.GetValueOrDefault(st) is { } stratum
+                        ? DatasetSplitter.Bucket(DatasetSplitter.Draw(e.Hash, manifest.Seed), (stratum.Test, stratum.Eval))
+                        : DatasetSplitter.Bucket(e.Hash, split));
                 splitOf.Add(target);
                 known[e.Hash] = target;
                 if (target == "test" && !options.GrowTest)
@@ -81,6 +86,12 @@ public static class DatasetIngester
                 Writer(target).WriteLine(DatasetSplitter.ChatJson(e));
                 added[target]++;
                 manifest.Hashes[target].Add(TextHash.Hex(e.Hash));
+                if (e.Stratum is { } name && manifest.Strata is { } strata)
+                {
+                    if (!strata.TryGetValue(name, out var counted))
+                        strata[name] = counted = new(DatasetSplitter.Splits.ToDictionary(x => x, _ => 0), split.Test, split.Test + split.Eval);
+                    counted.Counts[target]++;
+                }
             }
         }
         finally

@@ -13,6 +13,8 @@ public sealed record ReadOptions
     public FieldMapping Fields { get; init; } = FieldMapping.Default;
     /// <summary>Longest line read; longer ones are findings.</summary>
     public int MaxLineBytes { get; init; } = LineReader.DefaultMaxLineBytes;
+    /// <summary>A field whose value becomes each example's <see cref="DatasetExample.Stratum"/> (see <see cref="Strata"/>); null: none.</summary>
+    public string? Stratify { get; init; }
 }
 
 /// <summary>
@@ -42,16 +44,16 @@ public static class DatasetReader
         {
             if (raw.Problem is not null) { yield return Malformed(path, raw.Number, raw.Problem, raw.Fatal); continue; }
             if (string.IsNullOrWhiteSpace(raw.Text)) continue; // blank lines separate nothing in JSONL
-            yield return ParseLine(raw.Text, path, raw.Number, options.Fields);
+            yield return ParseLine(raw.Text, path, raw.Number, options);
         }
     }
 
-    private static ReadItem ParseLine(string text, string path, long line, FieldMapping fields)
+    private static ReadItem ParseLine(string text, string path, long line, ReadOptions options)
     {
         try
         {
             using var doc = JsonDocument.Parse(text);
-            return FromJson(doc.RootElement, path, line, fields);
+            return WithStratum(FromJson(doc.RootElement, path, line, options.Fields), doc.RootElement, options.Stratify);
         }
         catch (JsonException e) { return Malformed(path, line, $"not valid JSON ({FirstSentence(e.Message)})"); }
     }
@@ -77,7 +79,7 @@ public static class DatasetReader
             }
             if (failure is { } f) { yield return f; yield break; }
             index++;
-            yield return FromJson(element, path, index, options.Fields);
+            yield return WithStratum(FromJson(element, path, index, options.Fields), element, options.Stratify);
         }
     }
 
@@ -92,6 +94,9 @@ public static class DatasetReader
         }
         return false;
     }
+
+    private static ReadItem WithStratum(ReadItem item, JsonElement row, string? field) =>
+        field is null || item.Example is not { } e ? item : new(e with { Stratum = Strata.Resolve(row, field, e.Answer) ?? Strata.Missing }, null);
 
     internal static ReadItem FromJson(JsonElement row, string path, long line, FieldMapping f)
     {

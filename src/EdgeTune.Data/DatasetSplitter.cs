@@ -11,10 +11,16 @@ public sealed record SplitOptions
     public ulong Seed { get; init; }
     /// <summary>Recompute from scratch even when that changes a frozen test split.</summary>
     public bool Force { get; init; }
+    /// <summary>Keep the fractions within each value of this field (see <see cref="Data.Strata"/>); null: one stratum.</summary>
+    public string? Stratify { get; init; }
     public ReadOptions Read { get; init; } = new();
 }
 
-public sealed record SplitResult(IReadOnlyDictionary<string, int> Counts, int Duplicates, int Kept, IReadOnlyList<DataFinding> Findings);
+public sealed record SplitResult(IReadOnlyDictionary<string, int> Counts, int Duplicates, int Kept, IReadOnlyList<DataFinding> Findings)
+{
+    /// <summary>With --stratify: rows per split in each stratum (<see cref="Data.Strata.Missing"/> for rows without the field).</summary>
+    public IReadOnlyDictionary<string, ManifestStratum>? Strata { get; init; }
+}
 
 /// <summary>
 /// The leak-proof split. Which split an example lands in is a function of the seed and a hash of its
@@ -23,6 +29,10 @@ public sealed record SplitResult(IReadOnlyDictionary<string, int> Counts, int Du
 /// train while its twin is in test. The output folder's manifest freezes earlier assignments: a row seen
 /// before keeps its split, a new row near one seen before joins it, and a run that would change the test
 /// split (other fractions or seed, or test rows gone from the input) is refused unless forced.
+/// With <see cref="SplitOptions.Stratify"/>, the draw of each cluster is the same hash-derived number, but it is
+/// compared with its stratum's own thresholds: the quantiles of the draws in that stratum at the fractions, so
+/// every stratum is split in the asked proportions. Thresholds depend on the stratum's rows, which is why rows
+/// already in the manifest keep their split (the freeze above) and only new rows meet the new thresholds.
 /// Two streaming passes: hashes and signatures first, then the rows are written; texts are never all in memory.
 /// </summary>
 public static class DatasetSplitter
@@ -35,6 +45,7 @@ public static class DatasetSplitter
         if (options.Test < 0 || options.Eval < 0 || options.Test + options.Eval >= 1)
             throw new EdgeTuneException($"--test {options.Test} and --eval {options.Eval}: each must be at least 0 and together below 1");
         var previous = options.Force ? null : Manifest.Load(outDir);
+        var read = options.Stratify is null ? options.Read : options.Read with { Stratify = options.Stratify };
         if (previous is not null && (previous.Seed != options.Seed || previous.Test != options.Test || previous.Eval != options.Eval))
             throw new EdgeTuneException($"{Path.Combine(outDir, Manifest.FileName)}: the split was made with --seed {previous.Seed} --test {previous.Test} --eval {previous.Eval}; other values would change the frozen test split (use those, or --force)");
 
@@ -44,8 +55,11 @@ public static class DatasetSplitter
         var seen = new HashSet<ulong>();
         var index = new NearDuplicateIndex();
         var parent = new List<int>();
+        var stratumOf = new List<int>();
+        var strata = new List<string>();
+        var strataIds = new Dictionary<string, int>(StringComparer.Ordinal);
         int duplicates = 0;
-        foreach (var item in DatasetReader.ReadAll(files, options.Read))
+        foreach (var item in DatasetReader.ReadAll(files, read))
         {
             if (item.Finding is { } f) { findings.Add(f); continue; }
             ulong h = item.Example!.Hash;
@@ -53,10 +67,13 @@ public static class DatasetSplitter
             var (id, matches) = index.Add(NearDuplicateIndex.Signature(string.Join(' ', item.Example.Messages.Select(m => m.Content))));
             hashes.Add(h);
             parent.Add(id);
+            string stratum = item.Example.Stratum ?? Data.Strata.Missing;
+            if (!strataIds.TryGetValue(stratum, out int sid)) { sid = strata.Count; strataIds[stratum] = sid; strata.Add(stratum); }
+            stratumOf.Add(sid);
             foreach (int m in matches) Union(parent, id, m);
         }
 
-        var split = Assign(hashes, parent, previous, options);
+        var (split, thresholds) = Assign(hashes, parent, stratumOf, strata.Count, previous, options);
         if (previous is not null)
         {
             int lost = previous.Hashes["test"].Count(h => !seen.Contains(Convert.ToUInt64(h, 16)));
@@ -71,7 +88,7 @@ public static class DatasetSplitter
         var sources = new Dictionary<string, int>(StringComparer.Ordinal);
         try
         {
-            foreach (var item in DatasetReader.ReadAll(files, options.Read))
+            foreach (var item in DatasetReader.ReadAll(files, read))
             {
                 if (item.Example is not { } e || !written.Add(e.Hash)) continue;
                 writers[split[e.Hash]].WriteLine(ChatJson(e));
@@ -85,37 +102,100 @@ public static class DatasetSplitter
         foreach (var s in Splits) File.Move(Path.Combine(outDir, s + ".jsonl.tmp"), Path.Combine(outDir, s + ".jsonl"), overwrite: true);
 
         var byName = Splits.ToDictionary(s => s, s => hashes.Where(h => split[h] == s).Select(TextHash.Hex).ToList());
+        Dictionary<string, ManifestStratum>? perStratum = null;
+        if (options.Stratify is not null)
+        {
+            perStratum = new(StringComparer.Ordinal);
+            for (int s = 0; s < strata.Count; s++)
+                perStratum[strata[s]] = new(Splits.ToDictionary(x => x, _ => 0), thresholds![s].Test, thresholds[s].Eval);
+            for (int i = 0; i < hashes.Count; i++) perStratum[strata[stratumOf[i]]].Counts[split[hashes[i]]]++;
+            perStratum = perStratum.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        }
         var manifest = new Manifest(options.Seed, options.Test, options.Eval, byName.ToDictionary(kv => kv.Key, kv => kv.Value.Count),
-            files.Select(f => new ManifestSource(Path.GetFullPath(f), sources.GetValueOrDefault(f))).ToList(), duplicates, byName);
+            files.Select(f => new ManifestSource(Path.GetFullPath(f), sources.GetValueOrDefault(f))).ToList(), duplicates, byName)
+        {
+            Stratify = options.Stratify, Strata = perStratum,
+        };
         File.WriteAllText(Path.Combine(outDir, Manifest.FileName), JsonSerializer.Serialize(manifest, Json));
-        return new(manifest.Counts, duplicates, hashes.Count, findings);
+        return new(manifest.Counts, duplicates, hashes.Count, findings) { Strata = perStratum };
     }
 
     /// <summary>Split of every hash: frozen ones keep theirs; a cluster with frozen members takes the strictest of them; others follow the hash rule.</summary>
-    private static Dictionary<ulong, string> Assign(List<ulong> hashes, List<int> parent, Manifest? previous, SplitOptions options)
+    private static (Dictionary<ulong, string> Split, (double Test, double Eval)[]? Thresholds) Assign(
+        List<ulong> hashes, List<int> parent, List<int> stratumOf, int strata, Manifest? previous, SplitOptions options)
     {
         var old = new Dictionary<ulong, string>();
         if (previous is not null)
             foreach (var (name, list) in previous.Hashes)
                 foreach (var hex in list) old[Convert.ToUInt64(hex, 16)] = name;
 
-        var clusters = Enumerable.Range(0, hashes.Count).GroupBy(i => Find(parent, i));
-        var result = new Dictionary<ulong, string>(hashes.Count);
-        foreach (var cluster in clusters)
+        var clusters = Enumerable.Range(0, hashes.Count).GroupBy(i => Find(parent, i)).Select(g => g.ToList()).ToList();
+        // A cluster's representative is its member with the smallest hash: its draw and (stratified) its stratum are the cluster's.
+        var representative = clusters.Select(c => c.MinBy(i => hashes[i])).ToList();
+        (double Test, double Eval)[]? thresholds = null;
+        if (options.Stratify is not null)
         {
-            var members = cluster.Select(i => hashes[i]).ToList();
+            // Per stratum, the draws of its clusters in order, and the thresholds that cut them (weighted by
+            // cluster size) closest to the fractions. Every cluster counts, frozen ones too, so new rows fill
+            // what the stratum as a whole needs.
+            var draws = Enumerable.Range(0, strata).Select(_ => new List<(double U, int Size)>()).ToArray();
+            for (int c = 0; c < clusters.Count; c++)
+                draws[stratumOf[representative[c]]].Add((Draw(hashes[representative[c]], options.Seed), clusters[c].Count));
+            thresholds = draws.Select(d => Thresholds(d, options.Test, options.Eval)).ToArray();
+        }
+
+        var result = new Dictionary<ulong, string>(hashes.Count);
+        for (int c = 0; c < clusters.Count; c++)
+        {
+            var members = clusters[c].Select(i => hashes[i]).ToList();
             var frozen = members.Where(old.ContainsKey).Select(h => old[h]).ToList();
+            ulong rep = hashes[representative[c]];
             // Test wins over eval over train: a new row near a test row must not train the model on the test answer.
-            string shared = frozen.Count > 0 ? Splits.Reverse().First(frozen.Contains) : Bucket(members.Min(), options);
+            string shared = frozen.Count > 0 ? Splits.Reverse().First(frozen.Contains)
+                : thresholds is null ? Bucket(rep, options)
+                : Bucket(Draw(rep, options.Seed), thresholds[stratumOf[representative[c]]]);
             foreach (var h in members) result[h] = old.GetValueOrDefault(h, shared);
         }
-        return result;
+        return (result, thresholds);
     }
+
+    /// <summary>
+    /// Thresholds of one stratum: a draw below Test is test, below Eval eval, else train. Each is the midpoint
+    /// between the two draws where the cumulative rows come closest to the fraction (0 or 1 at the ends).
+    /// </summary>
+    internal static (double Test, double Eval) Thresholds(List<(double U, int Size)> draws, double test, double eval)
+    {
+        draws.Sort((a, b) => a.U.CompareTo(b.U));
+        long total = draws.Sum(d => (long)d.Size);
+        double Cut(double fraction)
+        {
+            double target = fraction * total;
+            int best = 0;
+            long cumulative = 0;
+            double bestGap = target;
+            for (int k = 1; k <= draws.Count; k++)
+            {
+                cumulative += draws[k - 1].Size;
+                double gap = Math.Abs(cumulative - target);
+                if (gap < bestGap) { bestGap = gap; best = k; }
+            }
+            return best == 0 ? 0 : best == draws.Count ? 1 : (draws[best - 1].U + draws[best].U) / 2;
+        }
+        double t = Cut(test);
+        return (t, Math.Max(t, Cut(test + eval)));
+    }
+
+    /// <summary>The uniform number in [0, 1) that the hash rule draws for an example from (seed, hash).</summary>
+    public static double Draw(ulong hash, ulong seed) => (TextHash.Mix(hash ^ TextHash.Mix(seed)) >> 11) * (1.0 / (1UL << 53));
+
+    /// <summary>The split of a draw against a stratum's thresholds.</summary>
+    public static string Bucket(double draw, (double Test, double Eval) thresholds) =>
+        draw < thresholds.Test ? "test" : draw < thresholds.Eval ? "eval" : "train";
 
     /// <summary>The hash rule: a uniform number from (seed, hash), compared with the fractions.</summary>
     public static string Bucket(ulong hash, SplitOptions options)
     {
-        double u = (TextHash.Mix(hash ^ TextHash.Mix(options.Seed)) >> 11) * (1.0 / (1UL << 53));
+        double u = Draw(hash, options.Seed);
         return u < options.Test ? "test" : u < options.Test + options.Eval ? "eval" : "train";
     }
 
@@ -158,11 +238,18 @@ public static class DatasetSplitter
 
 public sealed record ManifestSource(string File, int Examples);
 
+/// <summary>One stratum of a stratified split: its rows per split, and the draw thresholds (below Test: test; below Eval: eval).</summary>
+public sealed record ManifestStratum(Dictionary<string, int> Counts, double Test, double Eval);
+
 /// <summary>manifest.json of a split folder: how it was made and which example hashes each split holds.</summary>
 public sealed record Manifest(ulong Seed, double Test, double Eval, Dictionary<string, int> Counts, List<ManifestSource> Sources, int Duplicates, Dictionary<string, List<string>> Hashes)
 {
     public const string FileName = "manifest.json";
     public int Version { get; init; } = 1;
+    /// <summary>The --stratify field of the latest split, if any.</summary>
+    public string? Stratify { get; init; }
+    /// <summary>Per stratum (with --stratify): counts per split and thresholds; ingest places new rows by them.</summary>
+    public Dictionary<string, ManifestStratum>? Strata { get; set; }
 
     public static Manifest? Load(string dir)
     {

@@ -85,6 +85,33 @@ public class DataCommandTests
     }
 
     [Fact]
+    public void Split_stratify_keeps_each_label_in_proportion_and_reports_rows_without_it()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("d.jsonl");
+        // 1,000 rows: label "spam" in 10%, "ham" in 80%, none in 10%.
+        File.WriteAllLines(file, Enumerable.Range(0, 1000).Select(i => i % 10 == 9
+            ? Row($"Message {i} on subject {i * 7919 % 1000}?", $"Reply {i}.")
+            : JsonSerializer.Serialize(new { prompt = $"Message {i} on subject {i * 7919 % 1000}?", completion = $"Reply {i}.", label = i % 10 == 0 ? "spam" : "ham" })));
+        string outDir = dir.File("out");
+        var r = CliRunner.Run("data", "split", file, "--out", outDir, "--test", "0.2", "--eval", "0.1", "--stratify", "label");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("label = spam: train 70, eval 10, test 20 (10.0% eval, 20.0% test)", r.Stdout);
+        Assert.Contains("label = ham: train 560, eval 80, test 160", r.Stdout);
+        Assert.Contains("label = (missing): train 70, eval 10, test 20", r.Stdout);
+        Assert.Equal("edgetune: note: 100 row(s) have no 'label' (not in the row, nor a key of a JSON answer): they form the stratum (missing)", r.Stderr.Trim());
+
+        using var manifest = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "manifest.json")));
+        Assert.Equal("label", manifest.RootElement.GetProperty("Stratify").GetString());
+        Assert.Equal(20, manifest.RootElement.GetProperty("Strata").GetProperty("spam").GetProperty("Counts").GetProperty("test").GetInt32());
+
+        var json = CliRunner.Run("data", "split", file, "--out", outDir, "--test", "0.2", "--eval", "0.1", "--stratify", "label", "--json");
+        Assert.Equal(0, json.ExitCode);
+        using var doc = JsonDocument.Parse(json.Stdout);
+        Assert.Equal(160, doc.RootElement.GetProperty("strata").GetProperty("ham").GetProperty("test").GetInt32());
+    }
+
+    [Fact]
     public void Missing_file_is_a_one_line_error()
     {
         var r = CliRunner.Run("data", "check", "/nonexistent/d.jsonl");

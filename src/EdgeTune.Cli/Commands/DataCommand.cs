@@ -85,14 +85,20 @@ internal static class DataCommand
         var eval = new Option<double>("--eval") { Description = "Fraction for the eval split", DefaultValueFactory = _ => 0.05 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the hash rule", DefaultValueFactory = _ => 0 };
         var force = new Option<bool>("--force") { Description = "Split from scratch even when that changes the frozen test split of --out" };
+        var stratify = new Option<string?>("--stratify")
+        {
+            Description = "Keep the fractions within each value of FIELD: a key or column of the row (dotted path for nested objects), " +
+                "else a key of the answer when the answer is a JSON object; rows without it form the stratum (missing)",
+        };
         var map = Map();
         var json = new Option<bool>("--json") { Description = "Print the counts as JSON" };
         var command = new Command("split",
             "Split examples into train, eval and test by a seeded hash of each normalised example: appending rows never moves a row, " +
-            "near-duplicates share a split, exact duplicates are written once. A test split already in --out is frozen.\n\n" +
-            "Example: edgetune data split support.jsonl --out data/ --test 0.15 --eval 0.05 --seed 1")
+            "near-duplicates share a split, exact duplicates are written once. A test split already in --out is frozen. " +
+            "--stratify FIELD splits each value of FIELD in the same proportions.\n\n" +
+            "Example: edgetune data split support.jsonl --out data/ --test 0.15 --eval 0.05 --seed 1 --stratify label")
         {
-            files, outDir, test, eval, seed, force, map, json,
+            files, outDir, test, eval, seed, force, stratify, map, json,
         };
         command.SetAction(parse =>
         {
@@ -100,14 +106,30 @@ internal static class DataCommand
             var result = DatasetSplitter.Split(parse.GetValue(files)!, dir, new SplitOptions
             {
                 Test = parse.GetValue(test), Eval = parse.GetValue(eval), Seed = parse.GetValue(seed), Force = parse.GetValue(force),
+                Stratify = string.IsNullOrWhiteSpace(parse.GetValue(stratify)) ? null : parse.GetValue(stratify)!.Trim(),
                 Read = new ReadOptions { Fields = FieldMapping.Parse(parse.GetValue(map)) },
             });
             foreach (var f in result.Findings) console.Error.WriteLine($"edgetune: skipped: {f}");
             if (parse.GetValue(json))
-                console.Out.WriteLine(JsonSerializer.Serialize(new { counts = result.Counts, duplicates = result.Duplicates, skipped = result.Findings.Count, manifest = Path.Combine(dir, Manifest.FileName) }, Json));
+                console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    counts = result.Counts, duplicates = result.Duplicates, skipped = result.Findings.Count, manifest = Path.Combine(dir, Manifest.FileName),
+                    strata = result.Strata?.ToDictionary(kv => kv.Key, kv => kv.Value.Counts),
+                }, Json));
             else
+            {
                 console.Out.WriteLine($"train {result.Counts["train"]}, eval {result.Counts["eval"]}, test {result.Counts["test"]} → {dir} " +
                     $"({result.Duplicates} duplicate(s) written once, {result.Findings.Count} unreadable row(s) skipped)");
+                foreach (var (name, stratum) in result.Strata ?? new Dictionary<string, ManifestStratum>())
+                {
+                    var c = stratum.Counts;
+                    int all = c.Values.Sum();
+                    console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"  {parse.GetValue(stratify)} = {name}: train {c["train"]}, eval {c["eval"]}, test {c["test"]} ({100.0 * c["eval"] / all:0.0}% eval, {100.0 * c["test"] / all:0.0}% test)"));
+                }
+            }
+            if (result.Strata?.GetValueOrDefault(Strata.Missing) is { } missing)
+                console.Error.WriteLine($"edgetune: note: {missing.Counts.Values.Sum()} row(s) have no '{parse.GetValue(stratify)}' (not in the row, nor a key of a JSON answer): they form the stratum {Strata.Missing}");
             return CliApp.Success;
         });
         return command;
