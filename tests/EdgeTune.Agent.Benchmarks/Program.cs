@@ -78,6 +78,7 @@ string[] kinds = ["direct", "agent, field log off", "agent, field log on"];
 foreach (var k in kinds) all[k] = [];
 Dictionary<string, string>? directTexts = null;
 bool sameOutput = true;
+Dictionary<string, double> cpuMark = ThreadCpu();
 for (int round = 0; round < rounds; round++)
 {
     bool directFirst = round % 2 == 0;
@@ -102,11 +103,17 @@ void RunDirect()
 
 void Add(string kind, Block block)
 {
+    if (args.Contains("--cpu"))
+    {
+        var now = ThreadCpu();
+        Console.WriteLine("    cpu ms by thread: " + string.Join(", ", now.Select(t => (t.Key, Ms: t.Value - cpuMark.GetValueOrDefault(t.Key))).Where(t => t.Ms > 0).OrderByDescending(t => t.Ms).Take(8).Select(t => $"{t.Key} {t.Ms:0}")));
+        cpuMark = now;
+    }
     all[kind].Add(block);
     directTexts ??= kind == "direct" ? block.Texts : null;
     if (directTexts is not null && block.Texts.Any(t => directTexts[t.Key] != t.Value)) sameOutput = false;
     if (args.Contains("--each")) Console.WriteLine("    " + string.Join(" ", block.Runs.Select(r => r.Ms.ToString("0"))));
-    Console.WriteLine($"  {kind,-22} {block.TokensPerSecond,7:0.0} tok/s  p50 {block.P50,6:0.0} ms  p95 {block.P95,6:0.0} ms  (process threads {block.ThreadsBefore} before, {block.ThreadsAfter} after)");
+    Console.WriteLine($"  {kind,-22} {block.TokensPerSecond,7:0.0} tok/s  p50 {block.P50,6:0.0} ms  p95 {block.P95,6:0.0} ms{(block.RuntimeP50 is { } rt ? $"  (in runtime p50 {rt,6:0.0} ms)" : ""),-29}  (process threads {block.ThreadsBefore} before, {block.ThreadsAfter} after)");
 }
 
 Console.WriteLine();
@@ -120,6 +127,12 @@ foreach (var kind in kinds)
     string range = $"[{blocks.Min(b => b.TokensPerSecond):0}-{blocks.Max(b => b.TokensPerSecond):0}]";
     Console.WriteLine($"  {kind,-22} {tps,7:0.0} tok/s {range,-11} p50 {Median(blocks.Select(b => b.P50)),6:0.0} ms  p95 {Median(blocks.Select(b => b.P95)),6:0.0} ms{ratio}");
 }
+foreach (var kind in kinds.Skip(1))
+{
+    var perRound = all[kind].Zip(all["direct"], (a, d) => a.TokensPerSecond / d.TokensPerSecond).ToList();
+    Console.WriteLine($"  {kind} / direct, same round: median {Median(perRound):0.000} ({string.Join(" ", perRound.Select(r => r.ToString("0.00")))})");
+}
+Console.WriteLine($"  agent time outside the runtime (HTTP, JSON, queue, log; p50 of request minus p50 in runtime): off {Median(all["agent, field log off"].Select(b => b.P50 - b.RuntimeP50!.Value)):0.0} ms, on {Median(all["agent, field log on"].Select(b => b.P50 - b.RuntimeP50!.Value)):0.0} ms");
 Console.WriteLine($"  same greedy output through both: {(sameOutput ? "yes" : "NO")}");
 Console.WriteLine($"  field log cost inside the agent (p50 on - p50 off): {Median(all["agent, field log on"].Select(b => b.P50)) - Median(all["agent, field log off"].Select(b => b.P50)):0.00} ms per request");
 
@@ -201,13 +214,14 @@ Block Direct()
             texts[p] = text;
         }
     }
-    return new Block(runs, texts, before, Process.GetCurrentProcess().Threads.Count);
+    return new Block(runs, texts, before, Process.GetCurrentProcess().Threads.Count, null);
 }
 
 async Task<Block> Agent(bool log)
 {
     int before = Process.GetCurrentProcess().Threads.Count;
-    var app = AgentApp.Build(AgentConfig.Load(WriteConfig(log)));
+    Timed? timed = null;
+    var app = AgentApp.Build(AgentConfig.Load(WriteConfig(log)), c => timed = new Timed(new LlamaSharpRuntime(c.Model)));
     await app.StartAsync();
     var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     var runs = new List<(double Ms, int Tokens)>();
@@ -225,6 +239,7 @@ async Task<Block> Agent(bool log)
                 body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
         }
         foreach (var warm in prompts.Take(2)) await One(warm);
+        timed!.Ms.Clear();
         foreach (var p in prompts)
         {
             long start = Stopwatch.GetTimestamp();
@@ -233,9 +248,28 @@ async Task<Block> Agent(bool log)
             texts[p] = text;
         }
     }
+    var inRuntime = timed!.Ms.ToList();
     await app.StopAsync();
     await app.DisposeAsync();
-    return new Block(runs, texts, before, Process.GetCurrentProcess().Threads.Count);
+    return new Block(runs, texts, before, Process.GetCurrentProcess().Threads.Count, inRuntime);
+}
+
+// CPU time (user + system) of each live thread of this process, by "tid name", from /proc.
+static Dictionary<string, double> ThreadCpu()
+{
+    var result = new Dictionary<string, double>();
+    foreach (var task in Directory.GetDirectories("/proc/self/task"))
+    {
+        try
+        {
+            string stat = File.ReadAllText(Path.Combine(task, "stat"));
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            string name = stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
+            result[$"{Path.GetFileName(task)}:{name}"] = (long.Parse(fields[11]) + long.Parse(fields[12])) * 10.0;
+        }
+        catch (IOException) { }
+    }
+    return result;
 }
 
 static double Median(IEnumerable<double> values)
@@ -250,10 +284,35 @@ static string LoadAverage()
     catch (IOException) { return "?"; }
 }
 
-internal sealed record Block(List<(double Ms, int Tokens)> Runs, Dictionary<string, string> Texts, int ThreadsBefore, int ThreadsAfter)
+/// <param name="RuntimeMs">For the agent: each request's time inside the runtime's GenerateAsync (the rest is HTTP, JSON, queue, log).</param>
+internal sealed record Block(List<(double Ms, int Tokens)> Runs, Dictionary<string, string> Texts, int ThreadsBefore, int ThreadsAfter, List<double>? RuntimeMs)
 {
+    public double? RuntimeP50 => RuntimeMs is { Count: > 0 } r ? r.Order().ElementAt(r.Count / 2) : null;
     public double TokensPerSecond => Runs.Sum(r => r.Tokens) / (Runs.Sum(r => r.Ms) / 1000);
     private double[] Sorted => [.. Runs.Select(r => r.Ms).Order()];
     public double P50 => Sorted[Sorted.Length / 2];
     public double P95 => Sorted[(int)Math.Min(Sorted.Length - 1, Math.Ceiling(Sorted.Length * 0.95) - 1)];
+}
+
+/// <summary>The agent's runtime, timed from the endpoint's side of GenerateAsync.</summary>
+internal sealed class Timed(LlamaSharpRuntime inner) : ITextRuntime
+{
+    public List<double> Ms { get; } = [];
+    public string ModelName => inner.ModelName;
+    public int ContextSize => inner.ContextSize;
+    public IReadOnlyList<string> Adapters => inner.Adapters;
+    public string? ActiveAdapter => inner.ActiveAdapter;
+    public void SetAdapter(string? name) => inner.SetAdapter(name);
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => inner.ApplyChatTemplate(messages);
+    public int[] Tokenize(string prompt) => inner.Tokenize(prompt);
+    public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken) =>
+        inner.Generate(promptTokens, sampling, onText, cancellationToken);
+    public async Task<GenerationResult> GenerateAsync(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken)
+    {
+        long start = Stopwatch.GetTimestamp();
+        var result = await inner.GenerateAsync(promptTokens, sampling, onText, cancellationToken);
+        lock (Ms) Ms.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        return result;
+    }
+    public void Dispose() => inner.Dispose();
 }

@@ -31,6 +31,8 @@ internal sealed class InferenceThread : IDisposable
     /// <summary>The thread's managed id (tests and benchmarks check where work ran).</summary>
     public int ManagedThreadId => _thread.ManagedThreadId;
 
+    public bool IsAlive => _thread.IsAlive;
+
     private void Loop()
     {
         foreach (var item in _work.GetConsumingEnumerable()) item();

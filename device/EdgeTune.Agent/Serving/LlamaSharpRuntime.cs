@@ -59,6 +59,9 @@ public sealed class LlamaSharpRuntime : ITextRuntime
     /// <summary>The managed id of the thread that runs llama.cpp for this runtime.</summary>
     public int InferenceThreadId => _thread.ManagedThreadId;
 
+    /// <summary>Whether the inference thread is still running (it ends on <see cref="Dispose"/>).</summary>
+    internal bool InferenceThreadAlive => _thread.IsAlive;
+
     private (LLamaWeights, LLamaContext) Load()
     {
         var config = _config;
