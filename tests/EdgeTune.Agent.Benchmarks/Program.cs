@@ -33,7 +33,8 @@ using Microsoft.Extensions.DependencyInjection;
 // at once (more workers than cores) make libgomp throttle its spin-waits, which halves llama.cpp's speed for
 // everyone in the process. The agent keeps its own compute on one thread and ends it when it stops.
 //
-//   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- [--requests N] [--tokens T] [--threads N] [--rounds R]
+//   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- [--requests N] [--tokens T] [--threads N] [--rounds R] [--warmup W]
+//     [--each: print every latency] [--cpu: print CPU time by thread per block]
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
@@ -41,6 +42,7 @@ int requests = int.Parse(Opt("--requests", "20"));
 int tokens = int.Parse(Opt("--tokens", "48"));
 int threads = int.Parse(Opt("--threads", Math.Min(4, Environment.ProcessorCount).ToString()));
 int rounds = int.Parse(Opt("--rounds", "4"));
+int warmup = int.Parse(Opt("--warmup", "8")); // unmeasured requests first, on each side (lets .NET's tiered JIT settle in the agent)
 const int Context = 512;
 
 using var dir = new TempDir();
@@ -49,7 +51,7 @@ string model = dir.File("bench.gguf");
 TinyLlama.WriteGguf(model, modelConfig);
 string[] prompts = Enumerable.Range(0, requests).Select(i => $"the device model {i} is in the world of hello").ToArray();
 Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {LoadAverage()}");
-Console.WriteLine($"model: {new FileInfo(model).Length / 1e6:0} MB F32 llama (512 wide, 4 layers); {requests} chat requests x {tokens} tokens, greedy, context {Context}, batch {Context}, {threads} threads, {rounds} rounds (order alternates)");
+Console.WriteLine($"model: {new FileInfo(model).Length / 1e6:0} MB F32 llama (512 wide, 4 layers); {requests} chat requests x {tokens} tokens, greedy, context {Context}, batch {Context}, {threads} threads, {rounds} rounds (order alternates), {warmup} warm-up requests per block");
 
 string WriteConfig(bool log)
 {
@@ -205,7 +207,7 @@ Block Direct()
             }
             return (text.ToString(), generated);
         }
-        foreach (var warm in prompts.Take(2)) One(warm);
+        foreach (var warm in Enumerable.Range(0, warmup).Select(i => prompts[i % prompts.Length])) One(warm);
         foreach (var p in prompts)
         {
             long start = Stopwatch.GetTimestamp();
@@ -238,7 +240,7 @@ async Task<Block> Agent(bool log)
             return (body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!,
                 body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
         }
-        foreach (var warm in prompts.Take(2)) await One(warm);
+        foreach (var warm in Enumerable.Range(0, warmup).Select(i => prompts[i % prompts.Length])) await One(warm);
         timed!.Ms.Clear();
         foreach (var p in prompts)
         {
