@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
 using EdgeTune.Agent;
 using EdgeTune.Agent.Config;
@@ -10,31 +11,48 @@ using EdgeTune.Agent.Serving;
 using EdgeTune.Formats.FieldData;
 using EdgeTune.Formats.Synthetic;
 using EdgeTune.Testing;
+using LLama;
+using LLama.Common;
+using LLama.Native;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 
-// Agent overhead: the same model, prompts and greedy settings through
-//   direct  - LlamaSharpRuntime.Generate in process (the agent's own LLamaSharp loop, no HTTP, no log)
-//   agent   - POST /v1/chat/completions on loopback, field log off, then on (WAL, synchronous=FULL)
-// and the field log's cost per record alone.
+// Agent overhead. The same model, chat prompts, greedy sampling (argmax), context, batch and threads through
+//   direct - LLamaSharp called directly in process: LLamaWeights + LLamaContext, the model's chat template,
+//            tokenize, llama_decode, argmax; no agent code, no HTTP, no log
+//   agent  - POST /v1/chat/completions on loopback to the agent in this process, field log off, then on
+//            (WAL, synchronous=FULL)
+// and the field log's cost per record alone. Each latency is one whole request: template, tokenize, prompt
+// evaluation and every generated token (plus, for the agent, HTTP and JSON). Rounds alternate the order
+// (direct first, then agent first, ...) and each kind's median over rounds is reported, because a shared
+// machine drifts.
 //
-//   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- [--requests N] [--tokens T] [--threads N]
+// The direct side runs on a thread of its own that ends when its block ends: llama.cpp's CPU backend computes
+// through OpenMP, and libgomp keeps a worker team per calling thread for that thread's life; two teams alive
+// at once (more workers than cores) make libgomp throttle its spin-waits, which halves llama.cpp's speed for
+// everyone in the process. The agent keeps its own compute on one thread and ends it when it stops.
+//
+//   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- [--requests N] [--tokens T] [--threads N] [--rounds R] [--warmup W]
+//     [--each: print every latency] [--cpu: print CPU time by thread per block]
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 int requests = int.Parse(Opt("--requests", "20"));
 int tokens = int.Parse(Opt("--tokens", "48"));
 int threads = int.Parse(Opt("--threads", Math.Min(4, Environment.ProcessorCount).ToString()));
+int rounds = int.Parse(Opt("--rounds", "4"));
+int warmup = int.Parse(Opt("--warmup", "8")); // unmeasured requests first, on each side (lets .NET's tiered JIT settle in the agent)
+const int Context = 512;
 
 using var dir = new TempDir();
 var modelConfig = new TinyLlamaConfig { Embedding = 512, Heads = 8, KvHeads = 4, FeedForward = 1408, Layers = 4, ContextLength = 512, ExtraTokens = 4000, Seed = 5 };
 string model = dir.File("bench.gguf");
 TinyLlama.WriteGguf(model, modelConfig);
 string[] prompts = Enumerable.Range(0, requests).Select(i => $"the device model {i} is in the world of hello").ToArray();
-Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; model: {new FileInfo(model).Length / 1e6:0} MB F32 llama (512 wide, 4 layers); {requests} requests x {tokens} tokens, greedy, {threads} threads");
+Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {LoadAverage()}");
+Console.WriteLine($"model: {new FileInfo(model).Length / 1e6:0} MB F32 llama (512 wide, 4 layers); {requests} chat requests x {tokens} tokens, greedy, context {Context}, batch {Context}, {threads} threads, {rounds} rounds (order alternates), {warmup} warm-up requests per block");
 
-AgentConfig Config(bool log) => AgentConfig.Load(WriteConfig(log));
 string WriteConfig(bool log)
 {
     string path = dir.File($"agent-{log}.toml");
@@ -45,7 +63,8 @@ string WriteConfig(bool log)
         log_level = "Warning"
         [model]
         path = "{model}"
-        context = 512
+        context = {Context}
+        batch = {Context}
         threads = {threads}
         [field_log]
         enabled = {(log ? "true" : "false")}
@@ -56,51 +75,68 @@ string WriteConfig(bool log)
     return path;
 }
 
-// Direct (measured before and after the agent, since a shared machine drifts).
-var direct = Direct();
-Report("direct (in process)", direct, null);
-List<(double Ms, int Tokens)> Direct()
+var all = new Dictionary<string, List<Block>>();
+string[] kinds = ["direct", "agent, field log off", "agent, field log on"];
+foreach (var k in kinds) all[k] = [];
+Dictionary<string, string>? directTexts = null;
+bool sameOutput = true;
+Dictionary<string, double> cpuMark = ThreadCpu();
+for (int round = 0; round < rounds; round++)
 {
-var direct = new List<(double Ms, int Tokens)>();
-using (var runtime = new LlamaSharpRuntime(Config(false).Model))
-{
-    var sampling = new SamplingSettings(tokens, 0, 1, null, []);
-    foreach (var warm in prompts.Take(2)) runtime.Generate(runtime.Tokenize(runtime.ApplyChatTemplate([new("user", warm)])), sampling, _ => { }, default);
-    foreach (var p in prompts)
+    bool directFirst = round % 2 == 0;
+    Console.WriteLine($"round {round + 1} ({(directFirst ? "direct first" : "agent first")})");
+    if (directFirst) RunDirect();
+    foreach (bool log in new[] { false, true })
     {
-        var sw = Stopwatch.StartNew();
-        var r = runtime.Generate(runtime.Tokenize(runtime.ApplyChatTemplate([new("user", p)])), sampling, _ => { }, default);
-        direct.Add((sw.Elapsed.TotalMilliseconds, r.CompletionTokens));
+        var block = await Agent(log);
+        Add(log ? "agent, field log on" : "agent, field log off", block);
     }
-}
-return direct;
+    if (!directFirst) RunDirect();
 }
 
-foreach (bool log in new[] { false, true })
+void RunDirect()
 {
-    var app = AgentApp.Build(Config(log));
-    await app.StartAsync();
-    var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-    using var client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(5) };
-    client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench");
-    while (!(await client.GetAsync("/health")).IsSuccessStatusCode) await Task.Delay(50);
-    var results = new List<(double Ms, int Tokens)>();
-    async Task<(double, int)> One(string p)
-    {
-        var sw = Stopwatch.StartNew();
-        using var response = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "bench", max_tokens = tokens, temperature = 0, messages = new[] { new { role = "user", content = p } } });
-        response.EnsureSuccessStatusCode();
-        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
-        return (sw.Elapsed.TotalMilliseconds, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
-    }
-    foreach (var warm in prompts.Take(2)) await One(warm);
-    foreach (var p in prompts) results.Add(await One(p));
-    await app.StopAsync();
-    await app.DisposeAsync();
-    Report(log ? "agent, field log on" : "agent, field log off", results, direct);
+    Block? block = null;
+    var thread = new Thread(() => block = Direct(), 8 << 20) { Name = "direct" };
+    thread.Start();
+    thread.Join();
+    Add("direct", block!);
 }
 
-Report("direct, again", Direct(), null);
+void Add(string kind, Block block)
+{
+    if (args.Contains("--cpu"))
+    {
+        var now = ThreadCpu();
+        Console.WriteLine("    cpu ms by thread: " + string.Join(", ", now.Select(t => (t.Key, Ms: t.Value - cpuMark.GetValueOrDefault(t.Key))).Where(t => t.Ms > 0).OrderByDescending(t => t.Ms).Take(8).Select(t => $"{t.Key} {t.Ms:0}")));
+        cpuMark = now;
+    }
+    all[kind].Add(block);
+    directTexts ??= kind == "direct" ? block.Texts : null;
+    if (directTexts is not null && block.Texts.Any(t => directTexts[t.Key] != t.Value)) sameOutput = false;
+    if (args.Contains("--each")) Console.WriteLine("    " + string.Join(" ", block.Runs.Select(r => r.Ms.ToString("0"))));
+    Console.WriteLine($"  {kind,-22} {block.TokensPerSecond,7:0.0} tok/s  p50 {block.P50,6:0.0} ms  p95 {block.P95,6:0.0} ms{(block.RuntimeP50 is { } rt ? $"  (in runtime p50 {rt,6:0.0} ms)" : ""),-29}  (process threads {block.ThreadsBefore} before, {block.ThreadsAfter} after)");
+}
+
+Console.WriteLine();
+Console.WriteLine($"medians over {rounds} rounds:");
+double directTps = Median(all["direct"].Select(b => b.TokensPerSecond));
+foreach (var kind in kinds)
+{
+    var blocks = all[kind];
+    double tps = Median(blocks.Select(b => b.TokensPerSecond));
+    string ratio = kind == "direct" ? "" : $"  {tps / directTps:0.000} of direct";
+    string range = $"[{blocks.Min(b => b.TokensPerSecond):0}-{blocks.Max(b => b.TokensPerSecond):0}]";
+    Console.WriteLine($"  {kind,-22} {tps,7:0.0} tok/s {range,-11} p50 {Median(blocks.Select(b => b.P50)),6:0.0} ms  p95 {Median(blocks.Select(b => b.P95)),6:0.0} ms{ratio}");
+}
+foreach (var kind in kinds.Skip(1))
+{
+    var perRound = all[kind].Zip(all["direct"], (a, d) => a.TokensPerSecond / d.TokensPerSecond).ToList();
+    Console.WriteLine($"  {kind} / direct, same round: median {Median(perRound):0.000} ({string.Join(" ", perRound.Select(r => r.ToString("0.00")))})");
+}
+Console.WriteLine($"  agent time outside the runtime (HTTP, JSON, queue, log; p50 of request minus p50 in runtime): off {Median(all["agent, field log off"].Select(b => b.P50 - b.RuntimeP50!.Value)):0.0} ms, on {Median(all["agent, field log on"].Select(b => b.P50 - b.RuntimeP50!.Value)):0.0} ms");
+Console.WriteLine($"  same greedy output through both: {(sameOutput ? "yes" : "NO")}");
+Console.WriteLine($"  field log cost inside the agent (p50 on - p50 off): {Median(all["agent, field log on"].Select(b => b.P50)) - Median(all["agent, field log off"].Select(b => b.P50)):0.00} ms per request");
 
 // The field log alone: one committed (fsynced) record per call.
 using (var store = new FieldLogStore(dir.File("cost.db")))
@@ -109,16 +145,176 @@ using (var store = new FieldLogStore(dir.File("cost.db")))
         new Dictionary<string, object?> { ["max_tokens"] = tokens }, 100, 10, 20, tokens, "length");
     for (int i = 0; i < 5; i++) store.Add(record with { Id = $"warm-{i}" });
     int n = 200;
-    var sw = Stopwatch.StartNew();
-    for (int i = 0; i < n; i++) store.Add(record with { Id = $"r-{i}" });
-    Console.WriteLine($"field log: {sw.Elapsed.TotalMilliseconds / n:0.00} ms per committed record (WAL, synchronous=FULL, {dir.Path})");
+    var costs = new double[n];
+    for (int i = 0; i < n; i++)
+    {
+        long start = Stopwatch.GetTimestamp();
+        store.Add(record with { Id = $"r-{i}" });
+        costs[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+    Array.Sort(costs);
+    Console.WriteLine($"field log alone: p50 {costs[n / 2]:0.00} ms, p95 {costs[(int)(n * 0.95)]:0.00} ms per committed record (WAL, synchronous=FULL, {dir.Path})");
 }
 return 0;
 
-static void Report(string name, List<(double Ms, int Tokens)> runs, List<(double Ms, int Tokens)>? baseline)
+// LLamaSharp called directly, with the settings the agent gives llama.cpp for the same config.
+Block Direct()
 {
-    var ms = runs.Select(r => r.Ms).Order().ToArray();
-    double tps = runs.Sum(r => r.Tokens) / (runs.Sum(r => r.Ms) / 1000);
-    string ratio = baseline is null ? "" : $"  ({tps / (baseline.Sum(r => r.Tokens) / (baseline.Sum(r => r.Ms) / 1000)):0.000} of direct)";
-    Console.WriteLine($"{name,-22} {tps,8:0.0} tok/s  p50 {ms[ms.Length / 2],7:0.0} ms  p95 {ms[(int)Math.Min(ms.Length - 1, Math.Ceiling(ms.Length * 0.95) - 1)],7:0.0} ms{ratio}");
+    int before = Process.GetCurrentProcess().Threads.Count;
+    LlamaSharpRuntime.EnsureNativeLoaded(null);
+    var parameters = new ModelParams(model)
+    {
+        ContextSize = Context,
+        BatchSize = Context,
+        GpuLayerCount = 0,
+        Threads = threads,
+        BatchThreads = threads,
+    };
+    var runs = new List<(double Ms, int Tokens)>();
+    var texts = new Dictionary<string, string>();
+    using (var weights = LLamaWeights.LoadFromFile(parameters))
+    using (var context = weights.CreateContext(parameters))
+    {
+        var handle = context.NativeHandle;
+        var vocab = weights.Vocab;
+        (string Text, int Tokens) One(string p)
+        {
+            var template = new LLamaTemplate(weights.NativeHandle, null, false) { AddAssistant = true };
+            template.Add("user", p);
+            var prompt = weights.NativeHandle.Tokenize(Encoding.UTF8.GetString(template.Apply()), vocab.ShouldAddBOS, true, Encoding.UTF8);
+            handle.MemoryClear(true);
+            var batch = new LLamaBatch();
+            for (int i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, logits: i == prompt.Length - 1);
+            if (handle.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama_decode failed");
+            int index = batch.TokenCount - 1, position = prompt.Length, generated = 0;
+            var decoder = new StreamingTokenDecoder(Encoding.UTF8, weights);
+            var text = new StringBuilder();
+            while (generated < tokens)
+            {
+                var logits = handle.GetLogitsIth(index);
+                int best = 0;
+                for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+                var token = (LLamaToken)best;
+                if (token.IsEndOfGeneration(vocab)) break;
+                generated++;
+                decoder.Add(token);
+                text.Append(decoder.Read());
+                if (generated >= tokens || position + 1 >= Context) break;
+                batch.Clear();
+                batch.Add(token, position++, LLamaSeqId.Zero, logits: true);
+                if (handle.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama_decode failed");
+                index = 0;
+            }
+            return (text.ToString(), generated);
+        }
+        foreach (var warm in Enumerable.Range(0, warmup).Select(i => prompts[i % prompts.Length])) One(warm);
+        foreach (var p in prompts)
+        {
+            long start = Stopwatch.GetTimestamp();
+            var (text, count) = One(p);
+            runs.Add((Stopwatch.GetElapsedTime(start).TotalMilliseconds, count));
+            texts[p] = text;
+        }
+    }
+    return new Block(runs, texts, before, Process.GetCurrentProcess().Threads.Count, null);
+}
+
+async Task<Block> Agent(bool log)
+{
+    int before = Process.GetCurrentProcess().Threads.Count;
+    Timed? timed = null;
+    var app = AgentApp.Build(AgentConfig.Load(WriteConfig(log)), c => timed = new Timed(new LlamaSharpRuntime(c.Model)));
+    await app.StartAsync();
+    var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+    var runs = new List<(double Ms, int Tokens)>();
+    var texts = new Dictionary<string, string>();
+    using (var client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(5) })
+    {
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench");
+        while (!(await client.GetAsync("/health")).IsSuccessStatusCode) await Task.Delay(50);
+        async Task<(string Text, int Tokens)> One(string p)
+        {
+            using var response = await client.PostAsJsonAsync("/v1/chat/completions", new { model = "bench", max_tokens = tokens, temperature = 0, messages = new[] { new { role = "user", content = p } } });
+            response.EnsureSuccessStatusCode();
+            var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+            return (body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!,
+                body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        }
+        foreach (var warm in Enumerable.Range(0, warmup).Select(i => prompts[i % prompts.Length])) await One(warm);
+        timed!.Ms.Clear();
+        foreach (var p in prompts)
+        {
+            long start = Stopwatch.GetTimestamp();
+            var (text, count) = await One(p);
+            runs.Add((Stopwatch.GetElapsedTime(start).TotalMilliseconds, count));
+            texts[p] = text;
+        }
+    }
+    var inRuntime = timed!.Ms.ToList();
+    await app.StopAsync();
+    await app.DisposeAsync();
+    return new Block(runs, texts, before, Process.GetCurrentProcess().Threads.Count, inRuntime);
+}
+
+// CPU time (user + system) of each live thread of this process, by "tid name", from /proc.
+static Dictionary<string, double> ThreadCpu()
+{
+    var result = new Dictionary<string, double>();
+    foreach (var task in Directory.GetDirectories("/proc/self/task"))
+    {
+        try
+        {
+            string stat = File.ReadAllText(Path.Combine(task, "stat"));
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            string name = stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
+            result[$"{Path.GetFileName(task)}:{name}"] = (long.Parse(fields[11]) + long.Parse(fields[12])) * 10.0;
+        }
+        catch (IOException) { }
+    }
+    return result;
+}
+
+static double Median(IEnumerable<double> values)
+{
+    var v = values.Order().ToArray();
+    return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
+}
+
+static string LoadAverage()
+{
+    try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+    catch (IOException) { return "?"; }
+}
+
+/// <param name="RuntimeMs">For the agent: each request's time inside the runtime's GenerateAsync (the rest is HTTP, JSON, queue, log).</param>
+internal sealed record Block(List<(double Ms, int Tokens)> Runs, Dictionary<string, string> Texts, int ThreadsBefore, int ThreadsAfter, List<double>? RuntimeMs)
+{
+    public double? RuntimeP50 => RuntimeMs is { Count: > 0 } r ? r.Order().ElementAt(r.Count / 2) : null;
+    public double TokensPerSecond => Runs.Sum(r => r.Tokens) / (Runs.Sum(r => r.Ms) / 1000);
+    private double[] Sorted => [.. Runs.Select(r => r.Ms).Order()];
+    public double P50 => Sorted[Sorted.Length / 2];
+    public double P95 => Sorted[(int)Math.Min(Sorted.Length - 1, Math.Ceiling(Sorted.Length * 0.95) - 1)];
+}
+
+/// <summary>The agent's runtime, timed from the endpoint's side of GenerateAsync.</summary>
+internal sealed class Timed(LlamaSharpRuntime inner) : ITextRuntime
+{
+    public List<double> Ms { get; } = [];
+    public string ModelName => inner.ModelName;
+    public int ContextSize => inner.ContextSize;
+    public IReadOnlyList<string> Adapters => inner.Adapters;
+    public string? ActiveAdapter => inner.ActiveAdapter;
+    public void SetAdapter(string? name) => inner.SetAdapter(name);
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => inner.ApplyChatTemplate(messages);
+    public int[] Tokenize(string prompt) => inner.Tokenize(prompt);
+    public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken) =>
+        inner.Generate(promptTokens, sampling, onText, cancellationToken);
+    public async Task<GenerationResult> GenerateAsync(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken)
+    {
+        long start = Stopwatch.GetTimestamp();
+        var result = await inner.GenerateAsync(promptTokens, sampling, onText, cancellationToken);
+        lock (Ms) Ms.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        return result;
+    }
+    public void Dispose() => inner.Dispose();
 }

@@ -62,7 +62,11 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
                 GenerationResult result;
                 try
                 {
-                    result = await Task.Run(() => runtime.Generate(tokens, sampling, _ => { }, ct), ct);
+                    result = await runtime.GenerateAsync(tokens, sampling, _ => { }, ct);
+                }
+                catch (ObjectDisposedException)
+                {
+                    throw new ApiException(503, "the agent is stopping", "server_error", "model_not_ready");
                 }
                 catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
                 {
@@ -86,11 +90,12 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
 
             // SSE: pieces flow from the generating thread through a channel to the response.
             var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-            var generation = Task.Run(() =>
+            async Task<GenerationResult> Generate()
             {
-                try { return runtime.Generate(tokens, sampling, piece => pieces.Writer.TryWrite(piece), ct); }
+                try { return await runtime.GenerateAsync(tokens, sampling, piece => pieces.Writer.TryWrite(piece), ct); }
                 finally { pieces.Writer.TryComplete(); }
-            }, ct);
+            }
+            var generation = Generate();
             context.Response.ContentType = "text/event-stream";
             context.Response.Headers.CacheControl = "no-cache";
             string chunkObject = chat ? "chat.completion.chunk" : "text_completion";

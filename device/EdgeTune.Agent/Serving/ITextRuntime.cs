@@ -18,7 +18,8 @@ public sealed class PromptTooLongException(string message) : Exception(message)
 /// <summary>
 /// One loaded model behind the API. llama.cpp through LLamaSharp is the first; ONNX Runtime slots in beside it.
 /// <see cref="Generate"/> is called by one request at a time (the request queue serialises it) and blocks
-/// the calling thread; it reports text as it becomes final through <paramref name="onText"/>.
+/// the calling thread (the API calls <see cref="GenerateAsync"/>); it reports text as it becomes final through
+/// <paramref name="onText"/>, on the generating thread.
 /// </summary>
 public interface ITextRuntime : IDisposable
 {
@@ -39,4 +40,11 @@ public interface ITextRuntime : IDisposable
     int[] Tokenize(string prompt);
 
     GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// <see cref="Generate"/> without blocking the caller. The default runs it on the thread pool; a runtime whose
+    /// native library wants one calling thread (llama.cpp with OpenMP) queues it on its own thread instead.
+    /// </summary>
+    Task<GenerationResult> GenerateAsync(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken) =>
+        Task.Run(() => Generate(promptTokens, sampling, onText, cancellationToken), cancellationToken);
 }

@@ -12,6 +12,8 @@ namespace EdgeTune.Agent.Serving;
 /// <summary>
 /// A GGUF served by llama.cpp through LLamaSharp: one base model, one context reused across requests (cleared
 /// each time), and zero or more LoRA adapters loaded once and switched on the context without reloading the base.
+/// Every llama.cpp load, decode and free runs on the runtime's own <see cref="InferenceThread"/>, whoever calls;
+/// <see cref="Dispose"/> frees the context, the adapters' model and that thread.
 /// </summary>
 public sealed class LlamaSharpRuntime : ITextRuntime
 {
@@ -23,6 +25,8 @@ public sealed class LlamaSharpRuntime : ITextRuntime
     private readonly Dictionary<string, LoraAdapter> _adapters = new(StringComparer.Ordinal);
     private readonly ModelConfig _config;
     private readonly Lock _lock = new();
+    private readonly InferenceThread _thread;
+    private int _disposed;
 
     /// <summary>Loads llama.cpp (the configured native library when there is one) once per process.</summary>
     public static void EnsureNativeLoaded(string? nativeLibrary)
@@ -40,6 +44,27 @@ public sealed class LlamaSharpRuntime : ITextRuntime
     public LlamaSharpRuntime(ModelConfig config)
     {
         _config = config;
+        _thread = new InferenceThread("llama.cpp " + Path.GetFileName(config.Path));
+        try
+        {
+            (_weights, _context) = _thread.Run(Load);
+        }
+        catch
+        {
+            _thread.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The managed id of the thread that runs llama.cpp for this runtime.</summary>
+    public int InferenceThreadId => _thread.ManagedThreadId;
+
+    /// <summary>Whether the inference thread is still running (it ends on <see cref="Dispose"/>).</summary>
+    internal bool InferenceThreadAlive => _thread.IsAlive;
+
+    private (LLamaWeights, LLamaContext) Load()
+    {
+        var config = _config;
         EnsureNativeLoaded(config.NativeLibrary);
         var parameters = new ModelParams(config.Path)
         {
@@ -49,35 +74,42 @@ public sealed class LlamaSharpRuntime : ITextRuntime
             Threads = config.Threads,
             BatchThreads = config.Threads,
         };
+        LLamaWeights weights;
         try
         {
-            _weights = LLamaWeights.LoadFromFile(parameters);
+            weights = LLamaWeights.LoadFromFile(parameters);
         }
         catch (LLama.Exceptions.LoadWeightsFailedException)
         {
             throw new EdgeTuneException($"{config.Path}: llama.cpp refused to load the model");
         }
+        LLamaContext? context = null;
         try
         {
-            _context = _weights.CreateContext(parameters);
+            context = weights.CreateContext(parameters);
             foreach (var path in config.Adapters)
             {
                 string name = Path.GetFileNameWithoutExtension(path);
                 try
                 {
-                    _adapters[name] = _weights.NativeHandle.LoadLoraFromFile(path);
+                    _adapters[name] = weights.NativeHandle.LoadLoraFromFile(path);
                 }
                 catch (Exception e) when (e is LLama.Exceptions.RuntimeError or InvalidOperationException)
                 {
                     throw new EdgeTuneException($"{path}: llama.cpp refused to load the LoRA adapter ({e.Message})");
                 }
             }
-            if (_adapters.Count > 0) SetAdapter(_adapters.Keys.First());
+            if (_adapters.Count > 0)
+            {
+                context.NativeHandle.SetLoraAdapters([(_adapters.Values.First(), 1f)]);
+                ActiveAdapter = _adapters.Keys.First();
+            }
+            return (weights, context);
         }
         catch
         {
-            _context?.Dispose();
-            _weights.Dispose();
+            context?.Dispose();
+            weights.Dispose();
             throw;
         }
     }
@@ -112,8 +144,17 @@ public sealed class LlamaSharpRuntime : ITextRuntime
         return tokens.Select(t => (int)t).ToArray();
     }
 
-    public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken)
+    /// <summary>Blocks the caller while the runtime's inference thread generates.</summary>
+    public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken) =>
+        _thread.Run(() => GenerateOnThread(promptTokens, sampling, onText, cancellationToken), cancellationToken);
+
+    /// <summary>Queues the generation on the runtime's inference thread; no thread-pool thread waits for it.</summary>
+    public Task<GenerationResult> GenerateAsync(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken) =>
+        _thread.RunAsync(() => GenerateOnThread(promptTokens, sampling, onText, cancellationToken), cancellationToken);
+
+    private GenerationResult GenerateOnThread(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         lock (_lock)
         {
             int context = ContextSize;
@@ -179,10 +220,26 @@ public sealed class LlamaSharpRuntime : ITextRuntime
         if (result != DecodeResult.Ok) throw new EdgeTuneException($"{_config.Path}: llama_decode failed ({result})");
     }
 
+    /// <summary>Waits for a generation in progress, frees the context and the model on the inference thread, then ends that thread.</summary>
     public void Dispose()
     {
-        _context.Dispose();
-        _weights.Dispose();
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        try
+        {
+            _thread.Run(() =>
+            {
+                lock (_lock)
+                {
+                    _context.Dispose();
+                    _weights.Dispose();
+                }
+                return 0;
+            });
+        }
+        finally
+        {
+            _thread.Dispose();
+        }
     }
 }
 
