@@ -113,3 +113,62 @@ public class TrainerTests
         public void Report(TrainProgress value) => report(value);
     }
 }
+
+public class TrainingDetailTests
+{
+    [Fact]
+    public void Activation_checkpointing_gives_the_same_gradients_with_less_memory()
+    {
+        using var dir = new TempDir();
+        string path = TinyTask.WriteModel(dir.Path);
+        using var w = EdgeTune.Training.Model.BaseWeights.Open(path);
+        using var backend = new CpuBackend(2);
+        var setup = new EdgeTune.Training.Model.TrainingSetup { Rank = 4, Alpha = 8, Dropout = 0.1 };
+        using var plain = new EdgeTune.Training.Model.TrainableLlama(w, setup, backend);
+        using var recompute = new EdgeTune.Training.Model.TrainableLlama(w, setup with { ActivationCheckpointing = true }, backend);
+        var rng = new Random(2);
+        var tokens = Enumerable.Range(0, 2 * 24).Select(_ => rng.Next(w.Config.VocabSize)).ToArray();
+        var targets = tokens.Skip(1).Append(-1).ToArray();
+        foreach (var m in new[] { plain, recompute })
+        {
+            foreach (var slot in m.Layout.Slots.Where(s => s.Name.EndsWith(".lora_b", StringComparison.Ordinal)))
+                m.Write(slot.Name, Enumerable.Range(0, (int)slot.Length).Select(i => MathF.Cos(i) * 0.05f).ToArray());
+            m.ZeroGradients();
+            m.Step(tokens, targets, 2, 24, train: true, 1f / 46, 5);
+        }
+        foreach (var slot in plain.Layout.Slots) Assert.Equal(plain.ReadGradient(slot.Name), recompute.ReadGradient(slot.Name));
+        Assert.True(recompute.ActivationBytes < plain.ActivationBytes, $"{recompute.ActivationBytes} vs {plain.ActivationBytes}");
+    }
+
+    [Fact]
+    public void The_end_of_turn_token_stays_a_target_when_padding_uses_the_same_id()
+    {
+        // Targets follow the loss mask by position; padding is marked by position too, never by id.
+        int eot = 7;
+        var a = new EdgeTune.Training.Batching.TrainingExample("f", 1, [1, 5, 6, eot], [-1, 6, eot, -1]);
+        var b = new EdgeTune.Training.Batching.TrainingExample("f", 2, [1, 5, 6, 8, 9, eot], [-1, -1, 8, 9, eot, -1]);
+        var batch = EdgeTune.Training.Batching.TrainingExamples.Collate([a, b], padId: eot);
+        Assert.Equal(6, batch.SeqLen);
+        Assert.Equal([1, 5, 6, eot, eot, eot], batch.Tokens[..6]);
+        Assert.Equal([-1, 6, eot, -1, -1, -1], batch.Targets[..6]);
+        Assert.Equal(5, batch.TrainedTokens);
+    }
+
+    [Fact]
+    public void Early_stopping_ends_the_run_and_exports_the_best_step()
+    {
+        using var dir = new TempDir();
+        TinyTask.WriteModel(dir.Path);
+        TinyTask.WriteData(dir.File("train.jsonl"), 64, seed: 1);
+        // An eval set the training data cannot help with (other labels): eval loss rises once the task is learnt.
+        using (var w = new StreamWriter(dir.File("eval.jsonl")))
+            for (int i = 0; i < 16; i++) w.WriteLine(JsonSerializer.Serialize(new { prompt = "hello the world", response = i % 2 == 0 ? "device" : "the" }));
+        var recipe = TinyTask.Recipe(dir.Path, extra: "eval_every = 5\nearly_stopping_patience = 2", steps: 200);
+        using var backend = new CpuBackend(2);
+        var result = new Trainer(recipe, backend).Run(resume: false);
+        Assert.StartsWith("early stop at step", result.StopReason, StringComparison.Ordinal);
+        Assert.True(result.Steps < 200);
+        Assert.NotNull(result.BestStep);
+        Assert.True(result.BestStep < result.Steps);
+    }
+}
