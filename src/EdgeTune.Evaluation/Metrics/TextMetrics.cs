@@ -45,8 +45,9 @@ public static class TextMetrics
         }
         if (options.Trim) s = s.Trim();
         if (options.IgnoreCase) s = s.ToLowerInvariant();
-        // Composed and decomposed forms of the same character are the same answer.
-        return s.Normalize(NormalizationForm.FormC);
+        // No Unicode normalisation (NFC): the project runs with invariant globalization, where string.Normalize does
+        // nothing, so a composed and a decomposed é are different answers (code points are compared).
+        return s;
     }
 
     public static bool ExactMatch(string prediction, string reference, NormaliseOptions options) =>
@@ -59,7 +60,7 @@ public static class TextMetrics
     public static List<string> SquadTokens(string text)
     {
         var sb = new StringBuilder(text.Length);
-        foreach (char c in text.Normalize(NormalizationForm.FormC).ToLowerInvariant())
+        foreach (char c in text.ToLowerInvariant())
         {
             var cat = char.GetUnicodeCategory(c);
             bool punct = cat is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation or UnicodeCategory.OpenPunctuation
@@ -107,7 +108,7 @@ public static class TextMetrics
     {
         var words = new List<string>();
         var sb = new StringBuilder();
-        foreach (char c in text.Normalize(NormalizationForm.FormC))
+        foreach (char c in text)
         {
             if (char.IsLetterOrDigit(c) || char.IsSurrogate(c) || char.GetUnicodeCategory(c) is UnicodeCategory.NonSpacingMark) sb.Append(char.ToLowerInvariant(c));
             else if (sb.Length > 0) { words.Add(sb.ToString()); sb.Clear(); }
