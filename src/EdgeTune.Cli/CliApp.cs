@@ -28,6 +28,9 @@ public static class CliApp
             ProfilesCommand.Create(console),
             BenchCommand.Create(console),
             DataCommand.Create(console),
+            EvalCommand.Baseline(console),
+            EvalCommand.Eval(console),
+            ReviewCommand.Create(console),
         };
 
         if (args.Length == 0)

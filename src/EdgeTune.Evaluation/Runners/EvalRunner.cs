@@ -29,7 +29,10 @@ public sealed record RunnerAnswer
     [JsonPropertyName("answer")] public required string Text { get; init; }
     [JsonPropertyName("reference")] public string Reference { get; init; } = "";
     [JsonPropertyName("label")] public string? Label { get; init; }
+    /// <summary>The rendered prompt as the model saw it (chat template applied).</summary>
     [JsonPropertyName("prompt")] public string Prompt { get; init; } = "";
+    /// <summary>The last user turn: what a human reviewer reads.</summary>
+    [JsonPropertyName("question")] public string Question { get; init; } = "";
     [JsonPropertyName("prompt_tokens")] public int PromptTokens { get; init; }
     [JsonPropertyName("generated_tokens")] public int GeneratedTokens { get; init; }
     [JsonPropertyName("seconds")] public double Seconds { get; init; }
@@ -113,6 +116,7 @@ public sealed class EvalRunner(string name, IModelEngine engine, ChatTemplate te
         return new RunnerAnswer
         {
             Id = item.Id, Source = item.Source, Text = answer, Reference = item.Reference, Label = item.Label, Prompt = text,
+            Question = item.Prompt.LastOrDefault(m => m.Role == "user")?.Content ?? "",
             PromptTokens = prompt.Length, GeneratedTokens = tokens, Seconds = seconds, ReferenceNll = nll, ReferenceTokens = refTokens,
         };
     }
