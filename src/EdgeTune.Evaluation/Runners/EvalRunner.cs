@@ -105,7 +105,12 @@ public sealed class EvalRunner(string name, IModelEngine engine, ChatTemplate te
         int refTokens = 0;
         if (scoreReference)
         {
-            int[] reference = Engine.EncodePlain(item.Reference);
+            // The answer as it appears after the prompt (tokenisers merge across the boundary differently from a
+            // standalone encoding); the plain encoding only when the prompt's ids are not a prefix of the whole.
+            int[] whole = Engine.EncodePrompt(text + item.Reference);
+            int[] reference = whole.Length > prompt.Length && whole.AsSpan(0, prompt.Length).SequenceEqual(prompt)
+                ? whole[prompt.Length..]
+                : Engine.EncodePlain(item.Reference);
             int[] all = [.. prompt, .. reference];
             if (reference.Length > 0 && all.Length <= Engine.ContextLength)
             {
