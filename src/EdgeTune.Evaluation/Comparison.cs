@@ -81,11 +81,12 @@ public static class Comparer
     /// Tuned is better only when its primary metric beats the best baseline's (by the metric's direction) and the
     /// paired test against that baseline gives p &lt; 0.05. Quantisation cost: exported minus tuned on the primary metric.
     /// </summary>
-    public static Verdict? Decide(IReadOnlyList<RunnerResult> runners, IReadOnlyList<PairedComparison> comparisons, ScoringOptions o, double alpha = 0.05)
+    public static Verdict Decide(IReadOnlyList<RunnerResult> runners, IReadOnlyList<PairedComparison> comparisons, ScoringOptions o, double alpha = 0.05)
     {
         string primary = Scoring.PrimaryMetric(o);
         var tuned = runners.FirstOrDefault(r => r.Runner == Tuned);
-        if (tuned is null) return null;
+        if (tuned is null)
+            return new Verdict(false, primary, null, null, null, null, null, null, null, "no tuned model was evaluated (give --adapter)");
         var baselines = runners.Where(r => r.Runner is Base or FewShot && r.Metric(primary) is not null).ToList();
         var t = tuned.Metric(primary) ?? throw new EdgeTuneException($"the primary metric {primary} was not computed (e.g. nll needs answers within the context)");
         bool higher = t.HigherIsBetter;

@@ -120,7 +120,8 @@ internal static class EvalCommand
             else
             {
                 PrintTable(console, outcome);
-                if (outcome.Verdict is { } v) console.Out.WriteLine($"\nverdict: {(v.TunedBetterThanBaselines ? "tuned is better" : "tuned is NOT better")} ({v.Summary})");
+                if (outcome.Verdict is { } v)
+                    console.Out.WriteLine(v.TunedValue is null ? $"\nverdict: none ({v.Summary})" : $"\nverdict: {(v.TunedBetterThanBaselines ? "tuned is better" : "tuned is NOT better")} ({v.Summary})");
                 if (outcome.Forgetting is { } f)
                     console.Out.WriteLine(string.Create(C, $"forgetting: perplexity on general text base {f.BasePerplexity:0.###}, tuned {f.TunedPerplexity:0.###} ({f.RelativeChange * 100:+0.#;-0.#;0}%){(f.Flagged ? " — lost general ability" : "")}"));
                 console.Out.WriteLine($"report: {Path.Combine(plan.RunDir, "report.html")}");

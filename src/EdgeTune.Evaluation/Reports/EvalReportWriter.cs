@@ -32,7 +32,7 @@ public static class EvalReportWriter
     {
         var sb = new StringBuilder();
         sb.AppendLine(C, $"# {title}").AppendLine();
-        if (o.Verdict is { } v)
+        if (o.Verdict is { TunedValue: not null } v)
             sb.AppendLine(C, $"**Verdict:** {(v.TunedBetterThanBaselines ? "fine-tuning helped" : "no evidence that fine-tuning helped")}: {v.Summary}.").AppendLine();
         sb.AppendLine("Metrics with 95% percentile-bootstrap intervals (seeded; examples resampled):").AppendLine();
         var names = o.Runners.SelectMany(r => r.Metrics.Select(m => m.Name)).Distinct().ToList();
@@ -74,7 +74,7 @@ public static class EvalReportWriter
                   "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}.verdict{font-size:1.2em;padding:.6em;border-radius:6px}" +
                   ".yes{background:#e3f6e3}.no{background:#fbeaea}img{max-width:100%}</style></head><body>");
         sb.Append("<h1>").Append(WebUtility.HtmlEncode(title)).Append("</h1>");
-        if (o.Verdict is { } v)
+        if (o.Verdict is { TunedValue: not null } v)
             sb.Append("<p class=\"verdict ").Append(v.TunedBetterThanBaselines ? "yes" : "no").Append("\">")
               .Append(v.TunedBetterThanBaselines ? "Fine-tuning helped: " : "No evidence that fine-tuning helped: ").Append(WebUtility.HtmlEncode(v.Summary)).Append(".</p>");
         var md = Markdown(o, title, false);
