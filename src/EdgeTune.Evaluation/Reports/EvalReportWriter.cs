@@ -147,7 +147,12 @@ public static class EvalReportWriter
         heat.Colormap = new ScottPlot.Colormaps.Blues();
         for (int r = 0; r < n; r++)
             for (int c = 0; c < n; c++)
-                plot.Add.Text(m.Counts[r, c].ToString(C), c, n - 1 - r).LabelFontColor = Colors.Black;
+            {
+                var text = plot.Add.Text(m.Counts[r, c].ToString(C), c, n - 1 - r);
+                text.LabelFontColor = Colors.Black;
+                text.LabelBackgroundColor = Colors.White; // readable on dark and light cells alike
+                text.LabelAlignment = Alignment.MiddleCenter;
+            }
         var ticks = Enumerable.Range(0, n).Select(i => (double)i).ToArray();
         var names = m.Labels.Select(l => l.Length == 0 ? "(none)" : l.Length > 16 ? l[..16] + "…" : l).ToArray();
         plot.Axes.Bottom.SetTicks(ticks, names);
