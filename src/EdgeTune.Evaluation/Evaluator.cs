@@ -52,8 +52,12 @@ public static class Evaluator
     public static bool UsesLlamaCpp(string model, string? adapter) =>
         File.Exists(model) && (adapter is null || File.Exists(adapter) && adapter.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase));
 
-    public static IModelEngine OpenEngine(string model, string? adapter, int threads) =>
-        UsesLlamaCpp(model, adapter) ? new LlamaCppEngine(model, adapter, threads) : new ReferenceEngine(model, adapter);
+    /// <summary>
+    /// The engine for the base model (and the adapter): llama.cpp when <paramref name="llamaCpp"/>, else the reference
+    /// forward. Base and tuned are opened with the same choice, so their comparison is not a comparison of runtimes.
+    /// </summary>
+    public static IModelEngine OpenEngine(string model, string? adapter, int threads, bool llamaCpp) =>
+        llamaCpp ? new LlamaCppEngine(model, adapter, threads) : new ReferenceEngine(model, adapter);
 
     public static ChatTemplate Template(string model, string? overrideText)
     {
@@ -85,7 +89,8 @@ public static class Evaluator
         }
 
         ForgettingResult? forgetting = null;
-        using (var baseEngine = OpenEngine(plan.BaseModel, null, plan.Threads))
+        bool llamaCpp = UsesLlamaCpp(plan.BaseModel, plan.Adapter);
+        using (var baseEngine = OpenEngine(plan.BaseModel, null, plan.Threads, llamaCpp))
         {
             if (plan.Baselines)
             {
@@ -95,7 +100,7 @@ public static class Evaluator
             }
             if (plan.Adapter is not null)
             {
-                using var tunedEngine = OpenEngine(plan.BaseModel, plan.Adapter, plan.Threads);
+                using var tunedEngine = OpenEngine(plan.BaseModel, plan.Adapter, plan.Threads, llamaCpp);
                 RunOne(Comparer.Tuned, tunedEngine, zeroShot);
                 string text = plan.GeneralTextFile is null ? GeneralText.Default() : File.ReadAllText(plan.GeneralTextFile);
                 progress?.Report(new EvalStage("forgetting", 0, 1));
