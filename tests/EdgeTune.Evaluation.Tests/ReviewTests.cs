@@ -144,11 +144,18 @@ public class ReviewTests
 /// <summary>A fact that runs only where Chromium is installed (Debian package `chromium`), and says why it is skipped otherwise.</summary>
 public sealed class ChromiumFactAttribute : FactAttribute
 {
-    public static string? Binary { get; } =
-        new[] { "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome" }.FirstOrDefault(File.Exists);
+    /// <summary>The browser: $EDGETUNE_CHROMIUM, else chromium, chromium-browser or google-chrome on the PATH.</summary>
+    public static string? Binary { get; } = Find();
+
+    private static string? Find()
+    {
+        if (Environment.GetEnvironmentVariable("EDGETUNE_CHROMIUM") is { Length: > 0 } chosen) return File.Exists(chosen) ? chosen : null;
+        var dirs = (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
+        return new[] { "chromium", "chromium-browser", "google-chrome" }.SelectMany(n => dirs.Select(d => Path.Combine(d, n))).FirstOrDefault(File.Exists);
+    }
 
     public ChromiumFactAttribute()
     {
-        if (Binary is null) Skip = "chromium is not installed (Debian: apt-get install chromium), so the review page was not opened in a browser";
+        if (Binary is null) Skip = "chromium is not installed (Debian: apt-get install chromium; or set EDGETUNE_CHROMIUM), so the review page was not opened in a browser";
     }
 }
