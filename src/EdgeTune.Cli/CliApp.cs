@@ -29,6 +29,9 @@ public static class CliApp
             BenchCommand.Create(console),
             DataCommand.Create(console),
             TrainCommand.Create(console),
+            EvalCommand.Baseline(console),
+            EvalCommand.Eval(console),
+            ReviewCommand.Create(console),
         };
 
         if (args.Length == 0)

@@ -64,4 +64,19 @@ public class RecipeTests
         var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse(text, "x.toml"));
         Assert.StartsWith(expected, e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Eval_keys_parse_and_unknown_metrics_are_refused_with_their_line()
+    {
+        var r = Recipe.Parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[eval]\ntask = \"classification\"\nlabel_field = \"label\"\n" +
+                             "ignore_case = true\njson_schema = \"s.json\"\ngeneral_text = \"g.txt\"\nmetrics = [\"accuracy\", \"macro_f1\"]\nseed = 9\n", "/r/x.toml");
+        Assert.Equal("label", r.Eval.LabelField);
+        Assert.True(r.Eval.IgnoreCase);
+        Assert.True(r.Eval.Trim);
+        Assert.Equal("/r/s.json", r.Eval.JsonSchema);
+        Assert.Equal("/r/g.txt", r.Eval.GeneralText);
+        Assert.Equal(9UL, r.Eval.Seed);
+        var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[eval]\nmetrics = [\"bleu\"]\n", "x.toml"));
+        Assert.StartsWith("x.toml:6:1: eval.metrics: 'bleu' is not a metric", e.Message);
+    }
 }

@@ -1,0 +1,201 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using EdgeTune.Core;
+using EdgeTune.Data;
+using EdgeTune.Evaluation;
+using EdgeTune.Evaluation.Metrics;
+using EdgeTune.Evaluation.Reports;
+using EdgeTune.Recipes;
+
+namespace EdgeTune.Cli.Commands;
+
+/// <summary><c>edgetune baseline</c> and <c>edgetune eval</c>: the held-out test split through base, prompt baseline, tuned and exported runners.</summary>
+internal static class EvalCommand
+{
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly CultureInfo C = CultureInfo.InvariantCulture;
+
+    private static Argument<string> RecipeArgument() => new("RECIPE") { Description = "The training recipe (TOML) with its [eval] table" };
+
+    public static Command Baseline(CliConsole console)
+    {
+        var recipe = RecipeArgument();
+        var json = new Option<bool>("--json") { Description = "Print every runner's metrics with their 95% intervals and the decision as JSON" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp (0: all cores)" };
+        var command = new Command("baseline",
+            "Before training: answer the test split with the base model, zero-shot with the task's system prompt and with k few-shot " +
+            "examples drawn (seeded) from the training split, and say whether fine-tuning looks warranted: when a baseline already " +
+            "meets the recipe's [eval] target_metric/target_value, it says so. Answers are kept in the run folder (resumable); " +
+            "report.md and report.html are written there. Progress on stderr.\n\n" +
+            "Example: edgetune baseline recipe.toml --json")
+        {
+            recipe, json, threads,
+        };
+        command.SetAction(parse =>
+        {
+            var r = Recipe.Load(parse.GetValue(recipe)!);
+            var plan = Plan(r, adapter: null, gguf: null, ggufAdapter: null, parse.GetValue(threads));
+            var outcome = Run(console, plan);
+            EvalReportWriter.Write(outcome, plan.RunDir, $"Baseline: {Path.GetFileName(r.File)}");
+
+            string? target = r.Eval.TargetMetric ?? (r.Eval.TargetValue is null ? null : Scoring.PrimaryMetric(plan.Scoring));
+            var meeting = target is not null && r.Eval.TargetValue is { } value
+                ? outcome.Runners.Where(x => Comparer.Meets(x, target, value)).Select(x => x.Runner).ToList()
+                : null;
+            string primary = Scoring.PrimaryMetric(plan.Scoring);
+            string decision = meeting switch
+            {
+                null => $"no target stated ([eval] target_metric/target_value): compare the baselines' {primary} with what the product needs",
+                { Count: > 0 } => $"the {string.Join(" and ", meeting)} baseline already meets the target {target} {(outcome.Runners[0].Metric(target!)?.HigherIsBetter == false ? "≤" : "≥")} {r.Eval.TargetValue!.Value.ToString(C)}: fine-tuning does not look warranted; ship the prompt",
+                _ => $"no baseline meets the target {target} = {r.Eval.TargetValue!.Value.ToString(C)}: fine-tuning looks warranted",
+            };
+            bool warranted = meeting is not { Count: > 0 };
+            if (parse.GetValue(json))
+            {
+                var obj = Evaluator.ToJsonObject(outcome);
+                console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    baseline = obj,
+                    target = target is null ? null : new { metric = target, value = r.Eval.TargetValue },
+                    met_by = meeting,
+                    fine_tuning_warranted = warranted,
+                    decision,
+                    run_dir = plan.RunDir,
+                }, Json));
+            }
+            else
+            {
+                PrintTable(console, outcome);
+                console.Out.WriteLine();
+                console.Out.WriteLine(decision);
+                console.Out.WriteLine($"report: {Path.Combine(plan.RunDir, "report.html")}");
+            }
+            return CliApp.Success;
+        });
+        return command;
+    }
+
+    public static Command Eval(CliConsole console)
+    {
+        var recipe = RecipeArgument();
+        var adapter = new Option<string?>("--adapter") { Description = "The tuned adapter on the base model: a PEFT folder or a GGUF adapter (runner 'tuned')" };
+        var gguf = new Option<string?>("--gguf") { Description = "The exported GGUF, run through llama.cpp as on the device (runner 'exported')" };
+        var ggufAdapter = new Option<string?>("--gguf-adapter") { Description = "A GGUF LoRA adapter attached to --gguf in llama.cpp" };
+        var noBaselines = new Option<bool>("--no-baselines") { Description = "Skip the base and few-shot runners" };
+        var json = new Option<bool>("--json") { Description = "Print every runner's metrics with their 95% intervals, the paired tests and {\"verdict\": {\"tuned_better_than_baselines\": …}} as JSON" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp (0: all cores)" };
+        var command = new Command("eval",
+            "Evaluate on the held-out test split: the base model zero-shot and few-shot, the tuned model (--adapter) and the exported " +
+            "artifact (--gguf, optionally with --gguf-adapter, through llama.cpp), every metric with a 95% bootstrap interval, paired tests " +
+            "(McNemar for right/wrong metrics, paired bootstrap otherwise), the verdict (is tuned better than the best baseline with p < 0.05 " +
+            "on the primary metric?), the cost of quantisation (exported − tuned) and a forgetting check (perplexity of base and tuned on " +
+            "general text). A test split that overlaps training is refused. Answers are resumable; report.md, report.html and eval.json go " +
+            "to the run folder. Progress on stderr.\n\n" +
+            "Examples:\n  edgetune eval recipe.toml --adapter runs/recipe/adapter\n  edgetune eval recipe.toml --adapter lora.gguf --gguf model-q4_k_m.gguf --gguf-adapter lora.gguf --json")
+        {
+            recipe, adapter, gguf, ggufAdapter, noBaselines, json, threads,
+        };
+        command.SetAction(parse =>
+        {
+            if (parse.GetValue(ggufAdapter) is not null && parse.GetValue(gguf) is null)
+            {
+                console.Error.WriteLine("edgetune: --gguf-adapter needs --gguf");
+                return CliApp.Usage;
+            }
+            var r = Recipe.Load(parse.GetValue(recipe)!);
+            if (parse.GetValue(adapter) is null && parse.GetValue(gguf) is null && parse.GetValue(noBaselines))
+            {
+                console.Error.WriteLine("edgetune: nothing to run: give --adapter or --gguf, or drop --no-baselines");
+                return CliApp.Usage;
+            }
+            var plan = Plan(r, parse.GetValue(adapter), parse.GetValue(gguf), parse.GetValue(ggufAdapter), parse.GetValue(threads)) with
+            {
+                Baselines = !parse.GetValue(noBaselines),
+            };
+            var outcome = Run(console, plan);
+            EvalReportWriter.Write(outcome, plan.RunDir, $"Evaluation: {Path.GetFileName(r.File)}");
+            if (parse.GetValue(json)) console.Out.WriteLine(Evaluator.ToJson(outcome));
+            else
+            {
+                PrintTable(console, outcome);
+                if (outcome.Verdict is { } v)
+                    console.Out.WriteLine(v.TunedValue is null ? $"\nverdict: none ({v.Summary})" : $"\nverdict: {(v.TunedBetterThanBaselines ? "tuned is better" : "tuned is NOT better")} ({v.Summary})");
+                if (outcome.Forgetting is { } f)
+                    console.Out.WriteLine(string.Create(C, $"forgetting: perplexity on general text base {f.BasePerplexity:0.###}, tuned {f.TunedPerplexity:0.###} ({f.RelativeChange * 100:+0.#;-0.#;0}%){(f.Flagged ? " — lost general ability" : "")}"));
+                console.Out.WriteLine($"report: {Path.Combine(plan.RunDir, "report.html")}");
+            }
+            return CliApp.Success;
+        });
+        return command;
+    }
+
+    internal static EvalPlan Plan(Recipe r, string? adapter, string? gguf, string? ggufAdapter, int threads)
+    {
+        string test = r.Eval.Test ?? r.Data.Test ?? throw new EdgeTuneException($"{r.File}: no test split: set [eval] test or [data] test");
+        foreach (var (path, what) in new[] { (adapter, "--adapter"), (gguf, "--gguf"), (ggufAdapter, "--gguf-adapter") })
+            if (path is not null && !File.Exists(path) && !Directory.Exists(path)) throw new EdgeTuneException($"{path}: no such file or folder ({what})");
+        var scoring = new ScoringOptions
+        {
+            Task = r.Eval.Task,
+            Metrics = r.Eval.Metrics,
+            Primary = r.Eval.PrimaryMetric,
+            LabelField = r.Eval.LabelField,
+            Normalise = new NormaliseOptions { Trim = r.Eval.Trim, IgnoreCase = r.Eval.IgnoreCase, CollapseWhitespace = r.Eval.CollapseWhitespace, JsonCanonical = r.Eval.JsonCanonical },
+            Schema = r.Eval.JsonSchema is { } schema ? JsonSchemaSubset.Load(schema) : null,
+            Seed = r.Eval.Seed,
+            Resamples = r.Eval.BootstrapResamples,
+        };
+        Scoring.MetricNames(scoring); // refuse a bad combination before any model runs
+        return new EvalPlan
+        {
+            BaseModel = r.Model.Base,
+            ChatTemplate = r.Model.ChatTemplate,
+            TrainFile = r.Data.Train,
+            TestFile = test,
+            Fields = FieldMapping.Parse(string.Join(',', r.Data.Map)),
+            SystemPrompt = r.Eval.SystemPrompt,
+            FewShot = r.Eval.FewShot,
+            MaxNewTokens = r.Eval.MaxNewTokens,
+            Adapter = adapter is null ? null : Path.GetFullPath(adapter),
+            Gguf = gguf is null ? null : Path.GetFullPath(gguf),
+            GgufAdapter = ggufAdapter is null ? null : Path.GetFullPath(ggufAdapter),
+            GeneralTextFile = r.Eval.GeneralText,
+            RunDir = r.Output.Dir,
+            Scoring = scoring,
+            Threads = threads,
+        };
+    }
+
+    private static EvalOutcome Run(CliConsole console, EvalPlan plan)
+    {
+        string? last = null;
+        int lastDecile = -1;
+        var progress = new Progress(stage =>
+        {
+            if (stage.Stage != last) { last = stage.Stage; lastDecile = -1; }
+            int decile = stage.Total == 0 ? 10 : stage.Done * 10 / stage.Total;
+            if (decile == lastDecile) return;
+            lastDecile = decile;
+            console.Error.WriteLine($"{stage.Stage}: {stage.Done}/{stage.Total}");
+        });
+        return Evaluator.Run(plan, progress);
+    }
+
+    private sealed class Progress(Action<EvalStage> report) : IProgress<EvalStage>
+    {
+        public void Report(EvalStage value) => report(value);
+    }
+
+    private static void PrintTable(CliConsole console, EvalOutcome o)
+    {
+        var names = o.Runners.SelectMany(r => r.Metrics.Select(m => m.Name)).Distinct().ToList();
+        console.Out.WriteLine(string.Join("  ", new[] { "runner".PadRight(10) }.Concat(names.Select(n => n.PadRight(24)))));
+        foreach (var r in o.Runners)
+            console.Out.WriteLine(string.Join("  ", new[] { r.Runner.PadRight(10) }.Concat(names.Select(n =>
+                (r.Metric(n) is { } m ? string.Create(C, $"{m.Value.Value:0.###} [{m.Value.Low:0.###}, {m.Value.High:0.###}]") : "-").PadRight(24)))));
+        foreach (var c in o.Comparisons.Where(c => c.Metric == (o.Verdict?.PrimaryMetric ?? c.Metric)))
+            console.Out.WriteLine(string.Create(C, $"{c.A} vs {c.B} on {c.Metric}: {c.Test.Difference:+0.###;-0.###;0} (p = {c.Test.PValue:0.####}, {c.Test.Test})"));
+    }
+}
