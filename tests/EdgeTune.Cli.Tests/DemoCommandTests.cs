@@ -1,3 +1,5 @@
+using EdgeTune.Testing;
+
 namespace EdgeTune.Cli.Tests;
 
 public class DemoCommandTests
@@ -5,7 +7,7 @@ public class DemoCommandTests
     [Fact]
     public void Demo_quantises_the_built_in_model_and_reports_llama_cpp_figures()
     {
-        var r = CliRunner.Run("demo", "--types", "F16,Q8_0", "--threads", "2");
+        var r = CliRunner.Run("demo", "quantization", "--types", "F16,Q8_0", "--threads", "2");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var lines = r.Stdout.Split('\n');
         var q8 = lines.Single(l => l.StartsWith("Q8_0", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
@@ -21,5 +23,26 @@ public class DemoCommandTests
 
     [Fact]
     public void Demo_refuses_unknown_types_as_usage_errors() =>
-        Assert.Equal(2, CliRunner.Run("demo", "--types", "Q9_9").ExitCode);
+        Assert.Equal(2, CliRunner.Run("demo", "quantization", "--types", "Q9_9").ExitCode);
+
+    [Fact]
+    public void Fast_demo_runs_the_whole_loop_and_tuning_beats_the_baselines()
+    {
+        using var dir = new TempDir();
+        string run = Path.Combine(dir.Path, "demo");
+        var r = CliRunner.Run("demo", "--fast", "--out", run, "--device", "cpu");
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        string o = r.Stdout;
+        var planted = System.Text.RegularExpressions.Regex.Match(o, @"planted defects found: (\d+) of (\d+)");
+        Assert.True(planted.Success, o);
+        Assert.Equal(planted.Groups[2].Value, planted.Groups[1].Value);
+        Assert.Contains("verdict: tuned IS better than the best baseline", o, StringComparison.Ordinal);
+        Assert.Contains("test split unchanged", o, StringComparison.Ordinal);
+        Assert.Contains("button: thumbs", o, StringComparison.Ordinal);
+        foreach (var file in new[] { "runs/qlora/adapter.gguf", "runs/qlora/peft/adapter_config.json", "runs/qlora/loss.png", "runs/qlora/report.html", "runs/qlora.toml", "data/v1/manifest.json", "device/field-export.jsonl" })
+            Assert.True(File.Exists(Path.Combine(run, file)), $"{file} missing");
+        // A second run into the same folder replaces the earlier demo; any other folder is refused.
+        File.WriteAllText(dir.File("keep.txt"), "mine");
+        Assert.Equal(1, CliRunner.Run("demo", "--fast", "--out", dir.Path).ExitCode);
+    }
 }

@@ -1,21 +1,60 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using EdgeTune.Core;
 using EdgeTune.Formats.Gguf.Quantize;
+using EdgeTune.Kernels;
 using EdgeTune.Formats.Synthetic;
 
 namespace EdgeTune.Cli.Commands;
 
 /// <summary>
-/// The main job on an embedded default, as far as EdgeTune reaches today: write a built-in llama-family
-/// model, quantise it to the usual edge types, and let llama.cpp run every file and say how far each
-/// quantised model's logits drift from the full-precision one.
+/// The main job on an embedded default: `edgetune demo` runs the whole loop (data → base → baseline → QLoRA →
+/// evaluation → device → field data); `edgetune demo quantization` compares quantisation types with llama.cpp.
 /// </summary>
 internal static class DemoCommand
 {
     private static readonly string[] DefaultTypes = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K"];
 
     public static Command Create(CliConsole console)
+    {
+        var outDir = new Option<string>("--out") { Description = "Run folder (kept: data, models, recipes, runs, report, field data)", DefaultValueFactory = _ => "edgetune-demo" };
+        var fast = new Option<bool>("--fast") { Description = "A smaller world (fewer tickets, steps and test examples): minutes instead of a quarter hour" };
+        var device = new Option<string>("--device") { Description = "auto, cuda or cpu", DefaultValueFactory = _ => "auto" };
+        device.AcceptOnlyFromAmong("auto", "cuda", "cpu");
+        var threads = new Option<int>("--threads") { Description = "Worker threads (default: one per core)" };
+        var command = new Command("demo",
+            "Run the main job end to end on a built-in small world: a support-ticket dataset with planted defects (check, clean, split with a frozen test set), " +
+            "a tiny llama pre-trained on generated text (standing in for a real 1–7B checkpoint), the prompt baseline, QLoRA training, evaluation of base, baseline, " +
+            "tuned and exported (Q8_0 GGUF + adapter through llama.cpp) with confidence intervals and a verdict, then the device agent serving the result, " +
+            "a simulated feedback button, and the field data ingested as the next dataset version.\n\n" +
+            "Examples:\n  edgetune demo\n  edgetune demo --fast --out /tmp/demo\n  edgetune demo quantization --types Q8_0,Q4_K_M")
+        {
+            outDir, fast, device, threads, Quantization(console),
+        };
+        command.SetAction((parse, cancel) =>
+        {
+            string work = Path.GetFullPath(parse.GetValue(outDir)!);
+            string marker = Path.Combine(work, ".edgetune-demo");
+            if (Directory.Exists(work) && Directory.EnumerateFileSystemEntries(work).Any())
+            {
+                if (!File.Exists(marker)) throw new EdgeTuneException($"{work}: the folder exists and is not an earlier demo run; choose another --out");
+                Directory.Delete(work, recursive: true);
+            }
+            Directory.CreateDirectory(work);
+            File.WriteAllText(marker, "written by edgetune demo; the next demo run into this folder replaces it\n");
+            int t = parse.GetValue(threads) is > 0 and var n ? n : Environment.ProcessorCount;
+            using var backend = Backends.Create(parse.GetValue(device)!, t, line => console.Error.WriteLine(line));
+            var scale = parse.GetValue(fast) ? Demo.DemoScale.Fast : Demo.DemoScale.Full;
+            console.Out.WriteLine("EdgeTune demo: from business data to a tuned model served on a device, with an honest verdict.");
+            new Demo.DemoPipeline(console, work, scale, backend, t).Run(cancel);
+            return Task.FromResult(CliApp.Success);
+        });
+        return command;
+    }
+
+    /// <summary>`edgetune demo quantization`: what each quantisation type costs in logit accuracy, judged by llama.cpp.</summary>
+    private static Command Quantization(CliConsole console)
     {
         var dir = new Option<string?>("--dir") { Description = "Working folder (default: a new temporary folder, removed afterwards)" };
         var types = new Option<string>("--types") { Description = "Comma-separated quantisation types to compare", DefaultValueFactory = _ => string.Join(',', DefaultTypes) };
@@ -25,9 +64,9 @@ internal static class DemoCommand
                 if (!LlamaFileTypes.TryParse(t.Trim(), out _)) r.AddError($"unknown quantisation type '{t}'");
         });
         var threads = new Option<int>("--threads") { Description = "Worker threads (default: one per core)" };
-        var command = new Command("demo",
-            "Run the main job on a built-in model: quantise it to the usual edge types and let llama.cpp measure what each costs in accuracy.\n\n" +
-            "Example: edgetune demo --types Q8_0,Q4_K_M")
+        var command = new Command("quantization",
+            "Quantise a built-in model to the usual edge types and let llama.cpp measure what each costs in accuracy.\n\n" +
+            "Example: edgetune demo quantization --types Q8_0,Q4_K_M")
         {
             dir, types, threads,
         };

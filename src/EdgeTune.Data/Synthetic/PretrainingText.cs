@@ -4,10 +4,11 @@ namespace EdgeTune.Data.Synthetic;
 
 /// <summary>
 /// Text for the demo's short pre-training, standing in for the general ability a real 1–7B checkpoint brings:
-/// plain sentences about devices, accounts, payments and software (the task's world, but no labelled tickets)
-/// and simple question–answer turns, so the tiny model learns the language, the chat format and when to stop.
+/// plain sentences about devices, accounts, payments and software (the task's world, but no labelled tickets),
+/// simple question–answer turns, and JSON records with unrelated random values, so the tiny model learns the
+/// language, JSON, the chat format and when to stop — but not the ticket → triage mapping the tuning must teach.
 /// </summary>
-public static class GeneralText
+public static class PretrainingText
 {
     private static readonly string[] Subjects = ["The router", "A camera", "The hub", "This sensor", "The power box", "Our team", "The customer", "A technician", "The app", "The invoice", "Your account", "The update"];
     private static readonly string[] Verbs = ["shows", "needs", "sends", "keeps", "checks", "connects to", "reports", "stores", "updates", "protects", "charges", "resets"];
@@ -25,6 +26,18 @@ public static class GeneralText
         ("How long does the battery last?", "The battery lasts about two days."),
     ];
 
+    private static readonly string[] RecordKeys = ["category", "priority", "product", "status", "owner", "region"];
+    private static readonly string[] RecordValues =
+        ["hardware", "billing", "account", "software", "low", "medium", "high", "RouterX", "CamPro", "HubMini", "SensorKit", "PowerBox",
+         "open", "closed", "north", "south", "team", "support"];
+
+    /// <summary>A JSON record with random keys and values: a real base model has seen plenty of JSON; this one sees some.</summary>
+    public static string Record(Random rng)
+    {
+        var keys = RecordKeys.OrderBy(_ => rng.Next()).Take(rng.Next(2, 5));
+        return JsonSerializer.Serialize(keys.ToDictionary(k => k, _ => RecordValues[rng.Next(RecordValues.Length)]));
+    }
+
     public static string Sentence(Random rng) =>
         $"{Subjects[rng.Next(Subjects.Length)]} {Verbs[rng.Next(Verbs.Length)]} {Objects[rng.Next(Objects.Length)]}{Endings[rng.Next(Endings.Length)]}";
 
@@ -35,10 +48,22 @@ public static class GeneralText
         using var w = new StreamWriter(path);
         for (int i = 0; i < count; i++)
         {
+            if (rng.Next(4) == 0)
+            {
+                w.WriteLine(JsonSerializer.Serialize(new { prompt = "Write a JSON record.", response = Record(rng) }));
+                continue;
+            }
             if (rng.Next(3) == 0)
             {
                 var (q, a) = Pairs[rng.Next(Pairs.Length)];
                 w.WriteLine(JsonSerializer.Serialize(new { prompt = q, response = a }));
+                continue;
+            }
+            if (rng.Next(3) == 0)
+            {
+                // The products and their troubles in plain prose, with no triage labels.
+                var t = SupportTickets.Generate(rng);
+                w.WriteLine(JsonSerializer.Serialize(new { prompt = Sentence(rng), response = t.Text }));
                 continue;
             }
             string first = Sentence(rng);

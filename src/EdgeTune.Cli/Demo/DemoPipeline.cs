@@ -1,0 +1,252 @@
+using System.Device.Gpio;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using EdgeTune.Agent;
+using EdgeTune.Agent.Config;
+using EdgeTune.Cli.Commands;
+using EdgeTune.Core;
+using EdgeTune.Data;
+using EdgeTune.Data.Synthetic;
+using EdgeTune.Data.Templating;
+using EdgeTune.Evaluation;
+using EdgeTune.Evaluation.Reports;
+using EdgeTune.Formats.Gguf.Quantize;
+using EdgeTune.Hardware.Simulation;
+using EdgeTune.Kernels;
+using EdgeTune.Recipes;
+using EdgeTune.Training;
+
+namespace EdgeTune.Cli.Demo;
+
+/// <summary>
+/// The whole loop on an embedded default, through the product's own code paths, each step leaving in the run
+/// folder what a user needs to repeat it with the individual commands.
+/// </summary>
+internal sealed class DemoPipeline(CliConsole console, string work, DemoScale scale, IComputeBackend backend, int threads)
+{
+    private static readonly CultureInfo C = CultureInfo.InvariantCulture;
+    private readonly TextWriter _o = console.Out;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+    private void Step(int n, string title) => _o.WriteLine(string.Create(C, $"\n[{n}/7 {_clock.Elapsed:mm\\:ss}] {title}"));
+
+    public void Run(CancellationToken cancel)
+    {
+        string models = Path.Combine(work, "models"), runs = Path.Combine(work, "runs");
+        Directory.CreateDirectory(models);
+        Directory.CreateDirectory(runs);
+        const int maxSeqLen = 160;
+
+        // 2 before 1: the data check counts tokens with the model's tokenizer and chat template.
+        Step(1, "base model: a tiny llama given general ability by a short pre-training (stands in for a real 1–7B checkpoint)");
+        string general = Path.Combine(work, "data", "general.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(general)!);
+        PretrainingText.Write(general, scale.GeneralTexts, seed: 11);
+        string initial = DemoWorld.WriteInitialModel(Path.Combine(models, "init.gguf"), scale, general);
+        var pretrain = WriteRecipe(Path.Combine(runs, "pretrain.toml"), $"""
+            # Pre-training stand-in: full fine-tuning of the random model on general text (inputs too).
+            [model]
+            base = "../models/init.gguf"
+            [data]
+            train = "../data/general.jsonl"
+            train_on_inputs = true
+            [adapter]
+            method = "full"
+            [train]
+            learning_rate = 2e-3
+            max_steps = {scale.PretrainSteps}
+            batch_size = 16
+            max_seq_len = {maxSeqLen}
+            warmup_steps = 10
+            checkpoint_every = 0
+            [output]
+            dir = "pretrain"
+            """);
+        var pre = Train(pretrain, "pre-train", cancel);
+        string basePath = Path.Combine(models, "base.gguf");
+        File.Copy(pre.ModelGguf!, basePath, overwrite: true);
+        _o.WriteLine(string.Create(C, $"  {basePath}: loss {pre.FinalLoss:F3} after {pre.Steps} steps"));
+
+        Step(2, "data: support tickets → JSON triage, with planted defects; data check, clean, split with a frozen test set");
+        var (template, tokenizer, _) = Templater.LoadModel(basePath);
+        var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = maxSeqLen });
+        var data = DemoWorld.BuildData(work, scale, templater, maxSeqLen, _o);
+        string test = Path.Combine(data.DatasetDir, "test.jsonl");
+        string testSample = Path.Combine(data.DatasetDir, "test-sample.jsonl");
+        File.WriteAllLines(testSample, File.ReadLines(test).Take(scale.TestLimit));
+
+        var recipe = WriteRecipe(Path.Combine(runs, "qlora.toml"), $"""
+            # QLoRA on the demo base: NF4 frozen base, rank 16 on all seven linear layers.
+            [model]
+            base = "../models/base.gguf"
+            [data]
+            train = "../data/v1/train.jsonl"
+            eval = "../data/v1/eval.jsonl"
+            test = "../data/v1/test-sample.jsonl"
+            [adapter]
+            method = "qlora"
+            rank = 16
+            alpha = 32
+            dropout = 0.05
+            [train]
+            learning_rate = 2e-3
+            max_steps = {scale.TuneSteps}
+            batch_size = 8
+            max_seq_len = {maxSeqLen}
+            warmup_steps = 10
+            eval_every = {Math.Max(10, scale.TuneSteps / 5)}
+            checkpoint_every = 50
+            [eval]
+            task = "extraction"
+            system_prompt = {JsonSerializer.Serialize(SupportTickets.SystemPrompt)}
+            few_shot = 3
+            max_new_tokens = 40
+            target_metric = "exact_match"
+            target_value = 0.9
+            [output]
+            dir = "qlora"
+            """);
+
+        Step(3, "prompt baseline: the base model zero-shot and few-shot on the test split");
+        var baselinePlan = EvalCommand.Plan(recipe, null, null, null, threads) with { GeneralTextFile = null };
+        var baseline = Evaluator.Run(baselinePlan, EvalProgress(), cancel);
+        foreach (var r in baseline.Runners) _o.WriteLine($"  {r.Runner,-9} {Describe(r)}");
+
+        Step(4, $"QLoRA: {recipe.File}");
+        var tuned = Train(recipe, "qlora", cancel);
+        _o.WriteLine(string.Create(C, $"  loss {tuned.FinalLoss:F3}, eval loss {tuned.FinalEvalLoss:F3}; adapter {tuned.AdapterGguf}"));
+
+        Step(5, "evaluate base, prompt baseline, tuned and exported (Q8_0 GGUF + GGUF adapter through llama.cpp)");
+        string exported = Path.Combine(models, "base-q8_0.gguf");
+        GgufQuantizer.Run(basePath, exported, LlamaFileTypes.Parse("Q8_0"), new QuantizeOptions { Threads = threads }, null, cancel);
+        var plan = EvalCommand.Plan(recipe, tuned.AdapterGguf, exported, tuned.AdapterGguf, threads);
+        var outcome = Evaluator.Run(plan, EvalProgress(), cancel);
+        foreach (var r in outcome.Runners) _o.WriteLine($"  {r.Runner,-9} {Describe(r)}");
+        var (markdown, html) = EvalReportWriter.Write(outcome, plan.RunDir, "EdgeTune demo: support ticket triage");
+        var v = outcome.Verdict;
+        if (v is not null)
+            _o.WriteLine(string.Create(C, $"  verdict: tuned {(v.TunedBetterThanBaselines ? "IS" : "is NOT")} better than the best baseline ({v.BestBaseline}) on {v.PrimaryMetric}: {v.TunedValue:0.###} vs {v.BestBaselineValue:0.###}, p = {v.PValue:0.####}; quantisation cost {v.QuantisationCost:+0.###;-0.###;0}"));
+
+        Step(6, "device: the agent serves the exported model and adapter; a client asks, the feedback button is pressed, field data comes back");
+        var field = RunAgent(exported, tuned.AdapterGguf!, data, cancel);
+
+        Step(7, "where everything is");
+        _o.WriteLine($"  run folder:   {work}");
+        _o.WriteLine($"  data:         {data.DatasetDir} (train/eval/test.jsonl, manifest.json)");
+        _o.WriteLine($"  recipe:       {recipe.File}");
+        _o.WriteLine($"  loss curve:   {tuned.LossCurve}");
+        _o.WriteLine($"  adapter:      {tuned.AdapterGguf} (llama.cpp), {tuned.AdapterPeft} (PEFT)");
+        _o.WriteLine($"  report:       {html}");
+        _o.WriteLine($"  field data:   {field}");
+        _o.WriteLine("  next:");
+        _o.WriteLine($"    edgetune data check {data.Raw} --model {basePath}");
+        _o.WriteLine($"    edgetune train {recipe.File}");
+        _o.WriteLine($"    edgetune eval {recipe.File} --adapter {tuned.AdapterGguf} --gguf {exported} --gguf-adapter {tuned.AdapterGguf}");
+        _o.WriteLine($"    edgetune review export --answers {Path.Combine(plan.RunDir, "answers-base.jsonl")} --answers {Path.Combine(plan.RunDir, "answers-tuned.jsonl")} --out {Path.Combine(work, "review")}");
+        _o.WriteLine("  with a real model: set [model] base in the recipe to a GGUF or Hugging Face folder (e.g. Llama-3.2-1B-Instruct) and your data's train.jsonl.");
+    }
+
+    private static Recipe WriteRecipe(string path, string text)
+    {
+        File.WriteAllText(path, text + "\n");
+        return Recipe.Load(path);
+    }
+
+    private TrainResult Train(Recipe recipe, string title, CancellationToken cancel) =>
+        console.WithProgress(title, report =>
+        {
+            var progress = new SyncProgress<TrainProgress>(p =>
+            {
+                if (p.Message is not null) { if (p.Message.StartsWith("memory", StringComparison.Ordinal)) _o.WriteLine("  " + p.Message); return; }
+                report((double)p.Step / p.TotalSteps, string.Create(C, $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s"));
+            });
+            return new Trainer(recipe, backend, progress).Run(resume: false, cancel);
+        });
+
+    private SyncProgress<EvalStage> EvalProgress()
+    {
+        string? last = null;
+        return new SyncProgress<EvalStage>(s =>
+        {
+            if (s.Stage == last) return;
+            last = s.Stage;
+            console.Error.WriteLine($"  running {s.Stage} on {s.Total} examples");
+        });
+    }
+
+    private static string Describe(RunnerResult r) =>
+        string.Join("  ", r.Metrics.Take(4).Select(m => string.Create(C, $"{m.Name} {m.Value.Value:0.###} [{m.Value.Low:0.###}, {m.Value.High:0.###}]")));
+
+    private string RunAgent(string model, string adapter, DemoWorld.DataResult data, CancellationToken cancel)
+    {
+        string deviceDir = Path.Combine(work, "device");
+        Directory.CreateDirectory(deviceDir);
+        const string token = "demo-token";
+        const int up = 17, down = 27;
+        var config = new AgentConfig
+        {
+            File = Path.Combine(deviceDir, "agent.toml"),
+            Server = new ServerConfig { Listen = "http://127.0.0.1:0", ApiToken = token },
+            Model = new Agent.Config.ModelConfig { Path = model, Name = "support-triage", Adapters = [adapter], Context = 512, Threads = threads },
+            FieldLog = new FieldLogConfig { Path = Path.Combine(deviceDir, "field.db"), DeviceId = "demo-orin-nano-01" },
+            Gpio = new GpioConfig { Enabled = true, FeedbackUpPin = up, FeedbackDownPin = down, DebounceMs = 10 },
+            Telemetry = new TelemetryConfig { Enabled = false },
+        };
+        var chip = new SimulatedGpioDriver();
+        var app = AgentApp.Build(config, gpioFactory: () => new GpioController(chip));
+        app.StartAsync(cancel).GetAwaiter().GetResult();
+        try
+        {
+            string url = app.Urls.First();
+            using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromMinutes(2) };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            for (int i = 0; i < 50 && !http.GetAsync("/health", cancel).GetAwaiter().GetResult().IsSuccessStatusCode; i++) Thread.Sleep(100);
+            _o.WriteLine($"  agent on {url} (model {Path.GetFileName(model)}, adapter {Path.GetFileName(adapter)}, field log {config.FieldLog.Path})");
+            var rng = new Random(99);
+            for (int i = 0; i < 4; i++)
+            {
+                var ticket = SupportTickets.Generate(rng);
+                var body = JsonSerializer.Serialize(new
+                {
+                    model = "support-triage", temperature = 0, max_tokens = 40,
+                    messages = new object[] { new { role = "system", content = SupportTickets.SystemPrompt }, new { role = "user", content = ticket.Text } },
+                });
+                var response = http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"), cancel).GetAwaiter().GetResult();
+                string json = response.Content.ReadAsStringAsync(cancel).GetAwaiter().GetResult();
+                if (!response.IsSuccessStatusCode) throw new EdgeTuneException($"agent answered {(int)response.StatusCode}: {json}");
+                using var doc = JsonDocument.Parse(json);
+                string answer = doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString() ?? "";
+                bool right = answer.Trim() == ticket.Answer;
+                _o.WriteLine($"  client: \"{Shorten(ticket.Text)}\" → {answer.Trim()}");
+                // The operator presses thumbs up or down on the device for the answer just given.
+                chip.Press(right ? up : down);
+                Thread.Sleep(50);
+                _o.WriteLine($"    button: {(right ? "thumbs up" : "thumbs down")}");
+            }
+            var export = http.GetAsync("/v1/field-data?after=0&limit=1000", cancel).GetAwaiter().GetResult();
+            string jsonl = export.Content.ReadAsStringAsync(cancel).GetAwaiter().GetResult();
+            string fieldFile = Path.Combine(deviceDir, "field-export.jsonl");
+            File.WriteAllText(fieldFile, jsonl);
+            int records = jsonl.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+            int testBefore = Manifest.Load(data.DatasetDir)!.Counts["test"];
+            string testHashBefore = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(data.DatasetDir, "test.jsonl"))));
+            var ingest = DatasetIngester.Ingest(fieldFile, data.DatasetDir, new IngestOptions { Provenance = new Dictionary<string, string> { ["source"] = "field", ["device"] = "demo-orin-nano-01" } });
+            _o.WriteLine(string.Create(C, $"  field log exported: {records} records (cursor {export.Headers.GetValues("EdgeTune-Next-Cursor").FirstOrDefault()}); ingested into {data.DatasetDir}: " +
+                $"{string.Join(", ", ingest.Added.Select(kv => $"{kv.Key} +{kv.Value}"))}, {ingest.Duplicates} duplicates, {ingest.HeldBack} held back from the frozen test split"));
+            int testAfter = Manifest.Load(data.DatasetDir)!.Counts["test"];
+            bool same = testHashBefore == Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(data.DatasetDir, "test.jsonl"))));
+            _o.WriteLine(string.Create(C, $"  test split {(same && testAfter == testBefore ? "unchanged" : "CHANGED")}: {testAfter} examples (frozen in step 2; field data never enters it)"));
+            return fieldFile;
+        }
+        finally
+        {
+            app.StopAsync(CancellationToken.None).GetAwaiter().GetResult();
+            ((IDisposable)app).Dispose();
+        }
+    }
+
+    private static string Shorten(string s) => s.Length <= 70 ? s : s[..67] + "...";
+}
