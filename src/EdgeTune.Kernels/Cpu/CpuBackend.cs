@@ -27,7 +27,7 @@ public sealed unsafe partial class CpuBackend : IComputeBackend
 
     public int Threads => _threads;
 
-    public string Name => $"cpu (managed SIMD {(Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2" : "128-bit")}, {_threads} threads)";
+    public string Name => $"cpu (managed SIMD {(Vector256.IsHardwareAccelerated ? "256" : "128")}-bit, {_threads} threads)";
 
     public void Dispose() { }
 

@@ -19,8 +19,8 @@ namespace EdgeTune.Kernels.Cpu;
 /// </summary>
 internal static unsafe class Gemm
 {
-    /// <summary>K is split into blocks of this many values so a 4+3-row tile (28 KiB) stays in L1.</summary>
-    public const int DotDepthBlock = 1024;
+    /// <summary>K is split into blocks of this many values: a 4+3-row tile (14 KiB) stays in L1 and a 96-row panel block (192 KiB) in L2.</summary>
+    public const int DotDepthBlock = 512;
 
     /// <summary>
     /// y[i·ldy + j] (= or +=) Σ_{t&lt;depth} x[i·ldx + t]·w[j·ldw + t] for i &lt; rows, j &lt; cols.
