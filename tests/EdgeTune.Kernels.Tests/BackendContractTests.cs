@@ -87,17 +87,18 @@ public abstract class BackendContractTests : IDisposable
             }
     }
 
-    public static TheoryData<FrozenFormat, int> FrozenCases => new()
+    /// <summary>Formats × (cols, rows); the larger ones span several of the CPU backend's 256-column, 128-row blocks.</summary>
+    public static TheoryData<FrozenFormat, int, int> FrozenCases => new()
     {
-        { FrozenFormat.F32, 17 }, { FrozenFormat.Nf4, 17 }, { FrozenFormat.Nf4, 256 },
-        { FrozenFormat.Q8_0, 64 }, { FrozenFormat.Q4_0, 96 }, { FrozenFormat.Q4_K, 256 },
+        { FrozenFormat.F32, 17, 37 }, { FrozenFormat.Nf4, 17, 37 }, { FrozenFormat.Nf4, 256, 37 },
+        { FrozenFormat.Q8_0, 64, 37 }, { FrozenFormat.Q4_0, 96, 37 }, { FrozenFormat.Q4_K, 256, 37 },
+        { FrozenFormat.Nf4, 600, 150 }, { FrozenFormat.Q8_0, 288, 150 }, { FrozenFormat.Q4_K, 768, 131 },
     };
 
     [Theory]
     [MemberData(nameof(FrozenCases))]
-    public void FrozenMatMulEqualsMatMulOfTheDequantisedWeight(FrozenFormat format, int cols)
+    public void FrozenMatMulEqualsMatMulOfTheDequantisedWeight(FrozenFormat format, int cols, int rows)
     {
-        int rows = 37;
         var weights = Gaussian(rows * cols, 11);
         byte[] data = Encode(format, weights, rows, cols);
         var dequantised = new float[rows * cols];
