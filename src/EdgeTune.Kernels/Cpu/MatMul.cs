@@ -7,7 +7,8 @@ namespace EdgeTune.Kernels.Cpu;
 // x: (N,K)  w: (M,K)  y: (N,M)      y (+)= x·wᵀ        Gemm.Dot tiles; threads own (N-chunk × M-panel) blocks of y
 // dy: (N,M) w: (M,K)  dx: (N,K)     dx (+)= dy·w       Gemm.Axpy; threads own (N-chunk × K-chunk) blocks of dx
 // dy: (N,M) x: (N,K)  dw: (M,K)     dw (+)= dyᵀ·x      Gemm.Axpy with dy read by columns; threads own (M × K) blocks
-// Frozen weights are expanded a panel of rows at a time into a pooled per-task scratch, never as a whole.
+// Frozen weights are expanded into a pooled per-task scratch, a panel of rows at a time (forward) or a block of
+// 128 rows × 256 columns at a time (backward input), never as a whole.
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Rows of w one Dot task owns (a multiple of the 3-row tile).</summary>
