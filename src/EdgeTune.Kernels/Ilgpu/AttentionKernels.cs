@@ -99,18 +99,18 @@ public sealed partial class IlgpuBackend
             float score = dot * s.Scale;
             if (score > max)
             {
-                float correction = MathF.Exp(max - score); // 0 on the first key (max = −∞)
+                float correction = DeviceMath.Exp(max - score); // 0 on the first key (max = −∞)
                 sum *= correction;
                 for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] *= correction;
                 max = score;
             }
-            float p = MathF.Exp(score - max);
+            float p = DeviceMath.Exp(score - max);
             sum += p;
             for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] += p * a.V[ki + d];
         }
         float inverse = 1f / sum;
         for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] *= inverse;
-        a.LogSumExp[index] = max + MathF.Log(sum);
+        a.LogSumExp[index] = max + DeviceMath.Log(sum);
     }
 
     // index = (b·H + h)·T + t.   Δ[index] = dO·O;  dq[t] = scale·Σ_{s ≤ t} P·(dO·v[s] − Δ)·k[s]  (overwritten)
@@ -136,7 +136,7 @@ public sealed partial class IlgpuBackend
                 dot += a.Q[qi + d] * a.K[ki + d];
                 dp += a.DOutput[qi + d] * a.V[ki + d];
             }
-            float p = MathF.Exp(dot * s.Scale - lse);
+            float p = DeviceMath.Exp(dot * s.Scale - lse);
             float ds = p * (dp - delta);
             for (int d = 0; d < s.HeadDim; d++) a.Dq[qi + d] += s.Scale * ds * a.K[ki + d];
         }
@@ -163,7 +163,7 @@ public sealed partial class IlgpuBackend
                     dot += a.Q[qi + d] * a.K[ki + d];
                     dp += a.DOutput[qi + d] * a.V[ki + d];
                 }
-                float p = MathF.Exp(dot * s.Scale - a.LogSumExp[row]);
+                float p = DeviceMath.Exp(dot * s.Scale - a.LogSumExp[row]);
                 float ds = p * (dp - a.Delta[row]);
                 for (int d = 0; d < s.HeadDim; d++)
                 {
