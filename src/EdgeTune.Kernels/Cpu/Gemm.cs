@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -92,40 +93,84 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// out[r·ldo + c] (= or +=) Σ_{j&lt;depth} coef[r·coefRow + j·coefStep]·src[j·lds + c] for r &lt; rows, c &lt; cols.
+    /// Both operands are packed first: the coefficients of each 4-row group as [j][4], and each 16-column strip of
+    /// src as [j][16], so the inner loop streams two contiguous arrays however large the strides are (a 16 KiB row
+    /// stride would otherwise put every j on its own page and in the same cache sets).
     /// </summary>
     public static void Axpy(float* coef, long coefRow, long coefStep, float* src, int lds, float* output, int ldo,
         int rows, int cols, int depth, bool overwrite)
     {
         int fullRows = Vector256.IsHardwareAccelerated ? rows / 4 * 4 : 0;
         int fullCols = Vector256.IsHardwareAccelerated ? cols / 16 * 16 : 0;
-        // Column strips outside, row groups inside: a strip of src (depth × 16) stays in L2 for every row group.
-        for (int c = 0; c < fullCols; c += 16)
-            for (int r = 0; r < fullRows; r += 4)
-                Axpy4x16(coef + r * coefRow, coefRow, coefStep, src + c, lds, output + (long)r * ldo + c, ldo, depth, overwrite);
+        if (fullRows > 0 && fullCols > 0 && depth > 0)
+        {
+            float[] coefArray = ArrayPool<float>.Shared.Rent(fullRows * depth);
+            float[] stripArray = ArrayPool<float>.Shared.Rent(depth * 16);
+            try
+            {
+                fixed (float* packedCoef = coefArray, strip = stripArray)
+                {
+                    for (int g = 0; g < fullRows; g += 4)
+                    {
+                        float* to = packedCoef + (long)g * depth;
+                        float* c0 = coef + g * coefRow;
+                        for (int j = 0; j < depth; j++)
+                        {
+                            float* from = c0 + j * coefStep;
+                            to[4 * j] = from[0];
+                            to[4 * j + 1] = from[coefRow];
+                            to[4 * j + 2] = from[2 * coefRow];
+                            to[4 * j + 3] = from[3 * coefRow];
+                        }
+                    }
+                    // Column strips outside, row groups inside: the packed strip (depth × 16) is reused by every group.
+                    for (int c = 0; c < fullCols; c += 16)
+                    {
+                        for (int j = 0; j < depth; j++)
+                        {
+                            float* from = src + (long)j * lds + c;
+                            Vector256.Load(from).Store(strip + 16 * j);
+                            Vector256.Load(from + 8).Store(strip + 16 * j + 8);
+                        }
+                        for (int r = 0; r < fullRows; r += 4)
+                            Axpy4x16(packedCoef + (long)r * depth, strip, output + (long)r * ldo + c, ldo, depth, overwrite);
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(stripArray);
+                ArrayPool<float>.Shared.Return(coefArray);
+            }
+        }
+        else
+        {
+            fullRows = 0;
+            fullCols = 0;
+        }
         if (fullCols < cols && fullRows > 0)
             AxpyScalar(coef, coefRow, coefStep, src + fullCols, lds, output + fullCols, ldo, fullRows, cols - fullCols, depth, overwrite);
         if (fullRows < rows)
             AxpyScalar(coef + fullRows * coefRow, coefRow, coefStep, src, lds, output + (long)fullRows * ldo, ldo, rows - fullRows, cols, depth, overwrite);
     }
 
-    private static void Axpy4x16(float* coef, long coefRow, long coefStep, float* src, int lds, float* output, int ldo, int depth, bool overwrite)
+    /// <summary>4 rows × 16 columns: coef packed as [j][4], strip packed as [j][16].</summary>
+    private static void Axpy4x16(float* coef, float* strip, float* output, int ldo, int depth, bool overwrite)
     {
         Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
         Vector256<float> a20 = default, a21 = default, a30 = default, a31 = default;
-        float* c0 = coef, c1 = coef + coefRow, c2 = coef + 2 * coefRow, c3 = coef + 3 * coefRow;
         for (int j = 0; j < depth; j++)
         {
-            float* s = src + (long)j * lds;
-            var v0 = Vector256.Load(s);
-            var v1 = Vector256.Load(s + 8);
-            long at = j * coefStep;
-            var b = Vector256.Create(c0[at]);
+            var v0 = Vector256.Load(strip + 16 * j);
+            var v1 = Vector256.Load(strip + 16 * j + 8);
+            float* c = coef + 4 * j;
+            var b = Vector256.Create(c[0]);
             a00 = Vector256.MultiplyAddEstimate(b, v0, a00); a01 = Vector256.MultiplyAddEstimate(b, v1, a01);
-            b = Vector256.Create(c1[at]);
+            b = Vector256.Create(c[1]);
             a10 = Vector256.MultiplyAddEstimate(b, v0, a10); a11 = Vector256.MultiplyAddEstimate(b, v1, a11);
-            b = Vector256.Create(c2[at]);
+            b = Vector256.Create(c[2]);
             a20 = Vector256.MultiplyAddEstimate(b, v0, a20); a21 = Vector256.MultiplyAddEstimate(b, v1, a21);
-            b = Vector256.Create(c3[at]);
+            b = Vector256.Create(c[3]);
             a30 = Vector256.MultiplyAddEstimate(b, v0, a30); a31 = Vector256.MultiplyAddEstimate(b, v1, a31);
         }
         Put(output, a00, a01, overwrite);

@@ -1,0 +1,81 @@
+using System.Diagnostics;
+using EdgeTune.Kernels;
+using EdgeTune.Kernels.Cpu;
+
+namespace EdgeTune.Benchmarks;
+
+/// <summary>
+/// GFLOP/s of the CPU backend's matmuls (2·N·K·M flops each) at a LoRA-sized and a llama-sized shape, float32 and
+/// frozen NF4, plus the fused cross-entropy. Best of a few runs after a warm-up.
+///
+///   dotnet run -c Release --project tests/EdgeTune.Benchmarks -- kernels [--threads N] [--repeat R]
+/// </summary>
+internal static class KernelsBenchmark
+{
+    public static int Run(string[] args)
+    {
+        string Opt(string name, string fallback)
+        {
+            int i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
+        int threads = int.Parse(Opt("--threads", "0"));
+        int repeat = int.Parse(Opt("--repeat", "3"));
+        using var backend = new CpuBackend(threads);
+        Console.WriteLine($"backend: {backend.Name}, best of {repeat}");
+        Console.WriteLine($"{"op",-28} {"N",6} {"K",6} {"M",6} {"ms",9} {"GFLOP/s",9}");
+        foreach (var (n, k, m) in new[] { (256, 256, 688), (512, 2048, 2048), (1024, 4096, 4096) })
+        {
+            var random = new Random(1);
+            DeviceBuffer Fill(long count)
+            {
+                var values = new float[count];
+                for (long i = 0; i < count; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
+                var buffer = backend.Allocate(count);
+                backend.Upload(values, buffer);
+                return buffer;
+            }
+            var (x, w, y, dy, dx, dw) = (Fill((long)n * k), Fill((long)m * k), Fill((long)n * m), Fill((long)n * m), Fill((long)n * k), Fill((long)m * k));
+            double flops = 2.0 * n * k * m;
+            Report("MatMul  y = x·wᵀ", n, k, m, flops, Time(() => backend.MatMul(x, w, y, n, k, m, false), repeat));
+            Report("MatMulBackwardInput", n, k, m, flops, Time(() => backend.MatMulBackwardInput(dy, w, dx, n, k, m, false), repeat));
+            Report("MatMulBackwardWeight", n, k, m, flops, Time(() => backend.MatMulBackwardWeight(dy, x, dw, n, k, m, false), repeat));
+            var weights = new float[(long)m * k];
+            backend.Download(w, weights);
+            using var frozen = backend.UploadFrozen(FrozenFormat.Nf4, Nf4Codec.Quantize(weights), m, k);
+            Report("FrozenMatMul NF4", n, k, m, flops, Time(() => backend.FrozenMatMul(x, frozen, y, n, false), repeat));
+            Report("FrozenMatMulBackwardInput NF4", n, k, m, flops, Time(() => backend.FrozenMatMulBackwardInput(dy, frozen, dx, n, false), repeat));
+        }
+        {
+            int n = 512, c = 1024, vocab = 32000;
+            var random = new Random(2);
+            var hidden = backend.Allocate((long)n * c);
+            var head = backend.Allocate((long)vocab * c);
+            var values = new float[(long)vocab * c];
+            for (long i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() - 0.5) * 0.1f;
+            backend.Upload(values, head);
+            backend.Upload(values.AsSpan(0, n * c), hidden);
+            int[] targets = [.. Enumerable.Range(0, n).Select(i => i * 7 % vocab)];
+            var (dHidden, dHead) = (backend.Allocate((long)n * c), backend.Allocate((long)vocab * c));
+            double flops = 3 * 2.0 * n * c * vocab;
+            Report("CrossEntropy fwd+bwd", n, c, vocab, flops, Time(() => backend.CrossEntropy(hidden, head, targets, n, c, vocab, 1f / n, dHidden, dHead), repeat));
+        }
+        return 0;
+    }
+
+    private static double Time(Action action, int repeat)
+    {
+        action();
+        double best = double.MaxValue;
+        for (int r = 0; r < repeat; r++)
+        {
+            var sw = Stopwatch.StartNew();
+            action();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return best;
+    }
+
+    private static void Report(string op, int n, int k, int m, double flops, double seconds) =>
+        Console.WriteLine($"{op,-28} {n,6} {k,6} {m,6} {seconds * 1e3,9:0.0} {flops / seconds / 1e9,9:0.0}");
+}
