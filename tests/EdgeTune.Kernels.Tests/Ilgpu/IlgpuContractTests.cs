@@ -107,3 +107,28 @@ public sealed class CudaFactAttribute : FactAttribute
         if (!HasCuda) Skip = "no CUDA device: ILGPU sees none on this machine (CI has no GPU)";
     }
 }
+
+/// <summary>
+/// <see cref="IlgpuBenchmark"/>: tiny shapes on the CPU accelerator (the benchmark code runs), full shapes on CUDA
+/// where present (the figures; run with --logger "console;verbosity=detailed" to see them).
+/// </summary>
+public sealed class IlgpuCudaBenchmark(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [Fact]
+    public void RunsOnTheCpuAcceleratorAtTinyShapes()
+    {
+        using var backend = IlgpuBackend.CpuAccelerator();
+        var lines = new List<string>();
+        IlgpuBenchmark.Run(backend, lines.Add, repeat: 1, small: true);
+        foreach (var line in lines) output.WriteLine(line);
+        Assert.Equal(11, lines.Count);
+        Assert.All(lines.Skip(1), line => Assert.Contains("GFLOP/s", line));
+    }
+
+    [CudaFact]
+    public void Figures()
+    {
+        using var backend = IlgpuBackend.Cuda();
+        IlgpuBenchmark.Run(backend, output.WriteLine);
+    }
+}
