@@ -1,9 +1,9 @@
-using System.Runtime.Intrinsics;
+using System.Numerics;
 
 namespace EdgeTune.Kernels.Cpu;
 
 // p, g, m, v: (count)   m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²;  p −= lr·(m̂/(√v̂ + ε) + wd·p)
-// Vector256 over chunks in parallel; the bias corrections 1 − β^step are computed once in float64.
+// Vector<float> over chunks in parallel; the bias corrections 1 − β^step are computed once in float64.
 public sealed unsafe partial class CpuBackend
 {
     public void AdamW(DeviceBuffer parameters, DeviceBuffer gradients, DeviceBuffer m, DeviceBuffer v,
@@ -18,16 +18,16 @@ public sealed unsafe partial class CpuBackend
         {
             float* p = pp + start, g = pg + start, mm = pm + start, vv = pv + start;
             int i = 0;
-            if (Vector256.IsHardwareAccelerated)
-                for (; i + 8 <= length; i += 8)
+            if (Vector.IsHardwareAccelerated)
+                for (; i + Vector<float>.Count <= length; i += Vector<float>.Count)
                 {
-                    var gi = Vector256.Load(g + i);
-                    var mi = beta1 * Vector256.Load(mm + i) + a1 * gi;
-                    var vi = beta2 * Vector256.Load(vv + i) + a2 * gi * gi;
+                    var gi = Vector.Load(g + i);
+                    var mi = beta1 * Vector.Load(mm + i) + a1 * gi;
+                    var vi = beta2 * Vector.Load(vv + i) + a2 * gi * gi;
                     mi.Store(mm + i);
                     vi.Store(vv + i);
-                    var pi = Vector256.Load(p + i);
-                    var update = mi * inverse1 / (Vector256.Sqrt(vi * inverse2) + Vector256.Create(epsilon)) + weightDecay * pi;
+                    var pi = Vector.Load(p + i);
+                    var update = mi * inverse1 / (Vector.SquareRoot(vi * inverse2) + new Vector<float>(epsilon)) + weightDecay * pi;
                     (pi - learningRate * update).Store(p + i);
                 }
             for (; i < length; i++)

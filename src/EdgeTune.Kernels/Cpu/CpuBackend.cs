@@ -2,13 +2,13 @@ using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 
 namespace EdgeTune.Kernels.Cpu;
 
 /// <summary>
 /// The managed SIMD backend CPU training runs on (ARCHITECTURE.md, decision 1). Buffers are float arrays on the
-/// pinned object heap, sliced by offset; ops run Vector256 kernels split over a fixed number of threads. Every
+/// pinned object heap, sliced by offset; ops run Vector&lt;float&gt; kernels (256-bit with AVX2, 128-bit NEON on a Jetson) split over a fixed number of threads. Every
 /// output element is computed by one thread in an order that does not depend on the split, so results are
 /// bitwise reproducible for a given input, whatever the thread count.
 /// </summary>
@@ -27,7 +27,7 @@ public sealed unsafe partial class CpuBackend : IComputeBackend
 
     public int Threads => _threads;
 
-    public string Name => $"cpu (managed SIMD {(Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2" : "128-bit")}, {_threads} threads)";
+    public string Name => $"cpu (managed SIMD {(Vector.IsHardwareAccelerated ? 32 * Vector<float>.Count : 32)}-bit, {_threads} threads)";
 
     public void Dispose() { }
 
@@ -154,15 +154,15 @@ public sealed unsafe partial class CpuBackend : IComputeBackend
     /// <summary>Σ x² with the squares widened to float64 before they are added.</summary>
     private static double SumOfSquares(float* x, int count)
     {
-        var acc = Vector256<double>.Zero;
+        var acc = Vector<double>.Zero;
         int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i + 8 <= count; i += 8)
+        if (Vector.IsHardwareAccelerated)
+            for (; i + Vector<float>.Count <= count; i += Vector<float>.Count)
             {
-                var (low, high) = Vector256.Widen(Vector256.Load(x + i));
+                Vector.Widen(Vector.Load(x + i), out Vector<double> low, out Vector<double> high);
                 acc += low * low + high * high;
             }
-        double sum = Vector256.Sum(acc);
+        double sum = Vector.Sum(acc);
         for (; i < count; i++) sum += (double)x[i] * x[i];
         return sum;
     }

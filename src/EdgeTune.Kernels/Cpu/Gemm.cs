@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 
 namespace EdgeTune.Kernels.Cpu;
 
@@ -10,17 +10,22 @@ namespace EdgeTune.Kernels.Cpu;
 /// of the output; the callers split the output between threads so that each element is written by one thread, in a
 /// fixed order (the results do not depend on the thread count).
 /// <list type="bullet">
-/// <item><b>Dot</b> (y = x·wᵀ, both operands K-contiguous): 4 x-rows × 3 w-rows of Vector256 accumulators (12 of the
-/// 16 AVX2 registers), reduced once per K-block.</item>
-/// <item><b>Axpy</b> (out = coef·src, src rows contiguous): 4 output rows × 16 columns held in 8 accumulators while
+/// <item><b>Dot</b> (y = x·wᵀ, both operands K-contiguous): 4 x-rows × 3 w-rows of Vector&lt;float&gt; accumulators (12 of the
+/// 16 AVX2 registers; NEON has 32), reduced once per K-block.</item>
+/// <item><b>Axpy</b> (out = coef·src, src rows contiguous): 4 output rows × 2 vectors of columns held in 8 accumulators while
 /// the summed index runs, so each output tile is loaded and stored once per call.</item>
 /// </list>
-/// Edges (fewer than 4 rows, 3 columns, 16 columns) fall back to TensorPrimitives / scalar loops.
+/// Edges (fewer than 4 rows, 3 columns, 2 vectors of columns) fall back to TensorPrimitives / scalar loops.
+/// Vector&lt;float&gt; rather than Vector256: the same code is 256-bit on x64 and 128-bit NEON on the Jetsons this trains on.
 /// </summary>
 internal static unsafe class Gemm
 {
-    /// <summary>K is split into blocks of this many values so a 4+3-row tile (28 KiB) stays in L1.</summary>
-    public const int DotDepthBlock = 1024;
+    /// <summary>K is split into blocks of this many values: a 4+3-row tile (14 KiB) stays in L1 and a 96-row panel block (192 KiB) in L2.</summary>
+    public const int DotDepthBlock = 512;
+
+    /// <summary>Lanes of the SIMD vector (8 with AVX2, 4 with NEON or SSE) and the Axpy tile width, two vectors.</summary>
+    private static int W => Vector<float>.Count;
+    private static int Strip => 2 * Vector<float>.Count;
 
     /// <summary>
     /// y[i·ldy + j] (= or +=) Σ_{t&lt;depth} x[i·ldx + t]·w[j·ldw + t] for i &lt; rows, j &lt; cols.
@@ -28,7 +33,7 @@ internal static unsafe class Gemm
     public static void Dot(float* x, int ldx, float* w, int ldw, float* y, int ldy, int rows, int cols, int depth, bool overwrite)
     {
         int i = 0;
-        if (Vector256.IsHardwareAccelerated && depth >= 8)
+        if (Vector.IsHardwareAccelerated && depth >= W)
             for (; i + 4 <= rows; i += 4)
             {
                 int j = 0;
@@ -53,27 +58,27 @@ internal static unsafe class Gemm
     {
         float* x0 = x, x1 = x + ldx, x2 = x + 2 * ldx, x3 = x + 3 * ldx;
         float* w0 = w, w1 = w + ldw, w2 = w + 2 * ldw;
-        Vector256<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
-        Vector256<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        Vector<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
+        Vector<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
         int t = 0;
-        for (; t + 8 <= depth; t += 8)
+        for (; t + W <= depth; t += W)
         {
-            var v0 = Vector256.Load(w0 + t);
-            var v1 = Vector256.Load(w1 + t);
-            var v2 = Vector256.Load(w2 + t);
-            var u = Vector256.Load(x0 + t);
-            a00 = Vector256.MultiplyAddEstimate(u, v0, a00); a01 = Vector256.MultiplyAddEstimate(u, v1, a01); a02 = Vector256.MultiplyAddEstimate(u, v2, a02);
-            u = Vector256.Load(x1 + t);
-            a10 = Vector256.MultiplyAddEstimate(u, v0, a10); a11 = Vector256.MultiplyAddEstimate(u, v1, a11); a12 = Vector256.MultiplyAddEstimate(u, v2, a12);
-            u = Vector256.Load(x2 + t);
-            a20 = Vector256.MultiplyAddEstimate(u, v0, a20); a21 = Vector256.MultiplyAddEstimate(u, v1, a21); a22 = Vector256.MultiplyAddEstimate(u, v2, a22);
-            u = Vector256.Load(x3 + t);
-            a30 = Vector256.MultiplyAddEstimate(u, v0, a30); a31 = Vector256.MultiplyAddEstimate(u, v1, a31); a32 = Vector256.MultiplyAddEstimate(u, v2, a32);
+            var v0 = Vector.Load(w0 + t);
+            var v1 = Vector.Load(w1 + t);
+            var v2 = Vector.Load(w2 + t);
+            var u = Vector.Load(x0 + t);
+            a00 = Vector.MultiplyAddEstimate(u, v0, a00); a01 = Vector.MultiplyAddEstimate(u, v1, a01); a02 = Vector.MultiplyAddEstimate(u, v2, a02);
+            u = Vector.Load(x1 + t);
+            a10 = Vector.MultiplyAddEstimate(u, v0, a10); a11 = Vector.MultiplyAddEstimate(u, v1, a11); a12 = Vector.MultiplyAddEstimate(u, v2, a12);
+            u = Vector.Load(x2 + t);
+            a20 = Vector.MultiplyAddEstimate(u, v0, a20); a21 = Vector.MultiplyAddEstimate(u, v1, a21); a22 = Vector.MultiplyAddEstimate(u, v2, a22);
+            u = Vector.Load(x3 + t);
+            a30 = Vector.MultiplyAddEstimate(u, v0, a30); a31 = Vector.MultiplyAddEstimate(u, v1, a31); a32 = Vector.MultiplyAddEstimate(u, v2, a32);
         }
-        float s00 = Vector256.Sum(a00), s01 = Vector256.Sum(a01), s02 = Vector256.Sum(a02);
-        float s10 = Vector256.Sum(a10), s11 = Vector256.Sum(a11), s12 = Vector256.Sum(a12);
-        float s20 = Vector256.Sum(a20), s21 = Vector256.Sum(a21), s22 = Vector256.Sum(a22);
-        float s30 = Vector256.Sum(a30), s31 = Vector256.Sum(a31), s32 = Vector256.Sum(a32);
+        float s00 = Vector.Sum(a00), s01 = Vector.Sum(a01), s02 = Vector.Sum(a02);
+        float s10 = Vector.Sum(a10), s11 = Vector.Sum(a11), s12 = Vector.Sum(a12);
+        float s20 = Vector.Sum(a20), s21 = Vector.Sum(a21), s22 = Vector.Sum(a22);
+        float s30 = Vector.Sum(a30), s31 = Vector.Sum(a31), s32 = Vector.Sum(a32);
         for (; t < depth; t++)
         {
             float v0 = w0[t], v1 = w1[t], v2 = w2[t];
@@ -93,19 +98,19 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// out[r·ldo + c] (= or +=) Σ_{j&lt;depth} coef[r·coefRow + j·coefStep]·src[j·lds + c] for r &lt; rows, c &lt; cols.
-    /// Both operands are packed first: the coefficients of each 4-row group as [j][4], and each 16-column strip of
-    /// src as [j][16], so the inner loop streams two contiguous arrays however large the strides are (a 16 KiB row
+    /// Both operands are packed first: the coefficients of each 4-row group as [j][4], and each strip of src (two
+    /// vectors of columns) as [j][Strip], so the inner loop streams two contiguous arrays however large the strides are (a 16 KiB row
     /// stride would otherwise put every j on its own page and in the same cache sets).
     /// </summary>
     public static void Axpy(float* coef, long coefRow, long coefStep, float* src, int lds, float* output, int ldo,
         int rows, int cols, int depth, bool overwrite)
     {
-        int fullRows = Vector256.IsHardwareAccelerated ? rows / 4 * 4 : 0;
-        int fullCols = Vector256.IsHardwareAccelerated ? cols / 16 * 16 : 0;
+        int fullRows = Vector.IsHardwareAccelerated ? rows / 4 * 4 : 0;
+        int fullCols = Vector.IsHardwareAccelerated ? cols / Strip * Strip : 0;
         if (fullRows > 0 && fullCols > 0 && depth > 0)
         {
             float[] coefArray = ArrayPool<float>.Shared.Rent(fullRows * depth);
-            float[] stripArray = ArrayPool<float>.Shared.Rent(depth * 16);
+            float[] stripArray = ArrayPool<float>.Shared.Rent(depth * Strip);
             try
             {
                 fixed (float* packedCoef = coefArray, strip = stripArray)
@@ -123,17 +128,17 @@ internal static unsafe class Gemm
                             to[4 * j + 3] = from[3 * coefRow];
                         }
                     }
-                    // Column strips outside, row groups inside: the packed strip (depth × 16) is reused by every group.
-                    for (int c = 0; c < fullCols; c += 16)
+                    // Column strips outside, row groups inside: the packed strip (depth × Strip) is reused by every group.
+                    for (int c = 0; c < fullCols; c += Strip)
                     {
                         for (int j = 0; j < depth; j++)
                         {
                             float* from = src + (long)j * lds + c;
-                            Vector256.Load(from).Store(strip + 16 * j);
-                            Vector256.Load(from + 8).Store(strip + 16 * j + 8);
+                            Vector.Load(from).Store(strip + Strip * j);
+                            Vector.Load(from + W).Store(strip + Strip * j + W);
                         }
                         for (int r = 0; r < fullRows; r += 4)
-                            Axpy4x16(packedCoef + (long)r * depth, strip, output + (long)r * ldo + c, ldo, depth, overwrite);
+                            Axpy4xStrip(packedCoef + (long)r * depth, strip, output + (long)r * ldo + c, ldo, depth, overwrite);
                     }
                 }
             }
@@ -154,24 +159,24 @@ internal static unsafe class Gemm
             AxpyScalar(coef + fullRows * coefRow, coefRow, coefStep, src, lds, output + (long)fullRows * ldo, ldo, rows - fullRows, cols, depth, overwrite);
     }
 
-    /// <summary>4 rows × 16 columns: coef packed as [j][4], strip packed as [j][16].</summary>
-    private static void Axpy4x16(float* coef, float* strip, float* output, int ldo, int depth, bool overwrite)
+    /// <summary>4 rows × Strip columns: coef packed as [j][4], strip packed as [j][Strip].</summary>
+    private static void Axpy4xStrip(float* coef, float* strip, float* output, int ldo, int depth, bool overwrite)
     {
-        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
-        Vector256<float> a20 = default, a21 = default, a30 = default, a31 = default;
+        Vector<float> a00 = default, a01 = default, a10 = default, a11 = default;
+        Vector<float> a20 = default, a21 = default, a30 = default, a31 = default;
         for (int j = 0; j < depth; j++)
         {
-            var v0 = Vector256.Load(strip + 16 * j);
-            var v1 = Vector256.Load(strip + 16 * j + 8);
+            var v0 = Vector.Load(strip + Strip * j);
+            var v1 = Vector.Load(strip + Strip * j + W);
             float* c = coef + 4 * j;
-            var b = Vector256.Create(c[0]);
-            a00 = Vector256.MultiplyAddEstimate(b, v0, a00); a01 = Vector256.MultiplyAddEstimate(b, v1, a01);
-            b = Vector256.Create(c[1]);
-            a10 = Vector256.MultiplyAddEstimate(b, v0, a10); a11 = Vector256.MultiplyAddEstimate(b, v1, a11);
-            b = Vector256.Create(c[2]);
-            a20 = Vector256.MultiplyAddEstimate(b, v0, a20); a21 = Vector256.MultiplyAddEstimate(b, v1, a21);
-            b = Vector256.Create(c[3]);
-            a30 = Vector256.MultiplyAddEstimate(b, v0, a30); a31 = Vector256.MultiplyAddEstimate(b, v1, a31);
+            var b = new Vector<float>(c[0]);
+            a00 = Vector.MultiplyAddEstimate(b, v0, a00); a01 = Vector.MultiplyAddEstimate(b, v1, a01);
+            b = new Vector<float>(c[1]);
+            a10 = Vector.MultiplyAddEstimate(b, v0, a10); a11 = Vector.MultiplyAddEstimate(b, v1, a11);
+            b = new Vector<float>(c[2]);
+            a20 = Vector.MultiplyAddEstimate(b, v0, a20); a21 = Vector.MultiplyAddEstimate(b, v1, a21);
+            b = new Vector<float>(c[3]);
+            a30 = Vector.MultiplyAddEstimate(b, v0, a30); a31 = Vector.MultiplyAddEstimate(b, v1, a31);
         }
         Put(output, a00, a01, overwrite);
         Put(output + ldo, a10, a11, overwrite);
@@ -180,15 +185,15 @@ internal static unsafe class Gemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Put(float* at, Vector256<float> low, Vector256<float> high, bool overwrite)
+    private static void Put(float* at, Vector<float> low, Vector<float> high, bool overwrite)
     {
         if (!overwrite)
         {
-            low += Vector256.Load(at);
-            high += Vector256.Load(at + 8);
+            low += Vector.Load(at);
+            high += Vector.Load(at + W);
         }
         low.Store(at);
-        high.Store(at + 8);
+        high.Store(at + W);
     }
 
     private static void AxpyScalar(float* coef, long coefRow, long coefStep, float* src, int lds, float* output, int ldo,

@@ -10,7 +10,7 @@ namespace EdgeTune.Kernels.Cpu;
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Rows of w one Dot task owns (a multiple of the 3-row tile).</summary>
-    private const int DotPanel = 48;
+    private const int DotPanel = 96;
     /// <summary>An Axpy task's block of the output: rows (multiple of 4) × columns (multiple of 16).</summary>
     private const int AxpyRows = 64, AxpyCols = 256;
     /// <summary>Rows of a frozen weight expanded at once by the backward-input product.</summary>
@@ -41,10 +41,10 @@ public sealed unsafe partial class CpuBackend
 
     // ---- frozen weights -----------------------------------------------------------------------------------------
 
-    private sealed class CpuFrozen(FrozenFormat format, int rows, int cols, byte[] data, float[]? values)
-        : FrozenMatrix(format, rows, cols, data.Length)
+    private sealed class CpuFrozen(FrozenFormat format, int rows, int cols, long bytes, byte[] data, float[]? values)
+        : FrozenMatrix(format, rows, cols, bytes)
     {
-        /// <summary>The format's bytes (NF4 layout or GGUF rows); for F32 also <see cref="Values"/>, pinned.</summary>
+        /// <summary>The format's bytes (NF4 layout or GGUF rows); F32 keeps only <see cref="Values"/>, pinned, and no bytes.</summary>
         public byte[] Data { get; } = data;
         public float[]? Values { get; } = values;
 
@@ -82,7 +82,7 @@ public sealed unsafe partial class CpuBackend
             values = GC.AllocateArray<float>(checked(rows * cols), pinned: true);
             System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data).CopyTo(values);
         }
-        return new CpuFrozen(format, rows, cols, data.ToArray(), values);
+        return new CpuFrozen(format, rows, cols, bytes, values is null ? data.ToArray() : [], values);
     }
 
     private static CpuFrozen Of(FrozenMatrix w) => w as CpuFrozen ?? throw new ArgumentException("the frozen matrix was not uploaded by a CpuBackend", nameof(w));
@@ -136,7 +136,6 @@ public sealed unsafe partial class CpuBackend
                 ArrayPool<float>.Shared.Return(scratch);
             }
         });
-        if (m == 0 && !accumulate) new Span<float>(pdx, n * k).Clear();
     }
 
     // ---- grids --------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 using System.Numerics.Tensors;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 
 namespace EdgeTune.Kernels.Cpu;
 
@@ -45,10 +45,10 @@ public sealed unsafe partial class CpuBackend
                 float dot = WeightedDot(d, pw, xr, c);
                 float a = r, b = r * r * r * dot / c;
                 int i = 0;
-                if (Vector256.IsHardwareAccelerated)
-                    for (; i + 8 <= c; i += 8)
+                if (Vector.IsHardwareAccelerated)
+                    for (; i + Vector<float>.Count <= c; i += Vector<float>.Count)
                     {
-                        var v = Vector256.Load(o + i) + a * Vector256.Load(pw + i) * Vector256.Load(d + i) - b * Vector256.Load(xr + i);
+                        var v = Vector.Load(o + i) + a * Vector.Load(pw + i) * Vector.Load(d + i) - b * Vector.Load(xr + i);
                         v.Store(o + i);
                     }
                 for (; i < c; i++) o[i] += a * pw[i] * d[i] - b * xr[i];
@@ -63,9 +63,9 @@ public sealed unsafe partial class CpuBackend
                 float r = pr[row];
                 float* d = pdy + row * c + c0, xr = px + row * c + c0, o = pdw + c0;
                 int i = 0;
-                if (Vector256.IsHardwareAccelerated)
-                    for (; i + 8 <= width; i += 8)
-                        (Vector256.Load(o + i) + Vector256.Load(d + i) * Vector256.Load(xr + i) * r).Store(o + i);
+                if (Vector.IsHardwareAccelerated)
+                    for (; i + Vector<float>.Count <= width; i += Vector<float>.Count)
+                        (Vector.Load(o + i) + Vector.Load(d + i) * Vector.Load(xr + i) * r).Store(o + i);
                 for (; i < width; i++) o[i] += d[i] * xr[i] * r;
             }
         });
@@ -74,12 +74,12 @@ public sealed unsafe partial class CpuBackend
     /// <summary>Σ a·b·c.</summary>
     private static float WeightedDot(float* a, float* b, float* c, int length)
     {
-        var acc = Vector256<float>.Zero;
+        var acc = Vector<float>.Zero;
         int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i + 8 <= length; i += 8)
-                acc = Vector256.MultiplyAddEstimate(Vector256.Load(a + i) * Vector256.Load(b + i), Vector256.Load(c + i), acc);
-        float sum = Vector256.Sum(acc);
+        if (Vector.IsHardwareAccelerated)
+            for (; i + Vector<float>.Count <= length; i += Vector<float>.Count)
+                acc = Vector.MultiplyAddEstimate(Vector.Load(a + i) * Vector.Load(b + i), Vector.Load(c + i), acc);
+        float sum = Vector.Sum(acc);
         for (; i < length; i++) sum += a[i] * b[i] * c[i];
         return sum;
     }
