@@ -30,6 +30,8 @@ public sealed class IlgpuCudaTests
     {
         var failures = new List<string>();
         int cases = 0;
+        // One backend for every case: kernels compile once. The suites are not disposed (that would dispose it).
+        using var backend = IlgpuBackend.Cuda();
         var methods = typeof(BackendContractTests).GetMethods(BindingFlags.Public | BindingFlags.Instance)
             .Where(m => m.GetCustomAttributes<FactAttribute>().Any());
         foreach (var method in methods)
@@ -39,7 +41,7 @@ public sealed class IlgpuCudaTests
             foreach (var row in rows)
             {
                 cases++;
-                using var suite = new CudaContract();
+                var suite = new CudaContract(backend);
                 try
                 {
                     method.Invoke(suite, row);
@@ -89,9 +91,9 @@ public sealed class IlgpuCudaTests
         Assert.Throws<EdgeTuneException>(() => Backends.Create("tpu", 1));
     }
 
-    private sealed class CudaContract : BackendContractTests
+    private sealed class CudaContract(IlgpuBackend backend) : BackendContractTests
     {
-        protected override IComputeBackend CreateBackend() => IlgpuBackend.Cuda();
+        protected override IComputeBackend CreateBackend() => backend;
     }
 }
 

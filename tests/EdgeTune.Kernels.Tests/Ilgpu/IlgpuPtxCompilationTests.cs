@@ -41,6 +41,12 @@ public sealed class IlgpuPtxCompilationTests(ITestOutputHelper output)
                 : EntryPointDescription.FromExplicitlyGroupedKernel(method);
             var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
             Assert.Contains(".entry", compiled.PTXAssembly);
+            // EDGETUNE_PTX_DUMP=DIR writes the PTX, for reading what ILGPU generated (fma contraction, local memory).
+            if (Environment.GetEnvironmentVariable("EDGETUNE_PTX_DUMP") is { Length: > 0 } dump)
+            {
+                Directory.CreateDirectory(dump);
+                File.WriteAllText(Path.Combine(dump, $"{kernel.Replace('<', '_').Replace('>', '_').Replace(',', '_')}.{architecture}.ptx"), compiled.PTXAssembly);
+            }
             output.WriteLine($"{kernel} on {architecture}: {compiled.PTXAssembly.Length} characters of PTX");
         }
     }
