@@ -23,6 +23,8 @@ public sealed partial class IlgpuBackend
     internal const int Block = 4 * Tile;
     /// <summary>Inner-dimension depth of the shared-memory strips.</summary>
     internal const int Depth = 16;
+    /// <summary>Row stride of a strip in shared memory, padded by one so that stores down a column hit distinct banks.</summary>
+    internal const int StripStride = Block + 1;
 
     private GemmKernels<DenseSource, DenseSource>? _denseGemm;
     private GemmKernels<DenseSource, FrozenSource>? _frozenGemm;
@@ -187,34 +189,35 @@ public sealed partial class IlgpuBackend
     // Same contract, register-blocked: group (16, 16) computes a Block×Block (64×64) tile of c, each thread a 4×4
     // micro-tile (rows row0 + ty + 16i, cols col0 + tx + 16j), from Depth-deep (16) strips of a and b staged in
     // shared memory: per inner step a thread reads 4 + 4 values from shared memory for 16 multiply-adds. Each
-    // thread loads (and for a frozen b, decodes) 4 elements of each strip. Sums run over p in ascending order.
+    // thread loads (and for a frozen b, decodes) 4 elements of each strip, consecutive lanes along the operand's
+    // contiguous index (x·wᵀ reads w along K, dyᵀ·x reads dy along M). Sums run over p in ascending order.
     private static void GemmTiledKernel<TA, TB>(TA a, TB b, ArrayView<float> c, GemmShape s)
         where TA : struct, IMatrixSource where TB : struct, IMatrixSource
     {
-        var stripA = SharedMemory.Allocate<float>(Depth * Block); // [p][m]
-        var stripB = SharedMemory.Allocate<float>(Depth * Block); // [p][n]
+        var stripA = SharedMemory.Allocate<float>(Depth * StripStride); // [p][m]
+        var stripB = SharedMemory.Allocate<float>(Depth * StripStride); // [p][n]
         int tx = Group.IdxX, ty = Group.IdxY, lane = ty * Tile + tx;
         int row0 = Grid.IdxY * Block, col0 = Grid.IdxX * Block;
+        // Consecutive lanes load along whichever index is contiguous in memory (uniform over the group).
+        bool aAlongInner = a.ColumnsContiguous, bAlongColumns = b.ColumnsContiguous;
         Float4 acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         for (int p0 = 0; p0 < s.Inner; p0 += Depth)
         {
             for (int q = 0; q < Block * Depth / (Tile * Tile); q++)
             {
                 int e = lane + q * Tile * Tile;
-                // a: consecutive lanes walk the inner index (contiguous for row-major activations)
-                int am = e / Depth, ap = e % Depth;
+                int am = aAlongInner ? e / Depth : e % Block, ap = aAlongInner ? e % Depth : e / Block;
                 int ar = row0 + am, apIndex = p0 + ap;
-                stripA[ap * Block + am] = ar < s.Rows && apIndex < s.Inner ? a.Load(ar, apIndex) : 0f;
-                // b: consecutive lanes walk the output column
-                int bn = e % Block, bp = e / Block;
+                stripA[ap * StripStride + am] = ar < s.Rows && apIndex < s.Inner ? a.Load(ar, apIndex) : 0f;
+                int bn = bAlongColumns ? e % Block : e / Depth, bp = bAlongColumns ? e / Block : e % Depth;
                 int bc = col0 + bn, bpIndex = p0 + bp;
-                stripB[bp * Block + bn] = bpIndex < s.Inner && bc < s.Cols ? b.Load(bpIndex, bc) : 0f;
+                stripB[bp * StripStride + bn] = bpIndex < s.Inner && bc < s.Cols ? b.Load(bpIndex, bc) : 0f;
             }
             Group.Barrier();
             int steps = Math.Min(Depth, s.Inner - p0);
             for (int p = 0; p < steps; p++)
             {
-                int at = p * Block;
+                int at = p * StripStride;
                 var bv = new Float4(stripB[at + tx], stripB[at + tx + Tile], stripB[at + tx + 2 * Tile], stripB[at + tx + 3 * Tile]);
                 acc0 = Float4.MultiplyAdd(acc0, stripA[at + ty], bv);
                 acc1 = Float4.MultiplyAdd(acc1, stripA[at + ty + Tile], bv);
