@@ -24,7 +24,7 @@ public sealed class IlgpuCpuAcceleratorTests : BackendContractTests
 /// <see cref="BackendContractTests"/> through reflection against a CUDA backend and reports every failure; without
 /// a device it is reported as skipped, with the reason.
 /// </summary>
-public sealed class IlgpuCudaTests
+public sealed class IlgpuCudaTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     [CudaFact]
     public void BackendContractOnCuda()
@@ -70,6 +70,7 @@ public sealed class IlgpuCudaTests
     {
         if (CudaFactAttribute.HasCuda) return; // only meaningful on a machine without CUDA
         var error = Assert.Throws<EdgeTuneException>(() => IlgpuBackend.Cuda());
+        output.WriteLine(error.Message);
         Assert.Contains("no CUDA device found (ILGPU saw: ", error.Message);
         Assert.EndsWith("use --device cpu", error.Message);
         error = Assert.Throws<EdgeTuneException>(() => Backends.Create("cuda", 1));
