@@ -24,6 +24,9 @@ public abstract class BackendContractTests : IDisposable
     /// <summary>Relative tolerance of float32 results against the float64 references.</summary>
     protected virtual double Tolerance => 1e-4;
 
+    /// <summary>Frozen formats the backend stores; a backend still growing its kernels can leave some out.</summary>
+    protected virtual bool Supports(FrozenFormat format) => true;
+
     public void Dispose()
     {
         _backend?.Dispose();
@@ -87,17 +90,19 @@ public abstract class BackendContractTests : IDisposable
             }
     }
 
-    public static TheoryData<FrozenFormat, int> FrozenCases => new()
+    /// <summary>Formats × (cols, rows); the larger ones span several of the CPU backend's 256-column, 128-row blocks.</summary>
+    public static TheoryData<FrozenFormat, int, int> FrozenCases => new()
     {
-        { FrozenFormat.F32, 17 }, { FrozenFormat.Nf4, 17 }, { FrozenFormat.Nf4, 256 },
-        { FrozenFormat.Q8_0, 64 }, { FrozenFormat.Q4_0, 96 }, { FrozenFormat.Q4_K, 256 },
+        { FrozenFormat.F32, 17, 37 }, { FrozenFormat.Nf4, 17, 37 }, { FrozenFormat.Nf4, 256, 37 },
+        { FrozenFormat.Q8_0, 64, 37 }, { FrozenFormat.Q4_0, 96, 37 }, { FrozenFormat.Q4_K, 256, 37 },
+        { FrozenFormat.Nf4, 600, 150 }, { FrozenFormat.Q8_0, 288, 150 }, { FrozenFormat.Q4_K, 768, 131 },
     };
 
     [Theory]
     [MemberData(nameof(FrozenCases))]
-    public void FrozenMatMulEqualsMatMulOfTheDequantisedWeight(FrozenFormat format, int cols)
+    public void FrozenMatMulEqualsMatMulOfTheDequantisedWeight(FrozenFormat format, int cols, int rows)
     {
-        int rows = 37;
+        if (!Supports(format)) return;
         var weights = Gaussian(rows * cols, 11);
         byte[] data = Encode(format, weights, rows, cols);
         var dequantised = new float[rows * cols];
@@ -138,6 +143,7 @@ public abstract class BackendContractTests : IDisposable
     [Fact]
     public void UploadFrozenRejectsWrongSizes()
     {
+        if (!Supports(FrozenFormat.Q4_K) || !Supports(FrozenFormat.F32)) return;
         Assert.Throws<ArgumentException>(() => Backend.UploadFrozen(FrozenFormat.Q4_K, new byte[144], 1, 255));
         Assert.Throws<ArgumentException>(() => Backend.UploadFrozen(FrozenFormat.F32, new byte[12], 2, 2));
     }

@@ -41,6 +41,34 @@ public class CpuBackendTests : BackendContractTests
     }
 
     [Fact]
+    public void EveryTileRemainder()
+    {
+        // Rows around the 4-row tiles, w rows around the 3-row Dot tiles, K around the vector width and the two-vector
+        // Axpy strips (8/16 with AVX2, 4/8 with NEON): every mix of full tiles and scalar edges.
+        int[] depths = [1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 40];
+        var backend = (CpuBackend)Backend;
+        for (int n = 1; n <= 9; n++)
+            foreach (int k in depths)
+                for (int m = 1; m <= 7; m++)
+                {
+                    float[] x = UniformF(n * k, n), w = UniformF(m * k, m), dy = UniformF(n * m, k);
+                    var (bx, bw, bdy) = (Up(x), Up(w), Up(dy));
+                    var (y, dx, dw) = (backend.Allocate(n * m), backend.Allocate(n * k), backend.Allocate(m * k));
+                    backend.MatMul(bx, bw, y, n, k, m, false);
+                    backend.MatMulBackwardInput(bdy, bw, dx, n, k, m, false);
+                    backend.MatMulBackwardWeight(bdy, bx, dw, n, k, m, false);
+                    double[] ey = new double[n * m], edx = new double[n * k], edw = new double[m * k];
+                    Reference.MatMul<double>(D(x), D(w), ey, n, k, m, false);
+                    Reference.MatMulBackwardInput<double>(D(dy), D(w), edx, n, k, m, false);
+                    Reference.MatMulBackwardWeight<double>(D(dy), D(x), edw, n, k, m, false);
+                    string at = $"(N={n},K={k},M={m})";
+                    Close("y " + at, ey, y);
+                    Close("dx " + at, edx, dx);
+                    Close("dw " + at, edw, dw);
+                }
+    }
+
+    [Fact]
     public void NameSaysThreads()
     {
         using var backend = new CpuBackend(3);

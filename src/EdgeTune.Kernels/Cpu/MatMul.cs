@@ -1,4 +1,5 @@
 using System.Buffers;
+using EdgeTune.Core;
 using EdgeTune.Core.Quantization;
 
 namespace EdgeTune.Kernels.Cpu;
@@ -6,15 +7,16 @@ namespace EdgeTune.Kernels.Cpu;
 // x: (N,K)  w: (M,K)  y: (N,M)      y (+)= x·wᵀ        Gemm.Dot tiles; threads own (N-chunk × M-panel) blocks of y
 // dy: (N,M) w: (M,K)  dx: (N,K)     dx (+)= dy·w       Gemm.Axpy; threads own (N-chunk × K-chunk) blocks of dx
 // dy: (N,M) x: (N,K)  dw: (M,K)     dw (+)= dyᵀ·x      Gemm.Axpy with dy read by columns; threads own (M × K) blocks
-// Frozen weights are expanded a panel of rows at a time into a pooled per-task scratch, never as a whole.
+// Frozen weights are expanded into a pooled per-task scratch, a panel of rows at a time (forward) or a block of
+// 128 rows × 256 columns at a time (backward input), never as a whole.
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Rows of w one Dot task owns (a multiple of the 3-row tile).</summary>
     private const int DotPanel = 96;
     /// <summary>An Axpy task's block of the output: rows (multiple of 4) × columns (multiple of 16).</summary>
     private const int AxpyRows = 64, AxpyCols = 256;
-    /// <summary>Rows of a frozen weight expanded at once by the backward-input product.</summary>
-    private const int FrozenBackwardRows = 32;
+    /// <summary>The block of a frozen weight the backward-input product expands at once (columns: a multiple of every GGUF block).</summary>
+    private const int FrozenBackwardRows = 128, FrozenBackwardCols = 256;
 
     public void MatMul(DeviceBuffer x, DeviceBuffer w, DeviceBuffer y, int n, int k, int m, bool accumulate)
     {
@@ -69,6 +71,28 @@ public sealed unsafe partial class CpuBackend
                     break;
             }
         }
+
+        /// <summary>
+        /// The block rows [row0, row0 + rowCount) × cols [col0, col0 + colCount) as floats, row-major
+        /// (rowCount × colCount). For the GGUF types col0 and colCount are whole blocks (multiples of 256 are).
+        /// </summary>
+        public void ExpandBlock(int row0, int rowCount, int col0, int colCount, Span<float> destination)
+        {
+            if (Format == FrozenFormat.Nf4)
+            {
+                for (int r = 0; r < rowCount; r++)
+                    Nf4Codec.DequantizeRange(Data, (long)Rows * Cols, (long)(row0 + r) * Cols + col0, destination.Slice(r * colCount, colCount));
+                return;
+            }
+            var type = FrozenRows.ToGgml(Format);
+            long rowBytes = FrozenRows.RowBytes(Format, Cols);
+            int blockSize = FrozenRows.RowMultiple(Format), blockBytes = (int)GgmlTypes.BlockBytes(type);
+            for (int r = 0; r < rowCount; r++)
+            {
+                long at = (row0 + r) * rowBytes + (long)col0 / blockSize * blockBytes;
+                QuantCodecs.Dequantize(type, Data.AsSpan((int)at, colCount / blockSize * blockBytes), destination.Slice(r * colCount, colCount));
+            }
+        }
     }
 
     public FrozenMatrix UploadFrozen(FrozenFormat format, ReadOnlySpan<byte> data, int rows, int cols)
@@ -114,21 +138,24 @@ public sealed unsafe partial class CpuBackend
                 Gemm.Axpy(pdy + (long)r0 * m, m, 1, pw + c0, k, pdx + (long)r0 * k + c0, k, rows, cols, m, !accumulate));
             return;
         }
-        // Each task owns a chunk of dx rows and walks W in blocks of rows it expands itself (W is read once per task).
-        int chunk = Math.Max(16, (n + _threads - 1) / _threads + 3) / 4 * 4;
-        int chunks = (n + chunk - 1) / chunk;
-        For(chunks, c =>
+        // A task owns a block of dx: (about N/threads rows) × (FrozenBackwardCols columns), which stays in L2 while the
+        // task walks W in blocks of FrozenBackwardRows rows, expanding only the block's columns into its scratch.
+        // W is expanded about `threads` times in all, dx is written from cache, and every dx element has one owner.
+        int chunk = Math.Max(16, ((n + _threads - 1) / _threads + 3) / 4 * 4);
+        int chunks = (n + chunk - 1) / chunk, colChunks = (k + FrozenBackwardCols - 1) / FrozenBackwardCols;
+        For(chunks * colChunks, task =>
         {
-            int r0 = c * chunk, rows = Math.Min(chunk, n - r0);
-            float[] scratch = ArrayPool<float>.Shared.Rent(FrozenBackwardRows * k);
+            int r0 = task / colChunks * chunk, rows = Math.Min(chunk, n - r0);
+            int c0 = task % colChunks * FrozenBackwardCols, cols = Math.Min(FrozenBackwardCols, k - c0);
+            float[] scratch = ArrayPool<float>.Shared.Rent(FrozenBackwardRows * cols);
             try
             {
                 fixed (float* ps = scratch)
                     for (int m0 = 0; m0 < m; m0 += FrozenBackwardRows)
                     {
                         int block = Math.Min(FrozenBackwardRows, m - m0);
-                        frozen.ExpandRows(m0, block, scratch);
-                        Gemm.Axpy(pdy + (long)r0 * m + m0, m, 1, ps, k, pdx + (long)r0 * k, k, rows, k, block, m0 == 0 && !accumulate);
+                        frozen.ExpandBlock(m0, block, c0, cols, scratch);
+                        Gemm.Axpy(pdy + (long)r0 * m + m0, m, 1, ps, cols, pdx + (long)r0 * k + c0, k, rows, cols, block, m0 == 0 && !accumulate);
                     }
             }
             finally

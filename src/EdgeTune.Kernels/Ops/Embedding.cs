@@ -10,10 +10,9 @@ public static partial class Reference
     public static void EmbeddingForward<T>(ReadOnlySpan<int> tokens, ReadOnlySpan<T> table, Span<T> output, int c)
         where T : IFloatingPointIeee754<T>
     {
-        int vocab = CheckEmbedding(tokens, table.Length, output.Length, c, nameof(table), nameof(output));
+        CheckEmbedding(tokens, table.Length, output.Length, c, nameof(table), nameof(output));
         for (int i = 0; i < tokens.Length; i++)
             table.Slice(tokens[i] * c, c).CopyTo(output.Slice(i * c, c));
-        _ = vocab;
     }
 
     public static void EmbeddingBackward<T>(ReadOnlySpan<int> tokens, ReadOnlySpan<T> dOutput, Span<T> dTable, int c)

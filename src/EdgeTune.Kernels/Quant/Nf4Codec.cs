@@ -151,17 +151,25 @@ public static class Nf4Codec
         var book = CodeBook;
 
         long i = start, end = start + destination.Length;
+        Span<float> scaled = stackalloc float[16];
         while (i < end)
         {
             long block = i / BlockSize;
             long blockEnd = Math.Min(end, (block + 1) * BlockSize);
             float absmax = BlockAbsmax(absmaxCodes, scaleBytes, offset, block);
-            for (; i < blockEnd; i++)
+            for (int c = 0; c < 16; c++) scaled[c] = book[c] * absmax;
+            var output = destination[(int)(i - start)..];
+            int o = 0;
+            if ((i & 1) == 1) output[o++] = scaled[codes[(int)(i >> 1)] & 0xF];
+            long pairs = (blockEnd - i - o) / 2;
+            for (long p = 0, at = (i + o) >> 1; p < pairs; p++, at++)
             {
-                int packed = codes[(int)(i >> 1)];
-                int code = (i & 1) == 0 ? packed >> 4 : packed & 0xF;
-                destination[(int)(i - start)] = book[code] * absmax;
+                int packed = codes[(int)at];
+                output[o++] = scaled[packed >> 4];
+                output[o++] = scaled[packed & 0xF];
             }
+            if (i + o < blockEnd) { output[o] = scaled[codes[(int)((i + o) >> 1)] >> 4]; o++; }
+            i += o;
         }
     }
 
