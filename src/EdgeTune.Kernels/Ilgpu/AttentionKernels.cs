@@ -9,12 +9,15 @@ namespace EdgeTune.Kernels.Ilgpu;
 //           output row rescaled when m grows), then output /= l and lse = m + log l.
 // backward  pass 1, one thread per query row: Δ = dO·O (kept in scratch), dq = scale·Σ_s P·(dP − Δ)·k[s] with
 //           P recomputed from lse.  pass 2, one thread per (b, kv head, key s): dk, dv sum over the H/KV query
-//           heads sharing the kv head and over queries t ≥ s, in a fixed order: deterministic, no atomics.
+//           heads sharing the kv head and over queries t ≥ s, in a fixed order: deterministic, no atomics. With
+//           H/KV > 1 pass 2 runs per query head into partials and a third pass sums each group in head order.
 public sealed partial class IlgpuBackend
 {
     private Action<Index1D, AttentionViews, AttentionShape>? _attentionForward;
     private Action<Index1D, AttentionViews, AttentionShape>? _attentionBackwardQuery;
     private Action<Index1D, AttentionViews, AttentionShape>? _attentionBackwardKeyValue;
+    private Action<Index1D, AttentionViews, AttentionShape>? _attentionBackwardKeyValuePerHead;
+    private Action<Index1D, AttentionViews, AttentionShape>? _attentionSumHeadGroups;
 
     public void AttentionForward(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
         int batch, int seqLen, int heads, int kvHeads, int headDim)
@@ -54,12 +57,26 @@ public sealed partial class IlgpuBackend
         _attentionBackwardQuery ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionBackwardQueryKernel);
         _attentionBackwardKeyValue ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionBackwardKeyValueKernel);
         _attentionBackwardQuery(shape.QueryRows, views, shape);
-        _attentionBackwardKeyValue(batch * kvHeads * seqLen, views, shape);
+        if (shape.Group == 1)
+        {
+            _attentionBackwardKeyValue(batch * kvHeads * seqLen, views, shape);
+            return;
+        }
+        // Grouped-query: one thread per (b, query head, key) into per-head partials (H/KV times the threads of a
+        // thread per kv head), then each kv head sums its group's partials in head order.
+        views.DkPartial = Scratch("attention.dk", qCount);
+        views.DvPartial = Scratch("attention.dv", qCount);
+        _attentionBackwardKeyValuePerHead ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionBackwardKeyValuePerHeadKernel);
+        _attentionSumHeadGroups ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionSumHeadGroupsKernel);
+        _attentionBackwardKeyValuePerHead(shape.QueryRows, views, shape);
+        _attentionSumHeadGroups((int)kvCount, views, shape);
     }
 
     internal struct AttentionViews
     {
         public ArrayView<float> Q, K, V, Output, LogSumExp, DOutput, Dq, Dk, Dv, Delta;
+        /// <summary>Grouped-query backward only: dk, dv per query head, (B,T,H,D), before the group sum.</summary>
+        public ArrayView<float> DkPartial, DvPartial;
     }
 
     internal struct AttentionShape
@@ -99,18 +116,18 @@ public sealed partial class IlgpuBackend
             float score = dot * s.Scale;
             if (score > max)
             {
-                float correction = MathF.Exp(max - score); // 0 on the first key (max = −∞)
+                float correction = DeviceMath.Exp(max - score); // 0 on the first key (max = −∞)
                 sum *= correction;
                 for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] *= correction;
                 max = score;
             }
-            float p = MathF.Exp(score - max);
+            float p = DeviceMath.Exp(score - max);
             sum += p;
             for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] += p * a.V[ki + d];
         }
         float inverse = 1f / sum;
         for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] *= inverse;
-        a.LogSumExp[index] = max + MathF.Log(sum);
+        a.LogSumExp[index] = max + DeviceMath.Log(sum);
     }
 
     // index = (b·H + h)·T + t.   Δ[index] = dO·O;  dq[t] = scale·Σ_{s ≤ t} P·(dO·v[s] − Δ)·k[s]  (overwritten)
@@ -136,7 +153,7 @@ public sealed partial class IlgpuBackend
                 dot += a.Q[qi + d] * a.K[ki + d];
                 dp += a.DOutput[qi + d] * a.V[ki + d];
             }
-            float p = MathF.Exp(dot * s.Scale - lse);
+            float p = DeviceMath.Exp(dot * s.Scale - lse);
             float ds = p * (dp - delta);
             for (int d = 0; d < s.HeadDim; d++) a.Dq[qi + d] += s.Scale * ds * a.K[ki + d];
         }
@@ -163,7 +180,7 @@ public sealed partial class IlgpuBackend
                     dot += a.Q[qi + d] * a.K[ki + d];
                     dp += a.DOutput[qi + d] * a.V[ki + d];
                 }
-                float p = MathF.Exp(dot * s.Scale - a.LogSumExp[row]);
+                float p = DeviceMath.Exp(dot * s.Scale - a.LogSumExp[row]);
                 float ds = p * (dp - a.Delta[row]);
                 for (int d = 0; d < s.HeadDim; d++)
                 {
@@ -171,5 +188,52 @@ public sealed partial class IlgpuBackend
                     a.Dk[ki + d] += s.Scale * ds * a.Q[qi + d];
                 }
             }
+    }
+
+    // index = (b·H + h)·T + key.   the kv-head kernel's sums for one query head h:
+    //   dvPartial[b,key,h] = Σ_{t ≥ key} P·dO[t];  dkPartial[b,key,h] = scale·Σ_{t ≥ key} P·(dP − Δ)·q[t]
+    private static void AttentionBackwardKeyValuePerHeadKernel(Index1D index, AttentionViews a, AttentionShape s)
+    {
+        int key = index % s.SeqLen, bh = index / s.SeqLen, h = bh % s.Heads, b = bh / s.Heads;
+        long ki = s.Row(b, key, h / s.Group, s.KvHeads);
+        long pi = s.Row(b, key, h, s.Heads);
+        for (int d = 0; d < s.HeadDim; d++)
+        {
+            a.DkPartial[pi + d] = 0f;
+            a.DvPartial[pi + d] = 0f;
+        }
+        for (int t = key; t < s.SeqLen; t++)
+        {
+            long qi = s.Row(b, t, h, s.Heads);
+            int row = bh * s.SeqLen + t;
+            float dot = 0f, dp = 0f;
+            for (int d = 0; d < s.HeadDim; d++)
+            {
+                dot += a.Q[qi + d] * a.K[ki + d];
+                dp += a.DOutput[qi + d] * a.V[ki + d];
+            }
+            float p = DeviceMath.Exp(dot * s.Scale - a.LogSumExp[row]);
+            float ds = p * (dp - a.Delta[row]);
+            for (int d = 0; d < s.HeadDim; d++)
+            {
+                a.DvPartial[pi + d] += p * a.DOutput[qi + d];
+                a.DkPartial[pi + d] += s.Scale * ds * a.Q[qi + d];
+            }
+        }
+    }
+
+    // index = ((b·T + key)·KV + kv)·D + d.   dk, dv = Σ over the group's query heads of the partials, in head order
+    private static void AttentionSumHeadGroupsKernel(Index1D index, AttentionViews a, AttentionShape s)
+    {
+        int d = index % s.HeadDim, rest = index / s.HeadDim, kv = rest % s.KvHeads, bt = rest / s.KvHeads;
+        long first = ((long)bt * s.Heads + kv * s.Group) * s.HeadDim + d;
+        float dk = 0f, dv = 0f;
+        for (int g = 0; g < s.Group; g++)
+        {
+            dk += a.DkPartial[first + (long)g * s.HeadDim];
+            dv += a.DvPartial[first + (long)g * s.HeadDim];
+        }
+        a.Dk[index] = dk;
+        a.Dv[index] = dv;
     }
 }

@@ -86,15 +86,15 @@ public sealed partial class IlgpuBackend
         for (int o = lane; o < s.Vocab; o += stride) max = MathF.Max(max, logits[start + o]);
         max = RowReduce.Max(shared, max);
         float sum = 0f;
-        for (int o = lane; o < s.Vocab; o += stride) sum += MathF.Exp(logits[start + o] - max);
+        for (int o = lane; o < s.Vocab; o += stride) sum += DeviceMath.Exp(logits[start + o] - max);
         sum = RowReduce.Sum(shared, sum);
-        float lse = max + MathF.Log(sum);
+        float lse = max + DeviceMath.Log(sum);
         if (lane == 0) losses[row] = lse - logits[start + target];
         Group.Barrier(); // everyone has read logits[target] before it is overwritten below
         if (s.Backward == 0) return;
         for (int o = lane; o < s.Vocab; o += stride)
         {
-            float p = MathF.Exp(logits[start + o] - lse);
+            float p = DeviceMath.Exp(logits[start + o] - lse);
             logits[start + o] = s.GradScale * (p - (o == target ? 1f : 0f));
         }
     }

@@ -154,7 +154,7 @@ public sealed partial class IlgpuBackend
         for (long i = index; i < gate.Length; i += stride)
         {
             float g = gate[i];
-            float sigmoid = 1f / (1f + MathF.Exp(-g));
+            float sigmoid = 1f / (1f + DeviceMath.Exp(-g));
             output[i] = g * sigmoid * up[i];
         }
     }
@@ -167,7 +167,7 @@ public sealed partial class IlgpuBackend
         for (long i = index; i < gate.Length; i += stride)
         {
             float g = gate[i], u = up[i], d = dOutput[i];
-            float sigmoid = 1f / (1f + MathF.Exp(-g));
+            float sigmoid = 1f / (1f + DeviceMath.Exp(-g));
             float silu = g * sigmoid;
             dGate[i] = d * u * (sigmoid * (1f + g * (1f - sigmoid)));
             dUp[i] = d * silu;

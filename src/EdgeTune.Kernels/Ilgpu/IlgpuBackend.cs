@@ -10,9 +10,9 @@ namespace EdgeTune.Kernels.Ilgpu;
 /// <summary>
 /// <see cref="IComputeBackend"/> on an ILGPU accelerator: CUDA for training, ILGPU's CPU accelerator for kernel
 /// tests only (it emulates GPU threads and is orders of magnitude slower than the managed CpuBackend).
-/// Every op is a static kernel with value-type parameters, compiled once on first use and cached (the
-/// <c>Lazy*</c> fields in the per-op files); everything runs on the accelerator's default stream, in order,
-/// and a download synchronises. One op per file (<c>Ilgpu/*Kernels.cs</c>), forward and backward together.
+/// Every op is a static kernel with value-type parameters, compiled once on first use and cached (the nullable
+/// delegate fields at the top of each per-op file); everything runs on the accelerator's default stream, in
+/// order, and a download synchronises. No float atomics anywhere: every result is deterministic. One op per file (<c>Ilgpu/*Kernels.cs</c>), forward and backward together.
 /// </summary>
 public sealed partial class IlgpuBackend : IComputeBackend
 {

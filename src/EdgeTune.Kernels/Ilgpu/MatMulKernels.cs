@@ -13,11 +13,18 @@ namespace EdgeTune.Kernels.Ilgpu;
 //   FrozenMatMul                x: (N,Cols)  W: (Rows,Cols)  y: (N,Rows)      B = Wᵀ decoded element by element
 //   FrozenMatMulBackwardInput   dy: (N,Rows)  dx: (N,Cols)                    B = W
 // Two kernels: one thread per output (the CPU accelerator, where barriers are emulated with OS threads), and
-// 16×16 shared-memory tiles (CUDA), where each thread loads (and for frozen weights decodes) one element of each
-// tile. Both sum over the inner index in ascending order, so they give the same bits (barring FMA contraction).
+// 64×64 shared-memory tiles with 4×4 outputs per thread (CUDA). Both sum over the inner index in ascending
+// order with a separate multiply and add, so they give the same bits (barring FMA contraction by ptxas).
 public sealed partial class IlgpuBackend
 {
+    /// <summary>Threads per side of a tiled GEMM group (16×16 = 256 threads).</summary>
     internal const int Tile = 16;
+    /// <summary>Side of the output tile a group computes: Tile threads × 4 outputs each.</summary>
+    internal const int Block = 4 * Tile;
+    /// <summary>Inner-dimension depth of the shared-memory strips.</summary>
+    internal const int Depth = 16;
+    /// <summary>Row stride of a strip in shared memory, padded by one so that stores down a column hit distinct banks.</summary>
+    internal const int StripStride = Block + 1;
 
     private GemmKernels<DenseSource, DenseSource>? _denseGemm;
     private GemmKernels<DenseSource, FrozenSource>? _frozenGemm;
@@ -139,7 +146,7 @@ public sealed partial class IlgpuBackend
         var shape = new GemmShape { Rows = rows, Cols = cols, Inner = inner, Accumulate = accumulate ? 1 : 0 };
         if (_tiled)
         {
-            var grid = new Index2D((cols + Tile - 1) / Tile, (rows + Tile - 1) / Tile);
+            var grid = new Index2D((cols + Block - 1) / Block, (rows + Block - 1) / Block);
             kernels.Tiled!(new KernelConfig(grid, new Index2D(Tile, Tile)), a, b, c, shape);
         }
         else
@@ -179,32 +186,76 @@ public sealed partial class IlgpuBackend
         c[at] = s.Accumulate != 0 ? c[at] + sum : sum;
     }
 
-    // Same contract; group (Tile, Tile) computes a Tile×Tile block of c, staging Tile-wide strips of a and b in
-    // shared memory. Thread (tx, ty) loads a(row0+ty, p0+tx) and b(p0+ty, col0+tx), so a frozen b element is
-    // decoded once per group instead of once per output.
+    // Same contract, register-blocked: group (16, 16) computes a Block×Block (64×64) tile of c, each thread a 4×4
+    // micro-tile (rows row0 + ty + 16i, cols col0 + tx + 16j), from Depth-deep (16) strips of a and b staged in
+    // shared memory: per inner step a thread reads 4 + 4 values from shared memory for 16 multiply-adds. Each
+    // thread loads (and for a frozen b, decodes) 4 elements of each strip, consecutive lanes along the operand's
+    // contiguous index (x·wᵀ reads w along K, dyᵀ·x reads dy along M). Sums run over p in ascending order.
     private static void GemmTiledKernel<TA, TB>(TA a, TB b, ArrayView<float> c, GemmShape s)
         where TA : struct, IMatrixSource where TB : struct, IMatrixSource
     {
-        var tileA = SharedMemory.Allocate<float>(Tile * Tile);
-        var tileB = SharedMemory.Allocate<float>(Tile * Tile);
-        int tx = Group.IdxX, ty = Group.IdxY;
-        int row = Grid.IdxY * Tile + ty, col = Grid.IdxX * Tile + tx;
-        float sum = 0f;
-        for (int p0 = 0; p0 < s.Inner; p0 += Tile)
+        var stripA = SharedMemory.Allocate<float>(Depth * StripStride); // [p][m]
+        var stripB = SharedMemory.Allocate<float>(Depth * StripStride); // [p][n]
+        int tx = Group.IdxX, ty = Group.IdxY, lane = ty * Tile + tx;
+        int row0 = Grid.IdxY * Block, col0 = Grid.IdxX * Block;
+        // Consecutive lanes load along whichever index is contiguous in memory (uniform over the group).
+        bool aAlongInner = a.ColumnsContiguous, bAlongColumns = b.ColumnsContiguous;
+        Float4 acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int p0 = 0; p0 < s.Inner; p0 += Depth)
         {
-            int pa = p0 + tx, pb = p0 + ty;
-            tileA[ty * Tile + tx] = row < s.Rows && pa < s.Inner ? a.Load(row, pa) : 0f;
-            tileB[ty * Tile + tx] = pb < s.Inner && col < s.Cols ? b.Load(pb, col) : 0f;
+            for (int q = 0; q < Block * Depth / (Tile * Tile); q++)
+            {
+                int e = lane + q * Tile * Tile;
+                int am = aAlongInner ? e / Depth : e % Block, ap = aAlongInner ? e % Depth : e / Block;
+                int ar = row0 + am, apIndex = p0 + ap;
+                stripA[ap * StripStride + am] = ar < s.Rows && apIndex < s.Inner ? a.Load(ar, apIndex) : 0f;
+                int bn = bAlongColumns ? e % Block : e / Depth, bp = bAlongColumns ? e / Block : e % Depth;
+                int bc = col0 + bn, bpIndex = p0 + bp;
+                stripB[bp * StripStride + bn] = bpIndex < s.Inner && bc < s.Cols ? b.Load(bpIndex, bc) : 0f;
+            }
             Group.Barrier();
-            int steps = Math.Min(Tile, s.Inner - p0);
-            for (int t = 0; t < steps; t++) sum += tileA[ty * Tile + t] * tileB[t * Tile + tx];
+            int steps = Math.Min(Depth, s.Inner - p0);
+            for (int p = 0; p < steps; p++)
+            {
+                int at = p * StripStride;
+                var bv = new Float4(stripB[at + tx], stripB[at + tx + Tile], stripB[at + tx + 2 * Tile], stripB[at + tx + 3 * Tile]);
+                acc0 = Float4.MultiplyAdd(acc0, stripA[at + ty], bv);
+                acc1 = Float4.MultiplyAdd(acc1, stripA[at + ty + Tile], bv);
+                acc2 = Float4.MultiplyAdd(acc2, stripA[at + ty + 2 * Tile], bv);
+                acc3 = Float4.MultiplyAdd(acc3, stripA[at + ty + 3 * Tile], bv);
+            }
             Group.Barrier();
         }
-        if (row < s.Rows && col < s.Cols)
-        {
-            long at = (long)row * s.Cols + col;
-            c[at] = s.Accumulate != 0 ? c[at] + sum : sum;
-        }
+        StoreRow(c, s, row0 + ty, col0 + tx, acc0);
+        StoreRow(c, s, row0 + ty + Tile, col0 + tx, acc1);
+        StoreRow(c, s, row0 + ty + 2 * Tile, col0 + tx, acc2);
+        StoreRow(c, s, row0 + ty + 3 * Tile, col0 + tx, acc3);
+    }
+
+    private static void StoreRow(ArrayView<float> c, GemmShape s, int row, int col, Float4 values)
+    {
+        if (row >= s.Rows) return;
+        Store(c, s, row, col, values.X);
+        Store(c, s, row, col + Tile, values.Y);
+        Store(c, s, row, col + 2 * Tile, values.Z);
+        Store(c, s, row, col + 3 * Tile, values.W);
+    }
+
+    private static void Store(ArrayView<float> c, GemmShape s, int row, int col, float sum)
+    {
+        if (col >= s.Cols) return;
+        long at = (long)row * s.Cols + col;
+        c[at] = s.Accumulate != 0 ? c[at] + sum : sum;
+    }
+
+    /// <summary>Four accumulators of a micro-tile row, a value type so they live in registers.</summary>
+    internal readonly struct Float4(float x, float y, float z, float w)
+    {
+        public readonly float X = x, Y = y, Z = z, W = w;
+
+        /// <summary>acc + a·b, element-wise (a separate multiply and add, as the simple kernel).</summary>
+        public static Float4 MultiplyAdd(Float4 acc, float a, Float4 b) =>
+            new(acc.X + a * b.X, acc.Y + a * b.Y, acc.Z + a * b.Z, acc.W + a * b.W);
     }
 }
 

@@ -9,6 +9,9 @@ namespace EdgeTune.Kernels.Ilgpu;
 internal interface IMatrixSource
 {
     float Load(long r, long c);
+
+    /// <summary>Whether (r, c) and (r, c + 1) are neighbours in memory: the tiled GEMM walks that index across lanes so loads coalesce.</summary>
+    bool ColumnsContiguous { get; }
 }
 
 /// <summary>A dense float matrix read through strides: (r, c) ↦ data[r·rowStride + c·colStride]; transposes are free.</summary>
@@ -25,6 +28,8 @@ internal struct DenseSource : IMatrixSource
     }
 
     public readonly float Load(long r, long c) => Data[r * RowStride + c * ColStride];
+
+    public readonly bool ColumnsContiguous => ColStride == 1;
 }
 
 /// <summary>
@@ -48,4 +53,7 @@ internal struct FrozenSource : IMatrixSource
 
     public readonly float Load(long r, long c) =>
         Transposed != 0 ? FrozenDecode.Element(this, c, r) : FrozenDecode.Element(this, r, c);
+
+    /// <summary>W's rows are contiguous; read transposed, neighbours are down a column of the logical matrix.</summary>
+    public readonly bool ColumnsContiguous => Transposed == 0;
 }

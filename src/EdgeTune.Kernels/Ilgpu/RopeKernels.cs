@@ -41,7 +41,7 @@ public sealed partial class IlgpuBackend
         int t = (int)(rowHead / s.Heads % s.SeqLen);
         long head = rowHead * s.HeadDim;
         float angle = t * invFreq[j];
-        float cos = MathF.Cos(angle), sin = MathF.Sin(angle);
+        DeviceMath.SinCos(angle, out float sin, out float cos);
         if (s.Inverse != 0) sin = -sin;
         long ia = head + (s.Interleaved != 0 ? 2 * j : j);
         long ib = head + (s.Interleaved != 0 ? 2 * j + 1 : j + half);

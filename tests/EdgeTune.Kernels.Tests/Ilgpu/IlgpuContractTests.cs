@@ -7,8 +7,9 @@ namespace EdgeTune.Kernels.Tests.Ilgpu;
 
 /// <summary>
 /// The shared backend contract on ILGPU's CPU accelerator with the one-thread-per-output kernels. Sizes shrink to
-/// [1, 17]: the accelerator emulates GPU threads (ARCHITECTURE.md, decision 1), and 1025 adds minutes, not coverage
-/// (IlgpuKernelTests runs 1025 and 8197 where the op is cheap).
+/// [1, 17]: the accelerator emulates GPU threads and group barriers (ARCHITECTURE.md, decision 1), so 1025 rows of
+/// the row-reduction kernels alone take 20 s on two cores and quadruple the suite (measured: 10 s → 40 s), while
+/// IlgpuKernelTests already runs 1025 and 8197 where they cover something (elementwise lengths, 1025 columns).
 /// </summary>
 public sealed class IlgpuCpuAcceleratorTests : BackendContractTests
 {
@@ -23,13 +24,15 @@ public sealed class IlgpuCpuAcceleratorTests : BackendContractTests
 /// <see cref="BackendContractTests"/> through reflection against a CUDA backend and reports every failure; without
 /// a device it is reported as skipped, with the reason.
 /// </summary>
-public sealed class IlgpuCudaTests
+public sealed class IlgpuCudaTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     [CudaFact]
     public void BackendContractOnCuda()
     {
         var failures = new List<string>();
         int cases = 0;
+        // One backend for every case: kernels compile once. The suites are not disposed (that would dispose it).
+        using var backend = IlgpuBackend.Cuda();
         var methods = typeof(BackendContractTests).GetMethods(BindingFlags.Public | BindingFlags.Instance)
             .Where(m => m.GetCustomAttributes<FactAttribute>().Any());
         foreach (var method in methods)
@@ -39,7 +42,7 @@ public sealed class IlgpuCudaTests
             foreach (var row in rows)
             {
                 cases++;
-                using var suite = new CudaContract();
+                var suite = new CudaContract(backend);
                 try
                 {
                     method.Invoke(suite, row);
@@ -67,6 +70,7 @@ public sealed class IlgpuCudaTests
     {
         if (CudaFactAttribute.HasCuda) return; // only meaningful on a machine without CUDA
         var error = Assert.Throws<EdgeTuneException>(() => IlgpuBackend.Cuda());
+        output.WriteLine(error.Message);
         Assert.Contains("no CUDA device found (ILGPU saw: ", error.Message);
         Assert.EndsWith("use --device cpu", error.Message);
         error = Assert.Throws<EdgeTuneException>(() => Backends.Create("cuda", 1));
@@ -89,9 +93,9 @@ public sealed class IlgpuCudaTests
         Assert.Throws<EdgeTuneException>(() => Backends.Create("tpu", 1));
     }
 
-    private sealed class CudaContract : BackendContractTests
+    private sealed class CudaContract(IlgpuBackend backend) : BackendContractTests
     {
-        protected override IComputeBackend CreateBackend() => IlgpuBackend.Cuda();
+        protected override IComputeBackend CreateBackend() => backend;
     }
 }
 
@@ -105,5 +109,30 @@ public sealed class CudaFactAttribute : FactAttribute
     public CudaFactAttribute()
     {
         if (!HasCuda) Skip = "no CUDA device: ILGPU sees none on this machine (CI has no GPU)";
+    }
+}
+
+/// <summary>
+/// <see cref="IlgpuBenchmark"/>: tiny shapes on the CPU accelerator (the benchmark code runs), full shapes on CUDA
+/// where present (the figures; run with --logger "console;verbosity=detailed" to see them).
+/// </summary>
+public sealed class IlgpuCudaBenchmark(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [Fact]
+    public void RunsOnTheCpuAcceleratorAtTinyShapes()
+    {
+        using var backend = IlgpuBackend.CpuAccelerator();
+        var lines = new List<string>();
+        IlgpuBenchmark.Run(backend, lines.Add, repeat: 1, small: true);
+        foreach (var line in lines) output.WriteLine(line);
+        Assert.Equal(11, lines.Count);
+        Assert.All(lines.Skip(1), line => Assert.Contains("GFLOP/s", line));
+    }
+
+    [CudaFact]
+    public void Figures()
+    {
+        using var backend = IlgpuBackend.Cuda();
+        IlgpuBenchmark.Run(backend, output.WriteLine);
     }
 }

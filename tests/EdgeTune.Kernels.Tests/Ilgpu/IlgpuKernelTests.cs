@@ -103,6 +103,7 @@ public abstract class IlgpuDeviceDependentTests(IlgpuBackend backend) : IlgpuTes
     [InlineData(1, 1, 1)]
     [InlineData(17, 33, 5)]
     [InlineData(3, 40, 19)]
+    [InlineData(70, 33, 130)] // several 64×64 tiles with ragged edges in every dimension
     public void MatMulAndBothBackwards(int n, int k, int m)
     {
         foreach (bool accumulate in new[] { false, true })
@@ -479,4 +480,27 @@ public sealed class IlgpuTiledKernelTests(TiledCpuAcceleratorFixture fixture)
 {
     [Fact]
     public void UsesSharedMemoryTiles() => Assert.True(B.TiledMatMul);
+
+    [Fact]
+    public void TiledAndSimpleGemmsAgreeBitForBit()
+    {
+        // Both sum over the inner index in ascending order with a separate multiply and add.
+        int n = 70, k = 33, m = 130;
+        var x = TestData.Gaussian(n * k, 80);
+        var w = TestData.Gaussian(m * k, 81);
+        float[] Run(IlgpuBackend backend)
+        {
+            using var xb = backend.Allocate(x.Length);
+            using var wb = backend.Allocate(w.Length);
+            using var yb = backend.Allocate(n * m);
+            backend.Upload(x, xb);
+            backend.Upload(w, wb);
+            backend.MatMul(xb, wb, yb, n, k, m, accumulate: false);
+            var y = new float[n * m];
+            backend.Download(yb, y);
+            return y;
+        }
+        using var simple = IlgpuBackend.CpuAccelerator();
+        Assert.Equal(Run(simple), Run(B));
+    }
 }
