@@ -101,6 +101,7 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
             checkpoint_every = 50
             [eval]
             task = "extraction"
+            primary_metric = "field_accuracy"
             system_prompt = {JsonSerializer.Serialize(SupportTickets.SystemPrompt)}
             few_shot = 3
             max_new_tokens = 40
