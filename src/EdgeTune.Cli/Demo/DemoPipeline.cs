@@ -38,7 +38,7 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
         string models = Path.Combine(work, "models"), runs = Path.Combine(work, "runs");
         Directory.CreateDirectory(models);
         Directory.CreateDirectory(runs);
-        const int maxSeqLen = 160;
+        const int maxSeqLen = 192;
 
         // 2 before 1: the data check counts tokens with the model's tokenizer and chat template.
         Step(1, "base model: a tiny llama given general ability by a short pre-training (stands in for a real 1–7B checkpoint)");

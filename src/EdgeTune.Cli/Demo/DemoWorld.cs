@@ -40,13 +40,15 @@ internal static class DemoWorld
         int caught = planted.Count(p => flagged.Contains(p.Line));
         o.WriteLine($"  planted defects found: {caught} of {planted.Count}");
 
-        // The fix a user would make: drop every flagged line (a real project would correct them instead).
+        // The fix a user would make: drop the lines with a defect (a real project would correct them instead). Near-duplicates
+        // stay: templated tickets resemble each other, and the split keeps each cluster on one side, so they cannot leak.
+        var defective = report.Findings.Where(f => f.Severity != Severity.Info && f.Line > 0 && f.Kind != "near-duplicate").Select(f => f.Line).ToHashSet();
         string clean = Path.Combine(dataDir, "tickets-clean.jsonl");
         using (var w = new StreamWriter(clean))
         {
             long line = 0;
             foreach (var text in File.ReadLines(raw))
-                if (!flagged.Contains(++line)) w.WriteLine(text);
+                if (!defective.Contains(++line)) w.WriteLine(text);
         }
         string datasetDir = Path.Combine(dataDir, "v1");
         var split = DatasetSplitter.Split([clean], datasetDir, new SplitOptions { Test = 0.15, Eval = 0.05, Seed = 7 });
