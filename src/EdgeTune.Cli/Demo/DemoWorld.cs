@@ -10,7 +10,7 @@ namespace EdgeTune.Cli.Demo;
 /// <summary>How big the demo's world is: the full run, or the fast one the tests use.</summary>
 internal sealed record DemoScale(int Tickets, int GeneralTexts, int PretrainSteps, int TuneSteps, int TestLimit, int Embedding, int Layers, int FeedForward)
 {
-    public static readonly DemoScale Full = new(Tickets: 3000, GeneralTexts: 4000, PretrainSteps: 600, TuneSteps: 1200, TestLimit: 200, Embedding: 128, Layers: 4, FeedForward: 344);
+    public static readonly DemoScale Full = new(Tickets: 3000, GeneralTexts: 4000, PretrainSteps: 500, TuneSteps: 1000, TestLimit: 200, Embedding: 128, Layers: 4, FeedForward: 344);
     public static readonly DemoScale Fast = new(Tickets: 900, GeneralTexts: 1500, PretrainSteps: 250, TuneSteps: 500, TestLimit: 60, Embedding: 96, Layers: 2, FeedForward: 256);
 }
 
