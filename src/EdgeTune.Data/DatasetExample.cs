@@ -101,13 +101,7 @@ public static class TextHash
     }
 
     /// <summary>SplitMix64's finaliser: spreads a seed-mixed value over all 64 bits.</summary>
-    public static ulong Mix(ulong x)
-    {
-        x += 0x9E3779B97F4A7C15UL;
-        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
-        return x ^ (x >> 31);
-    }
+    public static ulong Mix(ulong x) => Core.Numerics.SplitMix64.Finalize(x + Core.Numerics.SplitMix64.Golden);
 
     public static string Hex(ulong h) => h.ToString("x16");
 }

@@ -71,7 +71,7 @@ internal static class BenchCommand
 
             var runtime = new LlamaCppRuntime();
             var report = console.WithProgress("bench", progress =>
-                Benchmark.Run(runtime, request, new SyncProgress(b => progress((double)b.Repetition / b.Total,
+                Benchmark.Run(runtime, request, new SyncProgress<BenchProgress>(b => progress((double)b.Repetition / b.Total,
                     b.Phase == "done" ? "done" : $"repetition {b.Repetition + 1}/{b.Total}{(b.Warmup ? " (warm-up)" : "")}")), cancellationToken));
 
             string dir = parse.GetValue(outDir)!;
@@ -167,10 +167,5 @@ internal static class BenchCommand
     {
         var stems = paths.Select(Path.GetFileNameWithoutExtension).ToList();
         return stems.Distinct().Count() == stems.Count ? stems! : paths.Select(p => Path.ChangeExtension(p, null)).ToList();
-    }
-
-    private sealed class SyncProgress(Action<BenchProgress> report) : IProgress<BenchProgress>
-    {
-        public void Report(BenchProgress value) => report(value);
     }
 }

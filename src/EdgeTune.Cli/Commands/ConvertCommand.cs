@@ -50,7 +50,7 @@ internal static class ConvertCommand
                     {
                         foreach (var (key, value) in vocabulary) metadata.Set(key, value);
                     },
-                    new SyncProgress(p => report((double)p.Done / Math.Max(1, p.Total), p.Name)),
+                    new SyncProgress<(int Done, int Total, string Name)>(p => report((double)p.Done / Math.Max(1, p.Total), p.Name)),
                     cancellationToken));
             timer.Stop();
 
@@ -73,10 +73,5 @@ internal static class ConvertCommand
             return Task.FromResult(CliApp.Success);
         });
         return command;
-    }
-
-    private sealed class SyncProgress(Action<(int Done, int Total, string Name)> report) : IProgress<(int Done, int Total, string Name)>
-    {
-        public void Report((int Done, int Total, string Name) value) => report(value);
     }
 }

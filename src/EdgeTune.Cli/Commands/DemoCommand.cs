@@ -116,7 +116,7 @@ internal static class DemoCommand
             string path = Path.Combine(work, $"demo-{name.ToLowerInvariant()}.gguf");
             var timer = Stopwatch.StartNew();
             var result = console.WithProgress($"quantize {name}", report => GgufQuantizer.Run(basePath, path, fileType,
-                new QuantizeOptions { Threads = threads }, new Progress(report)));
+                new QuantizeOptions { Threads = threads }, new SyncProgress<QuantizeProgress>(p => report((double)p.BytesDone / Math.Max(1, p.BytesTotal), p.Tensor))));
             timer.Stop();
             var logits = LlamaCppRunner.Logits(path, prompt, threads);
             var (rmse, relative, agree) = Compare(reference, logits);
@@ -157,10 +157,5 @@ internal static class DemoCommand
         int best = 0;
         for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;
         return best;
-    }
-
-    private sealed class Progress(Action<double, string> report) : IProgress<QuantizeProgress>
-    {
-        public void Report(QuantizeProgress p) => report((double)p.BytesDone / Math.Max(1, p.BytesTotal), p.Tensor);
     }
 }

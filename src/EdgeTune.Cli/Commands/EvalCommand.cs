@@ -172,7 +172,7 @@ internal static class EvalCommand
     {
         string? last = null;
         int lastDecile = -1;
-        var progress = new Progress(stage =>
+        var progress = new SyncProgress<EvalStage>(stage =>
         {
             if (stage.Stage != last) { last = stage.Stage; lastDecile = -1; }
             int decile = stage.Total == 0 ? 10 : stage.Done * 10 / stage.Total;
@@ -182,12 +182,6 @@ internal static class EvalCommand
         });
         return Evaluator.Run(plan, progress);
     }
-
-    private sealed class Progress(Action<EvalStage> report) : IProgress<EvalStage>
-    {
-        public void Report(EvalStage value) => report(value);
-    }
-
     private static void PrintTable(CliConsole console, EvalOutcome o)
     {
         var names = o.Runners.SelectMany(r => r.Metrics.Select(m => m.Name)).Distinct().ToList();

@@ -17,13 +17,7 @@ public sealed class SeededRandom(ulong seed)
 {
     private ulong _state = seed;
 
-    public ulong NextULong()
-    {
-        ulong z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    public ulong NextULong() => Core.Numerics.SplitMix64.Next(ref _state);
 
     /// <summary>Uniform in [0, n) (multiply-shift; the bias is below 2^-32 for the sizes used here).</summary>
     public int Next(int n) => (int)((NextULong() >> 32) * (ulong)n >> 32);

@@ -69,11 +69,7 @@ public sealed class Sampler
 
         public double NextDouble()
         {
-            ulong z = _state += 0x9E3779B97F4A7C15UL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            z ^= z >> 31;
-            return (z >> 11) * (1.0 / (1UL << 53)); // 53 random bits → [0, 1)
+            return Core.Numerics.SplitMix64.NextDouble(ref _state);
         }
     }
 }

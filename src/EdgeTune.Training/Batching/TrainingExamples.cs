@@ -70,8 +70,7 @@ public static class TrainingExamples
         ulong state = Model.TrainableLlama.Mix(seed ^ (0x45504F43UL + (ulong)epoch * 0x9E3779B97F4A7C15UL));
         for (int i = count - 1; i > 0; i--)
         {
-            state += 0x9E3779B97F4A7C15UL;
-            int j = (int)(Model.TrainableLlama.Mix(state) % (ulong)(i + 1));
+            int j = (int)(Core.Numerics.SplitMix64.Next(ref state) % (ulong)(i + 1));
             (order[i], order[j]) = (order[j], order[i]);
         }
         return order;

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using EdgeTune.Core;
+using EdgeTune.Core.Numerics;
 using EdgeTune.Core.Quantization;
 using EdgeTune.Kernels;
 using EdgeTune.Models.Architectures;
@@ -227,19 +228,10 @@ public sealed class TrainableLlama : IDisposable
         ulong state = Mix(seed ^ Mix(0x4C6F5241UL + (ulong)layer * 131 + (ulong)target));
         float bound = 1f / MathF.Sqrt(inDim);
         for (int i = 0; i < a.Length; i++)
-        {
-            state += 0x9E3779B97F4A7C15UL;
-            double u = (Mix(state) >> 11) * (1.0 / (1UL << 53));
-            a[i] = (float)((2 * u - 1) * bound);
-        }
+            a[i] = (float)((2 * SplitMix64.NextDouble(ref state) - 1) * bound);
     }
 
-    internal static ulong Mix(ulong z)
-    {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    internal static ulong Mix(ulong z) => SplitMix64.Finalize(z);
 
     private T Own<T>(T d) where T : IDisposable
     {
