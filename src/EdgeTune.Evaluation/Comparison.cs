@@ -1,3 +1,4 @@
+using EdgeTune.Inference;
 using EdgeTune.Core;
 using EdgeTune.Data;
 using EdgeTune.Evaluation.Runners;
@@ -143,7 +144,7 @@ public static class GeneralText
     }
 
     /// <summary>Perplexity of base and tuned on <paramref name="text"/> (exp of total NLL over total tokens).</summary>
-    public static ForgettingResult Measure(IModelEngine baseEngine, IModelEngine tunedEngine, string text, string source)
+    public static ForgettingResult Measure(IInferenceModel baseEngine, IInferenceModel tunedEngine, string text, string source)
     {
         var (bn, bt) = EvalRunner.TextNll(baseEngine, text);
         var (tn, tt) = EvalRunner.TextNll(tunedEngine, text);

@@ -1,3 +1,4 @@
+using EdgeTune.Inference;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using EdgeTune.Core;
@@ -56,8 +57,8 @@ public static class Evaluator
     /// The engine for the base model (and the adapter): llama.cpp when <paramref name="llamaCpp"/>, else the reference
     /// forward. Base and tuned are opened with the same choice, so their comparison is not a comparison of runtimes.
     /// </summary>
-    public static IModelEngine OpenEngine(string model, string? adapter, int threads, bool llamaCpp) =>
-        llamaCpp ? new LlamaCppEngine(model, adapter, threads) : new ReferenceEngine(model, adapter);
+    public static IInferenceModel OpenEngine(string model, string? adapter, int threads, bool llamaCpp) =>
+        llamaCpp ? Engines.LlamaCpp(model, adapter, threads) : Engines.Reference(model, adapter);
 
     public static ChatTemplate Template(string model, string? overrideText)
     {
@@ -80,7 +81,7 @@ public static class Evaluator
         var zeroShot = new PromptStyle { SystemPrompt = plan.SystemPrompt };
         bool scoreNll = Scoring.MetricNames(plan.Scoring).Any(n => n is "nll" or "perplexity");
 
-        void RunOne(string name, IModelEngine engine, PromptStyle style)
+        void RunOne(string name, IInferenceModel engine, PromptStyle style)
         {
             var runner = new EvalRunner(name, engine, template, style, plan.MaxNewTokens);
             var report = progress is null ? null : new SyncProgress(p => progress.Report(new EvalStage(p.Runner, p.Done, p.Total)));
@@ -110,7 +111,7 @@ public static class Evaluator
         }
         if (plan.Gguf is not null)
         {
-            using var exported = new LlamaCppEngine(plan.Gguf, plan.GgufAdapter, plan.Threads);
+            using var exported = Engines.LlamaCpp(plan.Gguf, plan.GgufAdapter, plan.Threads);
             RunOne(Comparer.Exported, exported, zeroShot);
         }
 

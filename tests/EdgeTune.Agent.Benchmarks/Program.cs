@@ -161,7 +161,7 @@ return 0;
 Block Direct()
 {
     int before = Process.GetCurrentProcess().Threads.Count;
-    LlamaSharpRuntime.EnsureNativeLoaded(null);
+    EdgeTune.Inference.LlamaCpp.LlamaCppNative.EnsureLoaded();
     var parameters = new ModelParams(model)
     {
         ContextSize = Context,
@@ -223,7 +223,7 @@ async Task<Block> Agent(bool log)
 {
     int before = Process.GetCurrentProcess().Threads.Count;
     Timed? timed = null;
-    var app = AgentApp.Build(AgentConfig.Load(WriteConfig(log)), c => timed = new Timed(new LlamaSharpRuntime(c.Model)));
+    var app = AgentApp.Build(AgentConfig.Load(WriteConfig(log)), c => timed = new Timed(ModelHost.Open(c.Model)));
     await app.StartAsync();
     var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     var runs = new List<(double Ms, int Tokens)>();
@@ -296,20 +296,28 @@ internal sealed record Block(List<(double Ms, int Tokens)> Runs, Dictionary<stri
     public double P95 => Sorted[(int)Math.Min(Sorted.Length - 1, Math.Ceiling(Sorted.Length * 0.95) - 1)];
 }
 
-/// <summary>The agent's runtime, timed from the endpoint's side of GenerateAsync.</summary>
-internal sealed class Timed(LlamaSharpRuntime inner) : ITextRuntime
+/// <summary>The agent's model, timed from the endpoint's side of GenerateAsync.</summary>
+internal sealed class Timed(EdgeTune.Inference.IInferenceModel inner) : EdgeTune.Inference.IInferenceModel
 {
     public List<double> Ms { get; } = [];
     public string ModelName => inner.ModelName;
+    public string Description => inner.Description;
+    public EdgeTune.Inference.IInferenceRuntime Runtime => inner.Runtime;
+    public EdgeTune.Inference.InferenceCapabilities Capabilities => inner.Capabilities;
     public int ContextSize => inner.ContextSize;
+    public int VocabularySize => inner.VocabularySize;
+    public int? BosId => inner.BosId;
     public IReadOnlyList<string> Adapters => inner.Adapters;
     public string? ActiveAdapter => inner.ActiveAdapter;
+    public string? EndOfTurnText => inner.EndOfTurnText;
     public void SetAdapter(string? name) => inner.SetAdapter(name);
-    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => inner.ApplyChatTemplate(messages);
-    public int[] Tokenize(string prompt) => inner.Tokenize(prompt);
-    public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken) =>
+    public string ApplyChatTemplate(IReadOnlyList<EdgeTune.Models.Chat.ChatMessage> messages, bool addAssistant = true) => inner.ApplyChatTemplate(messages, addAssistant);
+    public int[] Tokenize(string text, bool addSpecial = true, bool parseSpecial = true) => inner.Tokenize(text, addSpecial, parseSpecial);
+    public float[] Logits(int[] tokens, int from = 0) => inner.Logits(tokens, from);
+    public T Run<T>(Func<EdgeTune.Inference.IDecodeSession, T> work, CancellationToken cancellationToken = default) => inner.Run(work, cancellationToken);
+    public EdgeTune.Inference.GenerationResult Generate(int[] promptTokens, EdgeTune.Inference.SamplingSettings sampling, Action<string>? onText, CancellationToken cancellationToken) =>
         inner.Generate(promptTokens, sampling, onText, cancellationToken);
-    public async Task<GenerationResult> GenerateAsync(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken)
+    public async Task<EdgeTune.Inference.GenerationResult> GenerateAsync(int[] promptTokens, EdgeTune.Inference.SamplingSettings sampling, Action<string>? onText, CancellationToken cancellationToken)
     {
         long start = Stopwatch.GetTimestamp();
         var result = await inner.GenerateAsync(promptTokens, sampling, onText, cancellationToken);

@@ -33,8 +33,8 @@ public class EndToEndTests
         string model = dir.File("model.gguf");
         var template = ChatTemplate.FromText(TinyTask.ChatMl);
         var items = Evaluator.ReadExamples(dir.File("test.jsonl"), FieldMapping.Default).Take(3).Select(EvalItem.From).ToList();
-        using var ours = new EvalRunner("ref", new ReferenceEngine(model), template, new PromptStyle { SystemPrompt = "Be brief." }, 4);
-        using var llama = new EvalRunner("llama", new LlamaCppEngine(model, threads: 2), template, new PromptStyle { SystemPrompt = "Be brief." }, 4);
+        using var ours = new EvalRunner("ref", Engines.Reference(model), template, new PromptStyle { SystemPrompt = "Be brief." }, 4);
+        using var llama = new EvalRunner("llama", Engines.LlamaCpp(model, threads: 2), template, new PromptStyle { SystemPrompt = "Be brief." }, 4);
         foreach (var item in items)
         {
             var a = ours.Answer(item, scoreReference: true, default);
@@ -47,8 +47,8 @@ public class EndToEndTests
         }
         // With the task adapter merged (reference forward) or attached (llama.cpp), both say the same.
         TinyTask.WriteAdapter(dir.File("hello.gguf"), zero: false);
-        using var oursTuned = new EvalRunner("ref", new ReferenceEngine(model, dir.File("hello.gguf")), template, new PromptStyle(), 2);
-        using var llamaTuned = new EvalRunner("llama", new LlamaCppEngine(model, dir.File("hello.gguf"), threads: 2), template, new PromptStyle(), 2);
+        using var oursTuned = new EvalRunner("ref", Engines.Reference(model, dir.File("hello.gguf")), template, new PromptStyle(), 2);
+        using var llamaTuned = new EvalRunner("llama", Engines.LlamaCpp(model, dir.File("hello.gguf"), threads: 2), template, new PromptStyle(), 2);
         foreach (var item in items)
         {
             var a = oursTuned.Answer(item, scoreReference: true, default);

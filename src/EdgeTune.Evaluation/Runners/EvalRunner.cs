@@ -1,3 +1,4 @@
+using EdgeTune.Inference;
 using System.Diagnostics;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -80,12 +81,12 @@ public sealed record PromptStyle
 /// appended to <c>answers-NAME.jsonl</c> in the run folder as they come, so an interrupted run resumes where it
 /// stopped (answers already there, by example id, are not recomputed).
 /// </summary>
-public sealed class EvalRunner(string name, IModelEngine engine, ChatTemplate template, PromptStyle style, int maxNewTokens) : IDisposable
+public sealed class EvalRunner(string name, IInferenceModel engine, ChatTemplate template, PromptStyle style, int maxNewTokens) : IDisposable
 {
     private static readonly JsonSerializerOptions JsonLine = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public string Name { get; } = name;
-    public IModelEngine Engine { get; } = engine;
+    public IInferenceModel Engine { get; } = engine;
     public string Description => Engine.Description + (style.Shots.Count > 0 ? $", {style.Shots.Count}-shot" : "");
 
     public string Render(EvalItem item) => template.Apply(style.Messages(item), addGenerationPrompt: true);
@@ -95,11 +96,11 @@ public sealed class EvalRunner(string name, IModelEngine engine, ChatTemplate te
     {
         string text = Render(item);
         int[] prompt = Engine.EncodePrompt(text);
-        if (prompt.Length + 1 > Engine.ContextLength)
-            throw new EdgeTuneException($"{item.Source}: the {Name} prompt is {prompt.Length} tokens, over the context of {Engine.ContextLength}" +
+        if (prompt.Length + 1 > Engine.ContextSize)
+            throw new EdgeTuneException($"{item.Source}: the {Name} prompt is {prompt.Length} tokens, over the context of {Engine.ContextSize}" +
                                         (style.Shots.Count > 0 ? " (lower [eval] few_shot)" : ""));
         var clock = Stopwatch.StartNew();
-        var (answer, tokens) = Engine.Generate(prompt, Math.Min(maxNewTokens, Engine.ContextLength - prompt.Length), cancellationToken);
+        var (answer, tokens) = Engine.GenerateGreedy(prompt, Math.Min(maxNewTokens, Engine.ContextSize - prompt.Length), cancellationToken);
         double seconds = clock.Elapsed.TotalSeconds;
         double? nll = null;
         int refTokens = 0;
@@ -112,7 +113,7 @@ public sealed class EvalRunner(string name, IModelEngine engine, ChatTemplate te
                 ? whole[prompt.Length..]
                 : Engine.EncodePlain(item.Reference);
             int[] all = [.. prompt, .. reference];
-            if (reference.Length > 0 && all.Length <= Engine.ContextLength)
+            if (reference.Length > 0 && all.Length <= Engine.ContextSize)
             {
                 nll = -Engine.LogProbs(all, prompt.Length).Sum();
                 refTokens = reference.Length;
@@ -182,10 +183,10 @@ public sealed class EvalRunner(string name, IModelEngine engine, ChatTemplate te
     }
 
     /// <summary>Perplexity material of a text: sum of −log p and token count, in windows of the context length (BOS first when the tokenizer has one).</summary>
-    public static (double Nll, int Tokens) TextNll(IModelEngine engine, string text)
+    public static (double Nll, int Tokens) TextNll(IInferenceModel engine, string text)
     {
         int[] ids = engine.EncodePlain(text);
-        int window = Math.Max(2, engine.ContextLength - 1);
+        int window = Math.Max(2, engine.ContextSize - 1);
         double nll = 0;
         int count = 0;
         for (int start = 0; start < ids.Length; start += window)
