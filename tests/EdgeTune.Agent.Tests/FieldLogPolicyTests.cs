@@ -153,6 +153,78 @@ public sealed class FieldLogPolicyTests
             r.Apply("mail ann.lee@example.com or call +1 (555) 123-4567 about order #8812."));
     }
 
+    [Theory]
+    // Payment cards: redacted only when the Luhn digit holds, grouped or not, wherever they sit.
+    [InlineData("card 4111 1111 1111 1111 expires", "card [x] expires")]
+    [InlineData("card 4111-1111-1111-1111.", "card [x].")]
+    [InlineData("pay with 5500005555555559 now", "pay with [x] now")]
+    [InlineData("amex 3782 822463 10005", "amex [x]")]
+    [InlineData("ref 12 4111 1111 1111 1111 2024", "ref 12 [x] 2024")]
+    [InlineData("order 4111 1111 1111 1112 shipped", "order 4111 1111 1111 1112 shipped")]
+    [InlineData("tracking 1234567890123456", "tracking 1234567890123456")]
+    // IBANs: redacted only when mod-97 holds; words after one are kept.
+    [InlineData("IBAN DE89 3704 0044 0532 0130 00 OK", "IBAN [x] OK")]
+    [InlineData("to GB82WEST12345698765432 please", "to [x] please")]
+    [InlineData("to gb82 west 1234 5698 7654 32", "to [x]")]
+    [InlineData("not DE89 3704 0044 0532 0130 02", "not DE89 3704 0044 0532 0130 02")]
+    // Phone numbers: international, trunk-0 or grouped, 8 to 15 digits; dates, versions and bare order numbers stay.
+    [InlineData("call +49 30 1234567 today", "call [x] today")]
+    [InlineData("call 030 12345678", "call [x]")]
+    [InlineData("call (555) 123-4567", "call [x]")]
+    [InlineData("call 0044 20 7946 0958", "call [x]")]
+    [InlineData("since 2024-01-15 and 15.01.2024", "since 2024-01-15 and 15.01.2024")]
+    [InlineData("version 1.2.3, ticket 5551234567, room 12-34", "version 1.2.3, ticket 5551234567, room 12-34")]
+    // E-mail.
+    [InlineData("from ann.lee+support@mail.example.co.uk:", "from [x]:")]
+    public void Default_rules_redact_checked_pii_and_keep_look_alikes(string text, string expected) =>
+        Assert.Equal(expected, new Redactor(Redactor.DefaultRules, "[x]").Apply(text));
+
+    [Fact]
+    public void Luhn_and_iban_checks()
+    {
+        Assert.True(Redactor.Luhn("4111 1111 1111 1111"));
+        Assert.False(Redactor.Luhn("4111 1111 1111 1112"));
+        Assert.False(Redactor.Luhn("0000 0000 0000")); // 12 digits: too short for a card
+        Assert.True(Redactor.Iban("DE89370400440532013000"));
+        Assert.True(Redactor.Iban("NL91 ABNA 0417 1643 00"));
+        Assert.False(Redactor.Iban("NL91 ABNA 0417 1643 01"));
+        Assert.False(Redactor.Iban("DE89"));
+    }
+
+    [Fact]
+    public async Task Redaction_is_on_by_default_and_an_empty_list_turns_it_off()
+    {
+        const string text = "I am bob@corp.example, card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, phone +49 30 1234567";
+        foreach (var (extra, redacted) in new[] { ("", true), ("redact = []", false) })
+        {
+            var agent = new AgentFixture(8, null, extra: extra);
+            await agent.InitializeAsync();
+            try
+            {
+                var (status, body) = await agent.Client.PostJson("/v1/chat/completions", new { model = "tiny", max_tokens = 2, messages = new[] { new { role = "user", content = text } } });
+                Assert.Equal(200, status);
+                var (fs, _) = await agent.Client.PostJson("/v1/feedback", new { completion_id = body.GetProperty("id").GetString(), corrected = "mail bob@corp.example", comment = "call 030 12345678" });
+                Assert.Equal(200, fs);
+                var example = Assert.Single((await agent.Client.FieldData(0)).Examples);
+                if (redacted)
+                {
+                    Assert.Equal("I am [redacted], card [redacted], IBAN [redacted], phone [redacted]", example.Messages[0].Content);
+                    Assert.Equal("mail [redacted]", example.Messages[^1].Content);
+                    Assert.Equal("call [redacted]", example.Metadata.Feedback!.Comment);
+                }
+                else
+                {
+                    Assert.Equal(text, example.Messages[0].Content);
+                    Assert.Equal("mail bob@corp.example", example.Messages[^1].Content);
+                }
+            }
+            finally
+            {
+                await agent.DisposeAsync();
+            }
+        }
+    }
+
     [Fact]
     public async Task Redaction_and_opt_out_apply_before_anything_is_stored()
     {

@@ -14,18 +14,22 @@ public sealed class Redactor
     /// <summary>What the field log redacts when <c>field_log.redact</c> is not given (<c>redact = []</c> turns redaction off).</summary>
     public static readonly IReadOnlyList<string> DefaultRules = ["email", "card", "iban", "phone"];
 
-    private sealed record Rule(Regex Candidate, Func<string, bool>? Valid);
+    /// <param name="Search">Whether a candidate that fails its check is cut to its longest valid prefix and searched
+    /// again from its next group (a number with a check digit can follow or precede other text); otherwise a
+    /// candidate is taken whole or not at all.</param>
+    private sealed record Rule(Regex Candidate, Func<string, bool>? Valid, bool Search);
 
-    private static readonly Dictionary<string, (string Pattern, Func<string, bool>? Valid)> BuiltIn = new(StringComparer.Ordinal)
+    private static readonly Dictionary<string, (string Pattern, Func<string, bool>? Valid, bool Search)> BuiltIn = new(StringComparer.Ordinal)
     {
-        ["email"] = (@"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", null),
+        ["email"] = (@"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", null, false),
         // 13 to 19 digits, optionally grouped by spaces or hyphens; kept only when the Luhn check digit holds.
-        ["card"] = (@"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w])", Luhn),
+        ["card"] = (@"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w])", Luhn, true),
         // Country code, check digits, 11 to 30 letters or digits, optionally in groups; kept only when mod-97 = 1.
-        ["iban"] = (@"(?<![\w])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![\w])", Iban),
-        // An optional + or 00 prefix, then digits with spaces, dots, hyphens, slashes or parentheses.
-        ["phone"] = (@"(?<![\w+])(?:\+|\(\+?)?\d[\d ()./-]{5,}\d(?![\w])", Phone),
-        ["ipv4"] = (@"\b(?:\d{1,3}\.){3}\d{1,3}\b", null),
+        ["iban"] = (@"(?<![\w])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![\w])", Iban, true),
+        // An optional + or 00 prefix, then digits with spaces, dots, hyphens, slashes or parentheses; whole or not at
+        // all (a part of a longer digit sequence is not a phone number).
+        ["phone"] = (@"(?<![\w+])(?:\+|\(\+?)?\d[\d ()./-]{5,}\d(?![\w])", Phone, false),
+        ["ipv4"] = (@"\b(?:\d{1,3}\.){3}\d{1,3}\b", null, false),
     };
 
     private readonly Rule[] _rules;
@@ -38,8 +42,8 @@ public sealed class Redactor
     }
 
     private static Rule Compile(string rule) => BuiltIn.TryGetValue(rule, out var b)
-        ? new Rule(new Regex(b.Pattern, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)), b.Valid)
-        : new Rule(Validate(rule), null);
+        ? new Rule(new Regex(b.Pattern, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)), b.Valid, b.Search)
+        : new Rule(Validate(rule), null, false);
 
     /// <summary>The rule as a regular expression (a built-in name, or the text itself); throws ArgumentException when it is not one.</summary>
     public static Regex Validate(string rule) =>
@@ -50,7 +54,9 @@ public sealed class Redactor
     public string Apply(string text)
     {
         foreach (var rule in _rules)
-            text = rule.Valid is null ? rule.Candidate.Replace(text, _replacement) : ReplaceChecked(text, rule);
+            text = rule.Valid is null ? rule.Candidate.Replace(text, _replacement)
+                : rule.Search ? ReplaceChecked(text, rule)
+                : rule.Candidate.Replace(text, m => rule.Valid(m.Value) ? _replacement : m.Value);
         return text;
     }
 
