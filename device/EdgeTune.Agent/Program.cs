@@ -33,8 +33,7 @@ try
 }
 catch (UsageException e)
 {
-    Console.Error.WriteLine($"edgetune-agent: {e.Message}");
-    Console.Error.WriteLine(Usage);
+    Console.Error.WriteLine($"edgetune-agent: {e.Message} (see edgetune-agent --help)");
     return 2;
 }
 catch (EdgeTuneException e)
