@@ -13,7 +13,12 @@ namespace EdgeTune.Agent.Tests;
 public sealed class HttpFuzzer(Uri server, string token, int seed)
 {
     /// <summary>What one request got back (Status 0: the connection closed with no response).</summary>
-    public sealed record Outcome(string Request, int Status, string Headers, string Body);
+    /// <param name="Incomplete">The request ended before its declared body did (the client hung up mid-request):
+    /// the server may answer 400 or just close.</param>
+    public sealed record Outcome(string Request, int Status, string Headers, string Body, bool Incomplete = false);
+
+    /// <summary>A request's bytes; <paramref name="Incomplete"/> when its body is shorter than its framing says.</summary>
+    public sealed record Request(byte[] Bytes, bool Incomplete);
 
     private static readonly (string Method, string Path, string? Body)[] Seeds =
     [
@@ -36,8 +41,8 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
 
     private readonly Random _random = new(seed);
 
-    /// <summary>The next mutated request, as the bytes to send.</summary>
-    public byte[] Next()
+    /// <summary>The next mutated request.</summary>
+    public Request Next()
     {
         var r = _random;
         var (method, path, body) = Seeds[r.Next(Seeds.Length)];
@@ -77,12 +82,22 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
             request.Append("Content-Length: ").Append(declaredLength ?? content.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append("\r\n");
         request.Append("\r\n");
         var bytes = new List<byte>(Encoding.UTF8.GetBytes(request.ToString()));
-        if (chunked) bytes.AddRange(Chunk(content));
-        else bytes.AddRange(content);
-        return [.. bytes];
+        bool incomplete;
+        if (chunked)
+        {
+            var (chunks, ended) = Chunk(content);
+            bytes.AddRange(chunks);
+            incomplete = !ended;
+        }
+        else
+        {
+            bytes.AddRange(content);
+            incomplete = long.TryParse(declaredLength, out long declared) && declared > content.Length;
+        }
+        return new Request([.. bytes], incomplete);
     }
 
-    private IEnumerable<byte> Chunk(byte[] content)
+    private (List<byte> Bytes, bool Ended) Chunk(byte[] content)
     {
         var r = _random;
         var output = new List<byte>();
@@ -96,8 +111,9 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
             output.AddRange("\r\n"u8.ToArray());
             i += n;
         }
-        if (r.Next(4) != 0) output.AddRange("0\r\n\r\n"u8.ToArray()); // else: the stream ends mid-body
-        return output;
+        bool ended = r.Next(4) != 0; // else: the stream ends mid-body
+        if (ended) output.AddRange("0\r\n\r\n"u8.ToArray());
+        return (output, ended);
     }
 
     private string MutatePath(string path)
@@ -159,9 +175,6 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
     private byte[]? MutateJson(byte[] content)
     {
         JsonNode? root;
-        try { root = JsonNode.Parse(content); }
-        catch (JsonException) { return null; }
-        if (root is null) return null;
         var nodes = new List<JsonNode>();
         void Walk(JsonNode? n)
         {
@@ -170,7 +183,14 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
             if (n is JsonObject o) foreach (var kv in o) Walk(kv.Value);
             if (n is JsonArray a) foreach (var item in a) Walk(item);
         }
-        Walk(root);
+        // An earlier mutation may have left text that parses lazily into trouble (a duplicate key): then mutate bytes instead.
+        try
+        {
+            root = JsonNode.Parse(content);
+            if (root is null) return null;
+            Walk(root);
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException) { return null; }
         var r = _random;
         var target = nodes[r.Next(nodes.Count)];
         JsonNode? replacement = r.Next(14) switch
@@ -207,16 +227,16 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
         return Encoding.UTF8.GetBytes(root.ToJsonString());
     }
 
-    /// <summary>Sends one request on its own connection and reads until the server closes it.</summary>
-    public async Task<Outcome> SendAsync(byte[] request, CancellationToken cancellationToken)
+    /// <summary>Sends one request on its own connection (Connection: close) and reads until the server closes it.</summary>
+    public async Task<Outcome> SendAsync(Request request, CancellationToken cancellationToken)
     {
         using var client = new TcpClient();
         await client.ConnectAsync(server.Host, server.Port, cancellationToken);
         var stream = client.GetStream();
         try
         {
-            await stream.WriteAsync(request, cancellationToken);
-            client.Client.Shutdown(SocketShutdown.Send); // a body shorter than declared ends here, it does not hang
+            await stream.WriteAsync(request.Bytes, cancellationToken);
+            if (request.Incomplete) client.Client.Shutdown(SocketShutdown.Send); // hang up mid-body rather than wait for the server's timeout
         }
         catch (IOException) { } // the server may answer and close before reading everything (413, 431)
         catch (SocketException) { }
@@ -224,14 +244,14 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
         try { await stream.CopyToAsync(response, cancellationToken); }
         catch (IOException) { } // a reset after a complete answer
         string text = Encoding.UTF8.GetString(response.ToArray());
-        string head = Encoding.ASCII.GetString(request, 0, Math.Min(request.Length, 200));
+        string head = Encoding.ASCII.GetString(request.Bytes, 0, Math.Min(request.Bytes.Length, 200));
         int split = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
-        if (!text.StartsWith("HTTP/1.", StringComparison.Ordinal) || split < 0) return new Outcome(head, 0, "", text);
+        if (!text.StartsWith("HTTP/1.", StringComparison.Ordinal) || split < 0) return new Outcome(head, 0, "", text, request.Incomplete);
         int status = int.Parse(text.AsSpan(9, 3), System.Globalization.CultureInfo.InvariantCulture);
         string headers = text[..split];
         string body = text[(split + 4)..];
         if (headers.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase)) body = Dechunk(body);
-        return new Outcome(head, status, headers, body);
+        return new Outcome(head, status, headers, body, request.Incomplete);
     }
 
     private static string Dechunk(string body)
@@ -252,8 +272,10 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
     /// is not an error in OpenAI's shape, a 429 without Retry-After, no answer at all.</summary>
     public static string? Problem(Outcome o)
     {
-        if (o.Status == 0) return "the connection closed without a response";
-        if (o.Status >= 500) return $"{o.Status}";
+        if (o.Status == 0) return o.Incomplete ? null : "the connection closed without a response";
+        // 505 is HTTP's own answer to a request line in an unsupported version (Kestrel's, before the API sees it).
+        bool otherVersion = !o.Request.Split("\r\n")[0].EndsWith(" HTTP/1.1", StringComparison.Ordinal) && !o.Request.Split("\r\n")[0].EndsWith(" HTTP/1.0", StringComparison.Ordinal);
+        if (o.Status >= 500 && !(o.Status == 505 && otherVersion)) return $"{o.Status}";
         foreach (var marker in new[] { "   at ", "Exception", ".cs:line", "System." })
             if (o.Body.Contains(marker, StringComparison.Ordinal)) return $"{o.Status} with '{marker}' in the body";
         if (o.Status == 429 && !o.Headers.Contains("Retry-After:", StringComparison.OrdinalIgnoreCase)) return "429 without Retry-After";
@@ -298,7 +320,7 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
                 try { outcome = await SendAsync(requests[i], timeout.Token); }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {
-                    outcome = new Outcome(Encoding.ASCII.GetString(requests[i], 0, Math.Min(requests[i].Length, 200)), -1, "", "");
+                    outcome = new Outcome(Encoding.ASCII.GetString(requests[i].Bytes, 0, Math.Min(requests[i].Bytes.Length, 200)), -1, "", "");
                 }
                 string? problem = outcome.Status == -1 ? $"no answer within {perRequest.TotalSeconds:0} s" : Problem(outcome);
                 lock (problems)
