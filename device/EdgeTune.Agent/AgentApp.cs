@@ -16,6 +16,9 @@ public static class AgentApp
     /// <param name="gpioFactory">The GPIO controller when [gpio] is enabled (tests pass one over a fake driver); libgpiod by default.</param>
     public static WebApplication Build(AgentConfig config, Func<AgentConfig, IInferenceModel>? runtimeFactory = null, Func<System.Device.Gpio.GpioController>? gpioFactory = null)
     {
+        // Configurations built in code (the demo, tests) get the checks agent.toml gets at load.
+        foreach (var (key, message) in config.Server.Problems())
+            throw new AgentConfigException($"{config.File}: {key}: {message}");
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.WebHost.UseUrls(config.Server.Listen);
         builder.WebHost.UseKestrelHttpsConfiguration();
@@ -45,6 +48,7 @@ public static class AgentApp
         var fieldLog = config.FieldLog.Enabled
             ? new FieldLogStore(config.FieldLog.Path, config.FieldLog.MaxRecords, message => fieldLogLogger?.LogWarning("{Message}", message))
             : null;
+        var authenticator = new TokenAuthenticator(config.Server.AllTokens);
         if (fieldLog is not null) builder.Services.AddSingleton(fieldLog);
         builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics, redactor));
 
@@ -56,7 +60,6 @@ public static class AgentApp
 
         var app = builder.Build();
         fieldLogLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeTune.Agent.FieldLog");
-        var tokenBytes = Encoding.UTF8.GetBytes("Bearer " + config.Server.ApiToken);
 
         // Errors in OpenAI's shape, whatever throws; every request counted.
         app.Use(async (context, next) =>
@@ -80,8 +83,9 @@ public static class AgentApp
             }
             catch (Exception e) when (!context.Response.HasStarted)
             {
+                // The details (paths, exception text) go to the log, not to the client.
                 app.Logger.LogError(e, "request failed");
-                await new ApiException(500, e.Message, "server_error", "internal_error").WriteAsync(context);
+                await new ApiException(500, "internal error (the agent's log has the details)", "server_error", "internal_error").WriteAsync(context);
             }
             finally
             {
@@ -90,17 +94,23 @@ public static class AgentApp
             }
         });
 
-        // Bearer token on everything but /health (compared in constant time).
+        app.UseRouting();
+
+        // Bearer token on everything but /health (compared in constant time), then the endpoint's scope: what it
+        // declares with RequireScope, admin when it declares nothing.
         app.Use(async (context, next) =>
         {
             if (context.Request.Path != "/health")
             {
-                var given = Encoding.UTF8.GetBytes(context.Request.Headers.Authorization.ToString());
-                if (!CryptographicOperations.FixedTimeEquals(given, tokenBytes))
+                var granted = authenticator.Authenticate(context.Request.Headers.Authorization.ToString());
+                if (granted == Scope.None)
                 {
                     await new ApiException(401, "missing or wrong API token (send 'Authorization: Bearer TOKEN')", "invalid_request_error", "invalid_api_key").WriteAsync(context);
                     return;
                 }
+                Scopes.Grant(context, granted);
+                var required = context.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>()?.AnyOf ?? Scope.Admin;
+                context.RequireScope(required);
             }
             await next(context);
         });
@@ -108,10 +118,11 @@ public static class AgentApp
         var host = app.Services.GetRequiredService<ModelHost>();
         var endpoints = app.Services.GetRequiredService<CompletionEndpoints>();
 
-        // One snapshot of the model's state: a model unloading between two reads cannot make /health throw.
+        // One snapshot of the model's state (a model unloading between two reads cannot make /health throw);
+        // ok, loading, error or stopping only: no model path or exception text for the unauthenticated (the log has the reason).
         app.MapGet("/health", () => host.State is { Model: not null } ready
-            ? Results.Json(new { status = ready.Status, model = ready.ModelName })
-            : Results.Json(new { status = host.State.Status, error = host.State.Error }, statusCode: 503));
+            ? Results.Json(new { status = ready.Status })
+            : Results.Json(new { status = host.State.Status }, statusCode: 503));
 
         app.MapGet("/v1/models", () =>
         {
@@ -121,10 +132,10 @@ public static class AgentApp
                 @object = "list",
                 data = new[] { new { id = runtime.ModelName, @object = "model", created = new DateTimeOffset(File.GetLastWriteTimeUtc(config.Model.Path)).ToUnixTimeSeconds(), owned_by = "edgetune" } },
             });
-        });
+        }).RequireScope(Scope.Chat);
 
-        app.MapPost("/v1/chat/completions", (HttpContext c) => endpoints.Handle(c, chat: true));
-        app.MapPost("/v1/completions", (HttpContext c) => endpoints.Handle(c, chat: false));
+        app.MapPost("/v1/chat/completions", (HttpContext c) => endpoints.Handle(c, chat: true)).RequireScope(Scope.Chat);
+        app.MapPost("/v1/completions", (HttpContext c) => endpoints.Handle(c, chat: false)).RequireScope(Scope.Chat);
 
         app.MapPost("/v1/feedback", async (HttpContext c) =>
         {
@@ -143,21 +154,44 @@ public static class AgentApp
             if (!fieldLog.AddFeedback(id, rating, corrected is null ? null : redactor.Apply(corrected), comment is null ? null : redactor.Apply(comment)))
                 throw new ApiException(404, $"no completion with id '{id}' in the field log", code: "completion_not_found", param: "completion_id");
             return Results.Json(new { @object = "feedback", completion_id = id, rating, corrected });
-        });
+        }).RequireScope(Scope.Chat);
 
-        app.MapGet("/v1/field-data", (HttpContext c) =>
+        // One page of JSONL, streamed from a snapshot: the store's lock is not held while it is written out, and
+        // memory holds one record at a time whatever the page size. Reading acknowledges nothing.
+        app.MapGet("/v1/field-data", async (HttpContext c) =>
         {
             if (fieldLog is null) throw new ApiException(409, "the field log is disabled (field_log.enabled = false)", code: "field_log_disabled");
-            long after = 0;
-            int limit = 1000;
-            if (c.Request.Query["after"] is { Count: > 0 } a && !long.TryParse(a[0], out after) || after < 0)
-                throw new ApiException(400, "'after' must be a cursor (a non-negative integer)", code: "invalid_value", param: "after");
-            if (c.Request.Query["limit"] is { Count: > 0 } l && (!int.TryParse(l[0], out limit) || limit < 1 || limit > 100_000))
-                throw new ApiException(400, "'limit' must be an integer in 1..100000", code: "invalid_value", param: "limit");
-            var (examples, next) = fieldLog.Export(after, limit);
-            c.Response.Headers["EdgeTune-Next-Cursor"] = next.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            return Results.Text(string.Concat(examples.Select(e => e.ToJsonLine() + "\n")), "application/jsonl; charset=utf-8");
-        });
+            long after = QueryNumber(c, "after", 0, 0, long.MaxValue, "a cursor (a non-negative integer)");
+            int limit = (int)QueryNumber(c, "limit", DefaultPage, 1, FieldLogStore.MaxPage, $"an integer in 1..{FieldLogStore.MaxPage}");
+            using var page = fieldLog.OpenPage(after, limit);
+            c.Response.Headers["EdgeTune-Next-Cursor"] = page.Next.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            c.Response.Headers["EdgeTune-Count"] = page.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            c.Response.ContentType = "application/jsonl; charset=utf-8";
+            await using (var writer = new StreamWriter(c.Response.Body, new UTF8Encoding(false), 1 << 16, leaveOpen: true))
+            {
+                foreach (var example in page.Read())
+                {
+                    await writer.WriteAsync(example.ToJsonLine().AsMemory(), c.RequestAborted);
+                    await writer.WriteAsync("\n".AsMemory(), c.RequestAborted);
+                }
+                await writer.FlushAsync(c.RequestAborted);
+            }
+            page.Complete(); // the whole page went out: its cursor may now be acknowledged
+        }).RequireScope(Scope.Fleet);
+
+        // The consumer has stored everything up to a cursor an export handed out; only then may max_records evict it.
+        app.MapPost("/v1/field-data/ack", async (HttpContext c) =>
+        {
+            if (fieldLog is null) throw new ApiException(409, "the field log is disabled (field_log.enabled = false)", code: "field_log_disabled");
+            using var doc = await CompletionRequest.ReadJsonAsync(c.Request, c.RequestAborted);
+            long through = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("through", out var t) &&
+                t.ValueKind == JsonValueKind.Number && t.TryGetInt64(out long n) && n >= 0
+                ? n : throw new ApiException(400, "expected {\"through\": CURSOR}, the EdgeTune-Next-Cursor of an export", code: "invalid_value", param: "through");
+            long acknowledged;
+            try { acknowledged = fieldLog.Acknowledge(through); }
+            catch (FieldLogException e) { throw new ApiException(409, e.Message, code: "cursor_not_issued", param: "through"); }
+            return Results.Json(new { @object = "field_data.ack", acknowledged, unexported = fieldLog.Unexported });
+        }).RequireScope(Scope.Fleet);
 
         var sensors = config.Telemetry.Enabled
             ? new Lazy<EdgeTune.Profiles.Sensors.BoardSensors>(() => EdgeTune.Profiles.Sensors.BoardSensors.Discover(
@@ -168,16 +202,16 @@ public static class AgentApp
         {
             long? bytes = fieldLog is null ? null
                 : new[] { "", "-wal", "-shm" }.Select(x => new FileInfo(fieldLog.Path + x)).Where(f => f.Exists).Sum(f => f.Length);
-            var text = new StringBuilder(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes, fieldLog?.Unexported, fieldLog?.Evicted));
+            var text = new StringBuilder(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes, fieldLog?.Unexported, fieldLog?.Evicted, fieldLog?.Refused));
             if (sensors is not null) AgentMetrics.WriteTelemetry(text, sensors.Value.Read(System.Diagnostics.Stopwatch.GetTimestamp()));
             return Results.Text(text.ToString(), "text/plain; version=0.0.4; charset=utf-8");
-        });
+        }).RequireScope(Scope.Fleet | Scope.Admin);
 
         app.MapGet("/v1/adapters", () =>
         {
             var runtime = host.Runtime ?? throw new ApiException(503, "the model is still loading", "server_error", "model_not_ready");
             return Results.Json(new { @object = "list", active = runtime.ActiveAdapter, data = runtime.Adapters.Select(a => new { id = a, @object = "adapter", active = a == runtime.ActiveAdapter }) });
-        });
+        }).RequireScope(Scope.Chat | Scope.Admin);
 
         // Switches the LoRA adapter on the loaded base (no reload); {"adapter": null} serves the bare base.
         app.MapPost("/v1/adapters/active", async (HttpContext c) =>
@@ -200,10 +234,20 @@ public static class AgentApp
             }
             runtime.SetAdapter(name);
             return Results.Json(new { @object = "adapter", active = runtime.ActiveAdapter });
-        });
+        }).RequireScope(Scope.Admin);
 
-        app.MapFallback(() => new ApiException(404, "no such endpoint", code: "not_found").ToResult());
+        app.MapFallback(() => new ApiException(404, "no such endpoint", code: "not_found").ToResult()).RequireScope(Scope.All);
         app.Lifetime.ApplicationStopped.Register(() => fieldLog?.Dispose());
         return app;
+    }
+
+    /// <summary>Records per export page when the request gives no <c>limit</c>.</summary>
+    public const int DefaultPage = 1000;
+
+    private static long QueryNumber(HttpContext c, string name, long fallback, long min, long max, string expected)
+    {
+        if (c.Request.Query[name] is not { Count: > 0 } values) return fallback;
+        return values.Count == 1 && long.TryParse(values[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) && v >= min && v <= max
+            ? v : throw new ApiException(400, $"'{name}' must be {expected}", code: "invalid_value", param: name);
     }
 }

@@ -35,8 +35,11 @@ using Microsoft.Extensions.DependencyInjection;
 //
 //   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- [--requests N] [--tokens T] [--threads N] [--rounds R] [--warmup W]
 //     [--each: print every latency] [--cpu: print CPU time by thread per block]
+//   ... -- fuzz [--requests 10000] [--seed S] [--concurrency C]    mutated HTTP requests; exit 1 on any problem
+//   ... -- load [--clients 64] [--per-client 16] [--tokens 8] [--queue 8]   latency p50/p95, rejections, memory
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+if (args.Length > 0 && args[0] is "fuzz" or "load") return await FuzzAndLoad.Run(args);
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 int requests = int.Parse(Opt("--requests", "20"));
 int tokens = int.Parse(Opt("--tokens", "48"));
@@ -59,7 +62,7 @@ string WriteConfig(bool log)
     File.WriteAllText(path, $"""
         [server]
         listen = "http://127.0.0.1:0"
-        api_token = "bench"
+        api_token = "bench-token-0123456789"
         log_level = "Warning"
         [model]
         path = "{model}"
@@ -230,7 +233,7 @@ async Task<Block> Agent(bool log)
     var texts = new Dictionary<string, string>();
     using (var client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(5) })
     {
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench");
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token-0123456789");
         while (!(await client.GetAsync("/health")).IsSuccessStatusCode) await Task.Delay(50);
         async Task<(string Text, int Tokens)> One(string p)
         {

@@ -17,7 +17,7 @@ namespace EdgeTune.Agent.Tests;
 /// <summary>Tiny models and configurations for the agent's tests.</summary>
 public static class TinyAgentModel
 {
-    public const string Token = "test-token";
+    public const string Token = "test-token-with-every-scope";
 
     // ChatML, which llama.cpp's template detection recognises from the Jinja text.
     public const string ChatMl =
@@ -59,7 +59,9 @@ public static class TinyAgentModel
         writer.Write(path);
     }
 
-    public static string WriteConfig(string folder, string modelPath, string listen = "http://127.0.0.1:0", int queueCapacity = 8, string extra = "", string adapters = "")
+    /// <param name="extra">Lines added to [field_log] (or later sections).</param>
+    /// <param name="serverExtra">Lines added to [server] (or [[server.tokens]] entries after it).</param>
+    public static string WriteConfig(string folder, string modelPath, string listen = "http://127.0.0.1:0", int queueCapacity = 8, string extra = "", string adapters = "", string serverExtra = "")
     {
         string path = Path.Combine(folder, "agent.toml");
         File.WriteAllText(path, $"""
@@ -69,6 +71,7 @@ public static class TinyAgentModel
             queue_capacity = {queueCapacity}
             request_timeout_seconds = 60
             log_level = "Warning"
+            {serverExtra}
 
             [model]
             path = "{modelPath}"
@@ -102,8 +105,11 @@ public sealed class AgentFixture : IAsyncLifetime
 
     private readonly Func<System.Device.Gpio.GpioController>? _gpio;
 
-    internal AgentFixture(int queueCapacity, Func<AgentConfig, IInferenceModel>? factory, bool withAdapter = false, string extra = "", Func<System.Device.Gpio.GpioController>? gpio = null)
+    private readonly string _serverExtra = "";
+
+    internal AgentFixture(int queueCapacity, Func<AgentConfig, IInferenceModel>? factory, bool withAdapter = false, string extra = "", Func<System.Device.Gpio.GpioController>? gpio = null, string serverExtra = "")
     {
+        _serverExtra = serverExtra;
         _gpio = gpio;
         _extra = extra;
         _queueCapacity = queueCapacity;
@@ -126,7 +132,7 @@ public sealed class AgentFixture : IAsyncLifetime
             TinyAgentModel.WriteLora(Path.Combine(_dir.Path, "support.gguf"));
             adapters = "\"support.gguf\"";
         }
-        var config = AgentConfig.Load(TinyAgentModel.WriteConfig(_dir.Path, model, queueCapacity: _queueCapacity, adapters: adapters, extra: _extra));
+        var config = AgentConfig.Load(TinyAgentModel.WriteConfig(_dir.Path, model, queueCapacity: _queueCapacity, adapters: adapters, extra: _extra, serverExtra: _serverExtra));
         App = AgentApp.Build(config, _factory, _gpio);
         await App.StartAsync();
         var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -194,6 +200,34 @@ internal static class Http
         while (await reader.ReadLineAsync() is { } line)
             if (line.StartsWith("data: ", StringComparison.Ordinal)) events.Add(line["data: ".Length..]);
         return events;
+    }
+
+    /// <summary>One page of GET /v1/field-data: its examples and the EdgeTune-Next-Cursor header.</summary>
+    public static async Task<(List<EdgeTune.Formats.FieldData.FieldExample> Examples, long Next)> FieldData(this HttpClient client, long after, int? limit = null)
+    {
+        using var response = await client.GetAsync($"/v1/field-data?after={after}" + (limit is { } l ? $"&limit={l}" : ""));
+        Assert.Equal(200, (int)response.StatusCode);
+        long next = long.Parse(response.Headers.GetValues("EdgeTune-Next-Cursor").Single(), System.Globalization.CultureInfo.InvariantCulture);
+        string text = await response.Content.ReadAsStringAsync();
+        var examples = text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => EdgeTune.Formats.FieldData.FieldExample.FromJsonLine(l)!).ToList();
+        Assert.Equal(int.Parse(response.Headers.GetValues("EdgeTune-Count").Single(), System.Globalization.CultureInfo.InvariantCulture), examples.Count);
+        return (examples, next);
+    }
+
+    /// <summary>Every field record from cursor 0, page by page, each page acknowledged as a consumer would.</summary>
+    public static async Task<List<EdgeTune.Formats.FieldData.FieldExample>> DrainFieldData(this HttpClient client, int limit = 1000)
+    {
+        var all = new List<EdgeTune.Formats.FieldData.FieldExample>();
+        long cursor = 0;
+        while (true)
+        {
+            var (page, next) = await client.FieldData(cursor, limit);
+            if (page.Count == 0) return all;
+            all.AddRange(page);
+            var (status, body) = await client.PostJson("/v1/field-data/ack", new { through = next });
+            Assert.True(status == 200, body.ToString());
+            cursor = next;
+        }
     }
 
     public static void AssertOpenAiError(JsonElement body, string? code = null)

@@ -5,6 +5,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.Json;
+using EdgeTune.Agent.Api;
 using EdgeTune.Formats.FieldData;
 using EdgeTune.Testing;
 
@@ -114,12 +115,9 @@ public sealed class DurabilityTests
         try
         {
             await AgentFixture.WaitReady(client);
-            using var all = await client.GetAsync("/v1/field-data?after=0&limit=100000");
-            var lines = (await all.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.Equal(exported, lines.Select(l => FieldExample.FromJsonLine(l)!.Metadata.Id).ToHashSet());
-            string next = all.Headers.GetValues("EdgeTune-Next-Cursor").Single();
-            using var rest = await client.GetAsync($"/v1/field-data?after={next}");
-            Assert.Equal("", await rest.Content.ReadAsStringAsync());
+            var (all, next) = await client.FieldData(0, 10_000);
+            Assert.Equal(exported, all.Select(e => e.Metadata.Id).ToHashSet());
+            Assert.Empty((await client.FieldData(next)).Examples);
         }
         finally
         {
@@ -178,6 +176,8 @@ public sealed class CommandLineTests
         Assert.Equal("base", config.Model.Name);
         Assert.Equal(2048, config.Model.Context);
         Assert.Single(config.Model.Adapters);
+        Assert.Equal([Scope.Chat, Scope.Fleet, Scope.Admin], config.Server.Tokens.Select(t => t.Scopes));
+        Assert.Equal(EdgeTune.Agent.FieldLog.Redactor.DefaultRules, config.FieldLog.Redact);
     }
 
     [Fact]
@@ -189,5 +189,75 @@ public sealed class CommandLineTests
         using var runtime = EdgeTune.Agent.Serving.ModelHost.Open(config.Model);
         string prompt = runtime.ApplyChatTemplate([new("system", "s"), new("user", "hi")]);
         Assert.Equal("<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", prompt);
+    }
+}
+
+public sealed class ExportCommandTests
+{
+    private static CompletionRecordFactory Records => new();
+
+    internal sealed class CompletionRecordFactory
+    {
+        public EdgeTune.Agent.FieldLog.CompletionRecord this[int i] => new($"id-{i}", DateTimeOffset.UtcNow, "dev", "chat", "tiny", null,
+            [new FieldMessage("user", $"q{i}")], $"a{i}", new Dictionary<string, object?> { ["max_tokens"] = 4 }, 10, 1, 5, 4, "length");
+    }
+
+    [Theory]
+    [InlineData("export", "--after", "abc", "--out", "x.jsonl", "--after: 'abc' is not a whole number (0 or more)")]
+    [InlineData("export", "--limit", "0", "--out", "x.jsonl", "--limit: '0' is not a whole number of at least 1")]
+    [InlineData("export", "--after", "-1", "--out", "x.jsonl", "--after: '-1' is not a whole number (0 or more)")]
+    [InlineData("ack", "--through", "1e3", "", "", "--through: '1e3' is not a whole number (0 or more)")]
+    [InlineData("export", "--after", "1", "--bogus", "x", "unknown argument '--bogus'")]
+    public void A_bad_number_or_argument_is_one_line_and_exit_2(string verb, string k1, string v1, string k2, string v2, string message)
+    {
+        using var dir = new TempDir();
+        string config = TinyAgentModel.WriteConfig(dir.Path, "m.gguf");
+        var args = new List<string> { verb, "--config", config, k1, v1 };
+        if (k2.Length > 0) args.AddRange([k2, k2 == "--out" ? dir.File(v2) : v2]);
+        var (code, output) = AgentProcess.Run([.. args]);
+        Assert.Equal(2, code);
+        Assert.Equal($"edgetune-agent: {message} (see edgetune-agent --help)", output.Trim());
+    }
+
+    [Fact]
+    public void Help_describes_every_verb()
+    {
+        var (code, output) = AgentProcess.Run("--help");
+        Assert.Equal(0, code);
+        foreach (var verb in new[] { "edgetune-agent --config", "edgetune-agent export", "edgetune-agent ack" })
+            Assert.Contains(verb, output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Offline_export_pages_into_a_whole_file_and_ack_takes_only_the_printed_cursor()
+    {
+        using var dir = new TempDir();
+        string config = TinyAgentModel.WriteConfig(dir.Path, "m.gguf");
+        using (var store = new EdgeTune.Agent.FieldLog.FieldLogStore(dir.File("field.db")))
+            for (int i = 1; i <= 5; i++) store.Add(Records[i]);
+        string file = dir.File("out.jsonl");
+
+        var (code, output) = AgentProcess.Run("export", "--config", config, "--limit", "3", "--out", file);
+        Assert.True(code == 0, output);
+        Assert.Equal("3 records written to " + file + "; next cursor: 3", output.Trim());
+        Assert.Equal(["id-1", "id-2", "id-3"], File.ReadAllLines(file).Select(l => FieldExample.FromJsonLine(l)!.Metadata.Id));
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.partial"));
+
+        // Only a cursor an export printed (or one below it) is accepted.
+        (code, output) = AgentProcess.Run("ack", "--config", config, "--through", "5");
+        Assert.Equal(1, code);
+        Assert.Contains("cursor 5 was not handed out by an export (the highest handed out is 3)", output, StringComparison.Ordinal);
+        (code, output) = AgentProcess.Run("ack", "--config", config, "--through", "3");
+        Assert.True(code == 0, output);
+        Assert.Equal("acknowledged through cursor 3; 2 records not yet acknowledged", output.Trim());
+
+        // Skipping ahead reads, but hands out nothing.
+        (code, output) = AgentProcess.Run("export", "--config", config, "--after", "4", "--out", file);
+        Assert.True(code == 0, output);
+        Assert.Equal(["id-5"], File.ReadAllLines(file).Select(l => FieldExample.FromJsonLine(l)!.Metadata.Id));
+        Assert.Equal(1, AgentProcess.Run("ack", "--config", config, "--through", "5").ExitCode);
+        (code, output) = AgentProcess.Run("export", "--config", config, "--after", "3", "--out", file);
+        Assert.Contains("2 records written", output, StringComparison.Ordinal);
+        Assert.Equal(0, AgentProcess.Run("ack", "--config", config, "--through", "5").ExitCode);
     }
 }

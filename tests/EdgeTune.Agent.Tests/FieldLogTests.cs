@@ -5,20 +5,13 @@ namespace EdgeTune.Agent.Tests;
 
 public sealed class FieldLogTests(AgentFixture agent) : IClassFixture<AgentFixture>
 {
-    private async Task<(List<FieldExample> Examples, long Next)> Export(long after, int limit = 1000)
-    {
-        using var response = await agent.Client.GetAsync($"/v1/field-data?after={after}&limit={limit}");
-        Assert.Equal(200, (int)response.StatusCode);
-        long next = long.Parse(response.Headers.GetValues("EdgeTune-Next-Cursor").Single(), System.Globalization.CultureInfo.InvariantCulture);
-        string text = await response.Content.ReadAsStringAsync();
-        var examples = text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => FieldExample.FromJsonLine(l)!).ToList();
-        return (examples, next);
-    }
+    private Task<(List<FieldExample> Examples, long Next)> Export(long after, int limit = 1000) => agent.Client.FieldData(after, limit);
 
     [Fact]
     public async Task Completions_and_feedback_are_logged_and_exported_once_with_corrections_as_targets()
     {
-        var (_, start) = await Export(0, 100_000);
+        long start = 0;
+        while ((await Export(start, 10_000)) is { Examples.Count: > 0 } page) start = page.Next;
         var ids = new List<string>();
         for (int i = 0; i < 3; i++)
         {
@@ -79,12 +72,22 @@ public sealed class FieldLogTests(AgentFixture agent) : IClassFixture<AgentFixtu
     }
 
     [Fact]
-    public async Task Bad_cursor_and_bad_feedback_are_400()
+    public async Task Bad_cursor_bad_limit_and_bad_feedback_are_400()
     {
-        using var response = await agent.Client.GetAsync("/v1/field-data?after=-3");
-        Assert.Equal(400, (int)response.StatusCode);
+        foreach (var query in new[] { "after=-3", "after=abc", "after=1&after=2", "limit=0", "limit=10001", "limit=1e3" })
+        {
+            using var response = await agent.Client.GetAsync($"/v1/field-data?{query}");
+            Assert.True(400 == (int)response.StatusCode, query);
+            Http.AssertOpenAiError(System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement, "invalid_value");
+        }
         var (status, body) = await agent.Client.PostJson("/v1/feedback", new { completion_id = "x" });
         Assert.Equal(400, status);
         Http.AssertOpenAiError(body);
+        foreach (var ack in new[] { "{}", "{\"through\": -1}", "{\"through\": \"5\"}", "{\"through\": 1.5}", "[]" })
+        {
+            var (s, b) = await agent.Client.PostRaw("/v1/field-data/ack", ack);
+            Assert.True(400 == s, ack);
+            Http.AssertOpenAiError(b, "invalid_value");
+        }
     }
 }

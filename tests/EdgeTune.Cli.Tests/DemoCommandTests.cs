@@ -39,6 +39,13 @@ public class DemoCommandTests
         Assert.Contains("verdict: tuned IS better than the best baseline", o, StringComparison.Ordinal);
         Assert.Contains("test split unchanged", o, StringComparison.Ordinal);
         Assert.Contains("button: thumbs", o, StringComparison.Ordinal);
+        // The feedback it reports is what the paged, acknowledged export read back from the agent's field log.
+        var feedback = System.Text.RegularExpressions.Regex.Match(o, @"field data read back: (\d+) records \(cursor \d+, acknowledged\); feedback in them: (\d+) thumbs up, (\d+) thumbs down, (\d+) unrated \(4 button presses\)");
+        Assert.True(feedback.Success, o);
+        var exported = File.ReadAllLines(Path.Combine(run, "device/field-export.jsonl")).Select(l => EdgeTune.Formats.FieldData.FieldExample.FromJsonLine(l)!).ToList();
+        Assert.Equal(exported.Count, int.Parse(feedback.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(exported.Count(e => e.Metadata.Feedback?.Rating > 0), int.Parse(feedback.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(exported.Count(e => e.Metadata.Feedback?.Rating < 0), int.Parse(feedback.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture));
         foreach (var file in new[] { "runs/qlora/adapter.gguf", "runs/qlora/peft/adapter_config.json", "runs/qlora/loss.png", "runs/qlora/report.html", "runs/qlora.toml", "data/v1/manifest.json", "device/field-export.jsonl" })
             Assert.True(File.Exists(Path.Combine(run, file)), $"{file} missing");
         // A second run into the same folder replaces the earlier demo; any other folder is refused.

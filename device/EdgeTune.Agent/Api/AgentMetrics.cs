@@ -36,7 +36,7 @@ public sealed class AgentMetrics
     }
 
     /// <summary>The text of /metrics; gauges are read at the moment of the scrape.</summary>
-    public string Write(int queueDepth, bool ready, long? fieldLogRecords, long? fieldLogBytes, long? fieldLogUnexported = null, long? fieldLogEvicted = null)
+    public string Write(int queueDepth, bool ready, long? fieldLogRecords, long? fieldLogBytes, long? fieldLogUnexported = null, long? fieldLogEvicted = null, long? fieldLogRefused = null)
     {
         var s = new StringBuilder();
         lock (_lock)
@@ -58,9 +58,11 @@ public sealed class AgentMetrics
         if (fieldLogBytes is { } bytes)
             s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_bytes Size of the field log on disk (database and WAL).\n# TYPE edgetune_field_log_bytes gauge\nedgetune_field_log_bytes {bytes}\n");
         if (fieldLogUnexported is { } lag)
-            s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_unexported Records after the last cursor an export consumer passed back (export lag).\n# TYPE edgetune_field_log_unexported gauge\nedgetune_field_log_unexported {lag}\n");
+            s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_unexported Records after the last cursor an export consumer acknowledged (export lag).\n# TYPE edgetune_field_log_unexported gauge\nedgetune_field_log_unexported {lag}\n");
         if (fieldLogEvicted is { } evicted)
             s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_evicted_total Records evicted by field_log.max_records.\n# TYPE edgetune_field_log_evicted_total counter\nedgetune_field_log_evicted_total {evicted}\n");
+        if (fieldLogRefused is { } refused)
+            s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_field_log_refused_total Records not stored because the field log was at max_records with nothing acknowledged to evict.\n# TYPE edgetune_field_log_refused_total counter\nedgetune_field_log_refused_total {refused}\n");
         return s.ToString();
     }
 

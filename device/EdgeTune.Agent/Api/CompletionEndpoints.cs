@@ -20,7 +20,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
         var aborted = context.RequestAborted;
         using var document = await CompletionRequest.ReadJsonAsync(context.Request, aborted);
         var request = CompletionRequest.Parse(document.RootElement, chat);
-        var runtime = host.Runtime ?? throw new ApiException(503, host.LoadError is { } e ? $"the model did not load: {e}" : "the model is still loading", "server_error", "model_not_ready");
+        var runtime = host.Runtime ?? throw new ApiException(503, host.LoadError is not null ? "the model did not load (the agent's log has the reason)" : "the model is still loading", "server_error", "model_not_ready");
         if (request.Model is { } name && name != runtime.ModelName)
             throw new ApiException(400, $"unknown model '{name}' (this agent serves '{runtime.ModelName}')", code: "model_not_found", param: "model");
 
@@ -144,7 +144,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
         var messages = chat
             ? request.Messages!.Select(m => new FieldMessage(m.Role, redactor.Apply(m.Content))).ToList()
             : [new FieldMessage("user", redactor.Apply(request.Prompt!))];
-        log.Add(new CompletionRecord(id, DateTimeOffset.UtcNow, config.FieldLog.DeviceId, chat ? "chat" : "completion", runtime.ModelName, adapter,
+        long? stored = log.Add(new CompletionRecord(id, DateTimeOffset.UtcNow, config.FieldLog.DeviceId, chat ? "chat" : "completion", runtime.ModelName, adapter,
             messages, redactor.Apply(result.Text),
             new Dictionary<string, object?>
             {
@@ -152,6 +152,6 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
                 ["seed"] = sampling.Seed, ["stop"] = sampling.Stop,
             },
             latencyMs, result.TimeToFirstTokenMs, result.PromptTokens, result.CompletionTokens, result.FinishReason));
-        LastLoggedId = id;
+        if (stored is not null) LastLoggedId = id; // null: refused, the log is full of unacknowledged records
     }
 }

@@ -1,3 +1,4 @@
+using EdgeTune.Agent.Api;
 using EdgeTune.Core;
 using EdgeTune.Profiles.Toml;
 
@@ -11,10 +12,22 @@ public sealed class AgentConfigException : EdgeTuneException
     public AgentConfigException(string message, Exception inner) : base(message, inner) { }
 }
 
+/// <summary>A bearer token and what it may do; <paramref name="Key"/> names where it was configured (for messages).
+/// <paramref name="Token"/> is null for a token_file not read (a configuration loaded for an offline verb).</summary>
+public sealed record ScopedToken(string? Token, Scope Scopes, string Key);
+
 public sealed record ServerConfig
 {
     public string Listen { get; init; } = "http://127.0.0.1:8080";
+
+    /// <summary>The single token with every scope (server.api_token or EDGETUNE_AGENT_TOKEN); empty when only scoped tokens are used.</summary>
     public string ApiToken { get; init; } = "";
+
+    /// <summary>[[server.tokens]]: tokens limited to some scopes.</summary>
+    public IReadOnlyList<ScopedToken> Tokens { get; init; } = [];
+
+    /// <summary>Serve plain HTTP on an address other than loopback (tokens and field data then cross the network in clear).</summary>
+    public bool AllowPlainHttp { get; init; }
     public int QueueCapacity { get; init; } = 8;
     public double RequestTimeoutSeconds { get; init; } = 120;
     public long MaxBodyBytes { get; init; } = 1 << 20;
@@ -23,6 +36,51 @@ public sealed record ServerConfig
     /// <summary>PKCS#12 certificate for an https:// listen URL.</summary>
     public string? Certificate { get; init; }
     public string? CertificatePassword { get; init; }
+
+    public const int MinTokenLength = 16;
+    private static readonly string[] Placeholders = ["changeme", "changeit", "replaceme", "token", "secret", "password", "apitoken"];
+
+    /// <summary>Every token the server accepts: api_token (all scopes) first, then the scoped ones.</summary>
+    public IEnumerable<ScopedToken> AllTokens =>
+        ApiToken.Length > 0 ? Tokens.Prepend(new ScopedToken(ApiToken, Scope.All, "server.api_token")) : Tokens;
+
+    /// <summary>Why a token may not be used (a placeholder, too short), or null.</summary>
+    public static string? WeakToken(string token)
+    {
+        string folded = new(token.Where(char.IsLetterOrDigit).Select(char.ToLowerInvariant).ToArray());
+        if (Placeholders.Contains(folded) || token.Trim().Length == 0 || token.Distinct().Count() == 1)
+            return $"'{token}' is a placeholder; generate a secret, e.g. `openssl rand -hex 24`";
+        if (token.Length < MinTokenLength)
+            return $"the token is {token.Length} characters; at least {MinTokenLength} are required (e.g. `openssl rand -hex 24`)";
+        return null;
+    }
+
+    /// <summary>Whether the listen URL's host is a loopback address (localhost, 127.0.0.0/8, ::1).</summary>
+    public bool ListensOnLoopback =>
+        Uri.TryCreate(Listen, UriKind.Absolute, out var uri) &&
+        (uri.IsLoopback || (System.Net.IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip)));
+
+    public bool Https => Listen.StartsWith("https:", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>What keeps this server from starting safely, each with the key it is about: no token, a weak token,
+    /// a token file not read, plain HTTP beyond loopback.</summary>
+    /// <param name="tokenFilesRead">False for a configuration loaded for an offline verb, whose token files were not read.</param>
+    public IEnumerable<(string Key, string Message)> Problems(bool tokenFilesRead = true)
+    {
+        bool any = false;
+        foreach (var t in AllTokens)
+        {
+            any = true;
+            if (t.Token is null)
+            {
+                if (tokenFilesRead) yield return (t.Key, "the token file was not read (the configuration was loaded without its files)");
+            }
+            else if (WeakToken(t.Token) is { } weak) yield return (t.Key, weak);
+        }
+        if (!any) yield return ("server.api_token", $"no API token (set server.api_token, [[server.tokens]] or the {AgentConfig.TokenVariable} environment variable)");
+        if (!Https && !ListensOnLoopback && !AllowPlainHttp)
+            yield return ("server.listen", $"'{Listen}' is reachable beyond this machine over plain HTTP (tokens and field data in clear): use an https:// URL with server.certificate, or set server.allow_plain_http = true");
+    }
 }
 
 public sealed record ModelConfig
@@ -50,8 +108,9 @@ public sealed record FieldLogConfig
     /// <summary>Fraction of completions recorded (feedback on an unrecorded completion is 404).</summary>
     public double SampleRate { get; init; } = 1.0;
 
-    /// <summary>Redaction rules: built-in names (email, phone, ipv4, card) or .NET regular expressions.</summary>
-    public IReadOnlyList<string> Redact { get; init; } = [];
+    /// <summary>Redaction rules: built-in names (email, phone, card, iban, ipv4) or .NET regular expressions.
+    /// email, card, iban and phone by default; an empty list turns redaction off.</summary>
+    public IReadOnlyList<string> Redact { get; init; } = EdgeTune.Agent.FieldLog.Redactor.DefaultRules;
 
     public string RedactReplacement { get; init; } = "[redacted]";
 }
@@ -94,14 +153,17 @@ public sealed record AgentConfig
 
     private static readonly Dictionary<string, string[]> Keys = new()
     {
-        ["server"] = ["listen", "api_token", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level", "certificate", "certificate_password"],
+        ["server"] = ["listen", "api_token", "tokens", "allow_plain_http", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level", "certificate", "certificate_password"],
         ["model"] = ["path", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
         ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
         ["telemetry"] = ["enabled", "sysfs_root", "power_rails", "gpu_devfreq"],
         ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
     };
 
-    /// <summary>Load and validate; <paramref name="checkFiles"/> also requires the model and adapter files to exist.</summary>
+    private static readonly string[] TokenKeys = ["token", "token_file", "scopes"];
+
+    /// <summary>Load and validate; <paramref name="checkFiles"/> also requires the model and adapter files to exist and
+    /// reads token files (offline verbs such as export load without them).</summary>
     public static AgentConfig Load(string file, bool checkFiles = true)
     {
         if (!System.IO.File.Exists(file)) throw new AgentConfigException($"{file}: no such configuration file");
@@ -130,6 +192,8 @@ public sealed record AgentConfig
         {
             Listen = Str(server, "server", "listen") ?? defaults.Listen,
             ApiToken = token,
+            Tokens = Tokens(server, Resolve, checkFiles),
+            AllowPlainHttp = Bool(server, "server", "allow_plain_http") ?? false,
             QueueCapacity = (int)(Int(server, "server", "queue_capacity", 0, 100_000) ?? defaults.QueueCapacity),
             RequestTimeoutSeconds = Num(server, "server", "request_timeout_seconds", 0.001, 86_400) ?? defaults.RequestTimeoutSeconds,
             MaxBodyBytes = Int(server, "server", "max_body_bytes", 1024, 1L << 31) ?? defaults.MaxBodyBytes,
@@ -137,8 +201,7 @@ public sealed record AgentConfig
             Certificate = Str(server, "server", "certificate") is { Length: > 0 } cert ? Resolve(cert) : null,
             CertificatePassword = Str(server, "server", "certificate_password"),
         };
-        bool https = serverConfig.Listen.StartsWith("https:", StringComparison.OrdinalIgnoreCase);
-        if (https && serverConfig.Certificate is null)
+        if (serverConfig.Https && serverConfig.Certificate is null)
             throw new AgentConfigException($"{(server?["listen"] ?? (TomlNode)root).Location}: server.listen: an https:// URL needs server.certificate (a PKCS#12 .pfx file)");
         if (checkFiles && serverConfig.Certificate is { } certPath && !System.IO.File.Exists(certPath))
             Fail(server!["certificate"]!, "server.certificate", $"no such file: {certPath}");
@@ -146,8 +209,9 @@ public sealed record AgentConfig
             Fail(ll, "server.log_level", "expected Trace, Debug, Information, Warning, Error, Critical or None");
         if (server?["listen"] is { } listen && !Uri.TryCreate(serverConfig.Listen, UriKind.Absolute, out _))
             Fail(listen, "server.listen", "expected a URL such as \"http://127.0.0.1:8080\"");
-        if (token.Length == 0)
-            throw new AgentConfigException($"{(server?["api_token"] ?? (TomlNode?)server ?? root).Location}: server.api_token: no API token (set server.api_token or the {TokenVariable} environment variable)");
+        // A token file not read (offline verbs) is not a problem here; AgentApp.Build refuses it.
+        foreach (var (key, message) in serverConfig.Problems(tokenFilesRead: checkFiles))
+            throw new AgentConfigException($"{Where(root, server, key).Location}: {key}: {message}");
 
         var pathNode = model["path"];
         string? modelPath = Str(model, "model", "path");
@@ -198,7 +262,7 @@ public sealed record AgentConfig
             foreach (var rule in rules.Items)
             {
                 if (rule is not TomlValueNode { Value: string r }) { Fail(rule, "field_log.redact", $"expected a rule name or a regular expression, found {rule.Describe()}"); return null!; }
-                try { _ = EdgeTune.Agent.FieldLog.Redactor.Compile(r); }
+                try { _ = EdgeTune.Agent.FieldLog.Redactor.Validate(r); }
                 catch (ArgumentException e) { Fail(rule, "field_log.redact", $"'{r}' is not a valid regular expression ({e.Message})"); }
                 list.Add(r);
             }
@@ -228,6 +292,53 @@ public sealed record AgentConfig
             GpuDevfreq = StrList(telemetry, "telemetry", "gpu_devfreq") ?? telemetryDefaults.GpuDevfreq,
         };
         return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig };
+    }
+
+    // [[server.tokens]]: each entry has token or token_file (read now when the files are checked) and scopes.
+    private static List<ScopedToken> Tokens(TomlTableNode? server, Func<string, string> resolve, bool readFiles)
+    {
+        var tokens = new List<ScopedToken>();
+        if (server?["tokens"] is not { } node) return tokens;
+        if (node is not TomlArrayNode entries) { Fail(node, "server.tokens", $"expected [[server.tokens]] entries, found {node.Describe()}"); return tokens; }
+        for (int i = 0; i < entries.Items.Count; i++)
+        {
+            string key = $"server.tokens[{i + 1}]";
+            if (entries.Items[i] is not TomlTableNode entry) { Fail(entries.Items[i], key, $"expected a table with token or token_file and scopes, found {entries.Items[i].Describe()}"); continue; }
+            foreach (var (sub, subNode) in entry.Items)
+                if (!TokenKeys.Contains(sub)) Fail(subNode, $"{key}.{sub}", $"unknown key (allowed: {string.Join(", ", TokenKeys)})");
+            string? inline = Str(entry, key, "token");
+            string? file = Str(entry, key, "token_file");
+            if ((inline is null) == (file is null)) throw new AgentConfigException($"{entry.Location}: {key}: give exactly one of token and token_file");
+            var scopes = Scope.None;
+            var scopeNode = entry["scopes"];
+            if (scopeNode is not TomlArrayNode { Items.Count: > 0 } scopeList)
+                throw new AgentConfigException($"{(scopeNode ?? entry).Location}: {key}.scopes: expected a non-empty array of {string.Join(", ", Scopes.Names.Keys)}");
+            foreach (var item in scopeList.Items)
+            {
+                if (item is TomlValueNode { Value: string name } && Scopes.Names.TryGetValue(name, out var scope)) scopes |= scope;
+                else Fail(item, $"{key}.scopes", $"expected one of {string.Join(", ", Scopes.Names.Keys)}, found {item.Describe()}");
+            }
+            string? value = inline;
+            if (file is not null && readFiles)
+            {
+                string path = resolve(file);
+                if (!System.IO.File.Exists(path)) Fail(entry["token_file"]!, $"{key}.token_file", $"no such file: {path}");
+                value = System.IO.File.ReadAllText(path).Trim();
+            }
+            tokens.Add(new ScopedToken(value, scopes, file is null ? $"{key}.token" : $"{key}.token_file"));
+        }
+        return tokens;
+    }
+
+    // The node a server problem is about, for its file:line:column.
+    private static TomlNode Where(TomlTableNode root, TomlTableNode? server, string key)
+    {
+        if (server is null) return root;
+        var parts = key.Split('.');
+        if (parts.Length >= 2 && parts[1].StartsWith("tokens[", StringComparison.Ordinal) && server["tokens"] is TomlArrayNode entries &&
+            int.TryParse(parts[1]["tokens[".Length..^1], out int n) && n >= 1 && n <= entries.Items.Count)
+            return entries.Items[n - 1] is TomlTableNode entry && parts.Length == 3 && entry[parts[2]] is { } leaf ? leaf : entries.Items[n - 1];
+        return parts.Length == 2 && server[parts[1]] is { } node ? node : server;
     }
 
     private static void Fail(TomlNode node, string key, string message) =>

@@ -185,7 +185,7 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
     {
         string deviceDir = Path.Combine(work, "device");
         Directory.CreateDirectory(deviceDir);
-        const string token = "demo-token";
+        string token = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
         const int up = 17, down = 27;
         var config = new AgentConfig
         {
@@ -207,6 +207,7 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
             for (int i = 0; i < 50 && !http.GetAsync("/health", cancel).GetAwaiter().GetResult().IsSuccessStatusCode; i++) Thread.Sleep(100);
             _o.WriteLine($"  agent on {url} (model {Path.GetFileName(model)}, adapter {Path.GetFileName(adapter)}, field log {config.FieldLog.Path})");
             var rng = new Random(99);
+            int presses = 0;
             for (int i = 0; i < 4; i++)
             {
                 var ticket = SupportTickets.Generate(rng);
@@ -224,18 +225,42 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
                 _o.WriteLine($"  client: \"{Shorten(ticket.Text)}\" → {answer.Trim()}");
                 // The operator presses thumbs up or down on the device for the answer just given.
                 chip.Press(right ? up : down);
+                presses++;
                 Thread.Sleep(50);
                 _o.WriteLine($"    button: {(right ? "thumbs up" : "thumbs down")}");
             }
-            var export = http.GetAsync("/v1/field-data?after=0&limit=1000", cancel).GetAwaiter().GetResult();
-            string jsonl = export.Content.ReadAsStringAsync(cancel).GetAwaiter().GetResult();
+            // Export as a fleet consumer does: page by cursor, store each page, then acknowledge its cursor.
             string fieldFile = Path.Combine(deviceDir, "field-export.jsonl");
-            File.WriteAllText(fieldFile, jsonl);
-            int records = jsonl.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+            var latest = new Dictionary<string, EdgeTune.Formats.FieldData.FieldExample>(StringComparer.Ordinal);
+            long cursor = 0;
+            using (var writer = new StreamWriter(fieldFile, append: false, new UTF8Encoding(false)))
+            {
+                while (true)
+                {
+                    using var page = http.GetAsync(string.Create(C, $"/v1/field-data?after={cursor}&limit=1000"), cancel).GetAwaiter().GetResult();
+                    string jsonl = page.Content.ReadAsStringAsync(cancel).GetAwaiter().GetResult();
+                    if (!page.IsSuccessStatusCode) throw new EdgeTuneException($"agent answered {(int)page.StatusCode} to the field-data export: {jsonl}");
+                    var lines = jsonl.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                    if (lines.Length == 0) break;
+                    foreach (var line in lines)
+                    {
+                        writer.Write(line + "\n");
+                        var example = EdgeTune.Formats.FieldData.FieldExample.FromJsonLine(line)!;
+                        latest[example.Metadata.Id] = example; // a record exported again (with later feedback) replaces the earlier line
+                    }
+                    writer.Flush();
+                    cursor = long.Parse(page.Headers.GetValues("EdgeTune-Next-Cursor").First(), C);
+                    using var ack = http.PostAsync("/v1/field-data/ack", new StringContent(string.Create(C, $"{{\"through\": {cursor}}}"), Encoding.UTF8, "application/json"), cancel).GetAwaiter().GetResult();
+                    if (!ack.IsSuccessStatusCode) throw new EdgeTuneException($"agent answered {(int)ack.StatusCode} to the acknowledgement: {ack.Content.ReadAsStringAsync(cancel).GetAwaiter().GetResult()}");
+                }
+            }
+            // What the demo reports about feedback is what came back in the field data, not what it pressed.
+            int thumbsUp = latest.Values.Count(e => e.Metadata.Feedback?.Rating > 0), thumbsDown = latest.Values.Count(e => e.Metadata.Feedback?.Rating < 0);
+            _o.WriteLine(string.Create(C, $"  field data read back: {latest.Count} records (cursor {cursor}, acknowledged); feedback in them: {thumbsUp} thumbs up, {thumbsDown} thumbs down, {latest.Count - thumbsUp - thumbsDown} unrated ({presses} button presses)"));
             int testBefore = Manifest.Load(data.DatasetDir)!.Counts["test"];
             string testHashBefore = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(data.DatasetDir, "test.jsonl"))));
             var ingest = DatasetIngester.Ingest(fieldFile, data.DatasetDir, new IngestOptions { Provenance = new Dictionary<string, string> { ["source"] = "field", ["device"] = "demo-orin-nano-01" } });
-            _o.WriteLine(string.Create(C, $"  field log exported: {records} records (cursor {export.Headers.GetValues("EdgeTune-Next-Cursor").FirstOrDefault()}); ingested into {data.DatasetDir}: " +
+            _o.WriteLine(string.Create(C, $"  field data ingested into {data.DatasetDir}: " +
                 $"{string.Join(", ", ingest.Added.Select(kv => $"{kv.Key} +{kv.Value}"))}, {ingest.Duplicates} duplicates, {ingest.HeldBack} held back from the frozen test split"));
             int testAfter = Manifest.Load(data.DatasetDir)!.Counts["test"];
             bool same = testHashBefore == Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(data.DatasetDir, "test.jsonl"))));
