@@ -37,9 +37,7 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
     {
         var r = recipe;
         string runDir = r.Output.Dir;
-        // Checked before anything is touched: a mistyped run folder must not cost the metrics of the one meant.
-        if (resume && !TrainingCheckpoint.Exists(runDir))
-            throw new EdgeTuneException($"{Path.Combine(runDir, TrainingCheckpoint.FolderName)}: no checkpoint to resume from (is [output].dir right?); run without --resume to start anew");
+        if (resume) CheckResumable(r);
         Directory.CreateDirectory(runDir);
         void Say(string message) => progress?.Report(new TrainProgress(0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, message));
 
@@ -178,6 +176,16 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         }
         string? curve = LossCurve.TryWrite(metricsPath, Path.Combine(runDir, "loss.png"));
         return new TrainResult(runDir, state.Step, lastLoss, lastEval, state.BestStep == 0 ? null : state.BestStep, gguf, peft, merged, metricsPath, curve, stop);
+    }
+
+    /// <summary>
+    /// Refuses to resume a run that has no checkpoint. Checked before anything is touched: a mistyped run folder
+    /// must not start from step 0 and cost the metrics of the one meant.
+    /// </summary>
+    public static void CheckResumable(Recipe recipe)
+    {
+        if (!TrainingCheckpoint.Exists(recipe.Output.Dir))
+            throw new EdgeTuneException($"{Path.Combine(recipe.Output.Dir, TrainingCheckpoint.FolderName)}: no checkpoint to resume from (is [output].dir right?); run without --resume to start anew");
     }
 
     private static float[] Snapshot(TrainableLlama model)
