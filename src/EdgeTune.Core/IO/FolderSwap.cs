@@ -23,9 +23,17 @@ public static partial class FolderSwap
         Recover(full);
         string aside = Sibling(full, "new");
         Directory.CreateDirectory(aside);
-        if (Directory.Exists(full)) CopyTree(full, aside, rewritten.ToHashSet(StringComparer.Ordinal));
-        write(aside);
-        SyncTree(aside);
+        try
+        {
+            if (Directory.Exists(full)) CopyTree(full, aside, rewritten.ToHashSet(StringComparer.Ordinal));
+            write(aside);
+            SyncTree(aside);
+        }
+        catch
+        {
+            Directory.Delete(aside, true); // the folder itself was never touched
+            throw;
+        }
         CrashPoints.Pass("folder.written");
         if (!Directory.Exists(full))
         {
