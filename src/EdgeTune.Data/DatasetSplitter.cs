@@ -1,6 +1,7 @@
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using EdgeTune.Core;
+using EdgeTune.Core.IO;
 
 namespace EdgeTune.Data;
 
@@ -13,6 +14,11 @@ public sealed record SplitOptions
     public bool Force { get; init; }
     /// <summary>Keep the fractions within each value of this field (see <see cref="Data.Strata"/>); null: one stratum.</summary>
     public string? Stratify { get; init; }
+    /// <summary>
+    /// Cut each stratum (the whole file without <see cref="Stratify"/>) at the quantiles of its rows' draws, so the
+    /// fractions hold exactly; the price: a from-scratch split of a grown file can move rows (see <see cref="DatasetSplitter"/>).
+    /// </summary>
+    public bool ExactProportions { get; init; }
     public ReadOptions Read { get; init; } = new();
 }
 
@@ -23,27 +29,33 @@ public sealed record SplitResult(IReadOnlyDictionary<string, int> Counts, int Du
 }
 
 /// <summary>
-/// The leak-proof split. Which split an example lands in is a function of the seed and a hash of its
-/// normalised text, never of its position, so appending rows moves nothing. Near-duplicates (MinHash) form
-/// clusters that take the split of their representative (the smallest hash), so a paraphrase cannot sit in
-/// train while its twin is in test. The output folder's manifest freezes earlier assignments: a row seen
-/// before keeps its split, a new row near one seen before joins it, and a run that would change the test
-/// split (other fractions or seed, or test rows gone from the input) is refused unless forced.
-/// With <see cref="SplitOptions.Stratify"/>, the draw of each cluster is the same hash-derived number, but it is
-/// compared with its stratum's own thresholds: the quantiles of the draws in that stratum at the fractions, so
-/// every stratum is split in the asked proportions. Thresholds depend on the stratum's rows, which is why rows
-/// already in the manifest keep their split (the freeze above) and only new rows meet the new thresholds.
+/// The leak-proof split. Each example draws a number in [0, 1) from the seed and a hash of its normalised
+/// text, never from its position or the other rows, and the draw is compared with fixed thresholds: below
+/// Test it is test, below Test + Eval eval, else train. Near-duplicates (MinHash) form clusters that share one
+/// split: the strictest any member would get alone (the smallest draw of the cluster), so a paraphrase cannot
+/// sit in train while its twin is in test. Hence the guarantee: splitting a grown file from scratch, into a new
+/// folder, moves no earlier row; only a new row that is a near-duplicate of old ones can move them, and then
+/// only toward test (train → eval → test), never out of test.
+/// The output folder's manifest freezes earlier assignments too: a row seen before keeps its split, a new row
+/// near one seen before joins it, and a run that would change the test split (other fractions or seed, or
+/// test rows gone from the input) is refused unless forced.
+/// With <see cref="SplitOptions.Stratify"/> the rule is the same and the manifest counts each stratum; the
+/// proportions hold per stratum as the law of large numbers makes them. <see cref="SplitOptions.ExactProportions"/>
+/// instead cuts each stratum at the quantiles of its draws, so its fractions are exact; those thresholds depend
+/// on the rows present, which is why a from-scratch split of a grown file can move rows across the cut, and why
+/// splitting again into the same folder (whose manifest keeps earlier rows where they were) is the safe way then.
+/// The folder changes as a whole (<see cref="FolderSwap"/>): a crash leaves the old split or the new one.
 /// Two streaming passes: hashes and signatures first, then the rows are written; texts are never all in memory.
 /// </summary>
 public static class DatasetSplitter
 {
     public static readonly string[] Splits = ["train", "eval", "test"];
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static SplitResult Split(IReadOnlyList<string> files, string outDir, SplitOptions options)
     {
         if (options.Test < 0 || options.Eval < 0 || options.Test + options.Eval >= 1)
             throw new EdgeTuneException($"--test {options.Test} and --eval {options.Eval}: each must be at least 0 and together below 1");
+        FolderSwap.Recover(outDir);
         var previous = options.Force ? null : Manifest.Load(outDir);
         var read = options.Stratify is null ? options.Read : options.Read with { Stratify = options.Stratify };
         if (previous is not null && (previous.Seed != options.Seed || previous.Test != options.Test || previous.Eval != options.Eval))
@@ -81,47 +93,54 @@ public static class DatasetSplitter
                 throw new EdgeTuneException($"{Path.Combine(outDir, Manifest.FileName)}: {lost} examples of the frozen test split are not in the input; splitting again would change the test split (add them back, or --force)");
         }
 
-        // Pass 2: write each kept row once, into its split.
-        Directory.CreateDirectory(outDir);
-        var writers = Splits.ToDictionary(s => s, s => new StreamWriter(Path.Combine(outDir, s + ".jsonl.tmp"), false, new System.Text.UTF8Encoding(false)));
-        var written = new HashSet<ulong>();
-        var sources = new Dictionary<string, int>(StringComparer.Ordinal);
-        try
-        {
-            foreach (var item in DatasetReader.ReadAll(files, read))
-            {
-                if (item.Example is not { } e || !written.Add(e.Hash)) continue;
-                writers[split[e.Hash]].WriteLine(ChatJson(e));
-                sources[e.File] = sources.GetValueOrDefault(e.File) + 1;
-            }
-        }
-        finally
-        {
-            foreach (var w in writers.Values) w.Dispose();
-        }
-        foreach (var s in Splits) File.Move(Path.Combine(outDir, s + ".jsonl.tmp"), Path.Combine(outDir, s + ".jsonl"), overwrite: true);
-
         var byName = Splits.ToDictionary(s => s, s => hashes.Where(h => split[h] == s).Select(TextHash.Hex).ToList());
         Dictionary<string, ManifestStratum>? perStratum = null;
         if (options.Stratify is not null)
         {
             perStratum = new(StringComparer.Ordinal);
             for (int s = 0; s < strata.Count; s++)
-                perStratum[strata[s]] = new(Splits.ToDictionary(x => x, _ => 0), thresholds![s].Test, thresholds[s].Eval);
+                perStratum[strata[s]] = new(Splits.ToDictionary(x => x, _ => 0), thresholds[s].Test, thresholds[s].Eval);
             for (int i = 0; i < hashes.Count; i++) perStratum[strata[stratumOf[i]]].Counts[split[hashes[i]]]++;
             perStratum = perStratum.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
         }
-        var manifest = new Manifest(options.Seed, options.Test, options.Eval, byName.ToDictionary(kv => kv.Key, kv => kv.Value.Count),
-            files.Select(f => new ManifestSource(Path.GetFullPath(f), sources.GetValueOrDefault(f))).ToList(), duplicates, byName)
+        var sources = new Dictionary<string, int>(StringComparer.Ordinal);
+        string[] rewritten = [.. Splits.Select(s => s + ".jsonl"), Manifest.FileName];
+        FolderSwap.Replace(outDir, rewritten, aside =>
         {
-            Stratify = options.Stratify, Strata = perStratum,
-        };
-        File.WriteAllText(Path.Combine(outDir, Manifest.FileName), JsonSerializer.Serialize(manifest, Json));
-        return new(manifest.Counts, duplicates, hashes.Count, findings) { Strata = perStratum };
+            // Pass 2: write each kept row once, into its split.
+            var writers = Splits.ToDictionary(s => s, s => new StreamWriter(Path.Combine(aside, s + ".jsonl"), false, new System.Text.UTF8Encoding(false)));
+            var written = new HashSet<ulong>();
+            try
+            {
+                foreach (var item in DatasetReader.ReadAll(files, read))
+                {
+                    if (item.Example is not { } e || !written.Add(e.Hash)) continue;
+                    writers[split[e.Hash]].WriteLine(ChatJson(e));
+                    sources[e.File] = sources.GetValueOrDefault(e.File) + 1;
+                }
+            }
+            finally
+            {
+                foreach (var w in writers.Values) w.Dispose();
+            }
+            CrashPoints.Pass("split.rows-written");
+            var manifest = new Manifest(options.Seed, options.Test, options.Eval, byName.ToDictionary(kv => kv.Key, kv => kv.Value.Count),
+                files.Select(f => new ManifestSource(Path.GetFullPath(f), sources.GetValueOrDefault(f))).ToList(), duplicates, byName)
+            {
+                Stratify = options.Stratify, Strata = perStratum, ExactProportions = options.ExactProportions,
+                Cutoffs = options.ExactProportions && options.Stratify is null ? new ManifestCutoffs(thresholds[0].Test, thresholds[0].Eval) : null,
+            };
+            manifest.Save(aside);
+        });
+        return new(byName.ToDictionary(kv => kv.Key, kv => kv.Value.Count), duplicates, hashes.Count, findings) { Strata = perStratum };
     }
 
-    /// <summary>Split of every hash: frozen ones keep theirs; a cluster with frozen members takes the strictest of them; others follow the hash rule.</summary>
-    private static (Dictionary<ulong, string> Split, (double Test, double Eval)[]? Thresholds) Assign(
+    /// <summary>
+    /// Split of every hash: frozen ones keep theirs; a cluster with frozen members takes the strictest of them;
+    /// others compare the cluster's draw (its smallest member draw) with their stratum's thresholds: the fixed
+    /// fractions, or with exact proportions the stratum's quantiles. The thresholds per stratum come back too.
+    /// </summary>
+    private static (Dictionary<ulong, string> Split, (double Test, double Eval)[] Thresholds) Assign(
         List<ulong> hashes, List<int> parent, List<int> stratumOf, int strata, Manifest? previous, SplitOptions options)
     {
         var old = new Dictionary<ulong, string>();
@@ -130,10 +149,11 @@ public static class DatasetSplitter
                 foreach (var hex in list) old[Convert.ToUInt64(hex, 16)] = name;
 
         var clusters = Enumerable.Range(0, hashes.Count).GroupBy(i => Find(parent, i)).Select(g => g.ToList()).ToList();
-        // A cluster's representative is its member with the smallest hash: its draw and (stratified) its stratum are the cluster's.
-        var representative = clusters.Select(c => c.MinBy(i => hashes[i])).ToList();
-        (double Test, double Eval)[]? thresholds = null;
-        if (options.Stratify is not null)
+        // The strictest member decides: growing a cluster can only lower its draw, so a row can move toward test, never out of it.
+        var representative = clusters.Select(c => c.MinBy(i => Draw(hashes[i], options.Seed))).ToList();
+        var fixedCut = (options.Test, options.Test + options.Eval);
+        var thresholds = Enumerable.Repeat(fixedCut, Math.Max(strata, 1)).ToArray();
+        if (options.ExactProportions)
         {
             // Per stratum, the draws of its clusters in order, and the thresholds that cut them (weighted by
             // cluster size) closest to the fractions. Every cluster counts, frozen ones too, so new rows fill
@@ -141,7 +161,7 @@ public static class DatasetSplitter
             var draws = Enumerable.Range(0, strata).Select(_ => new List<(double U, int Size)>()).ToArray();
             for (int c = 0; c < clusters.Count; c++)
                 draws[stratumOf[representative[c]]].Add((Draw(hashes[representative[c]], options.Seed), clusters[c].Count));
-            thresholds = draws.Select(d => Thresholds(d, options.Test, options.Eval)).ToArray();
+            for (int s = 0; s < strata; s++) thresholds[s] = Thresholds(draws[s], options.Test, options.Eval);
         }
 
         var result = new Dictionary<ulong, string>(hashes.Count);
@@ -149,11 +169,10 @@ public static class DatasetSplitter
         {
             var members = clusters[c].Select(i => hashes[i]).ToList();
             var frozen = members.Where(old.ContainsKey).Select(h => old[h]).ToList();
-            ulong rep = hashes[representative[c]];
+            int rep = representative[c];
             // Test wins over eval over train: a new row near a test row must not train the model on the test answer.
             string shared = frozen.Count > 0 ? Splits.Reverse().First(frozen.Contains)
-                : thresholds is null ? Bucket(rep, options)
-                : Bucket(Draw(rep, options.Seed), thresholds[stratumOf[representative[c]]]);
+                : Bucket(Draw(hashes[rep], options.Seed), thresholds[stratumOf[rep]]);
             foreach (var h in members) result[h] = old.GetValueOrDefault(h, shared);
         }
         return (result, thresholds);
@@ -192,12 +211,8 @@ public static class DatasetSplitter
     public static string Bucket(double draw, (double Test, double Eval) thresholds) =>
         draw < thresholds.Test ? "test" : draw < thresholds.Eval ? "eval" : "train";
 
-    /// <summary>The hash rule: a uniform number from (seed, hash), compared with the fractions.</summary>
-    public static string Bucket(ulong hash, SplitOptions options)
-    {
-        double u = Draw(hash, options.Seed);
-        return u < options.Test ? "test" : u < options.Test + options.Eval ? "eval" : "train";
-    }
+    /// <summary>The hash rule: a uniform number from (seed, hash), compared with the fixed fractions.</summary>
+    public static string Bucket(ulong hash, SplitOptions options) => Bucket(Draw(hash, options.Seed), (options.Test, options.Test + options.Eval));
 
     /// <summary>One row in chat format, the format every later stage reads.</summary>
     public static string ChatJson(DatasetExample e)
@@ -241,15 +256,33 @@ public sealed record ManifestSource(string File, int Examples);
 /// <summary>One stratum of a stratified split: its rows per split, and the draw thresholds (below Test: test; below Eval: eval).</summary>
 public sealed record ManifestStratum(Dictionary<string, int> Counts, double Test, double Eval);
 
+/// <summary>Draw thresholds of a split: below Test, test; below Eval, eval; else train.</summary>
+public sealed record ManifestCutoffs(double Test, double Eval);
+
 /// <summary>manifest.json of a split folder: how it was made and which example hashes each split holds.</summary>
 public sealed record Manifest(ulong Seed, double Test, double Eval, Dictionary<string, int> Counts, List<ManifestSource> Sources, int Duplicates, Dictionary<string, List<string>> Hashes)
 {
     public const string FileName = "manifest.json";
-    public int Version { get; init; } = 1;
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    /// <summary>2: a cluster's draw is its smallest member draw, thresholds are fixed unless <see cref="ExactProportions"/> (1: the smallest hash's draw, quantile thresholds with --stratify).</summary>
+    public int Version { get; init; } = 2;
+    /// <summary>Whether the latest split cut at quantiles (--exact-proportions) rather than the fixed fractions.</summary>
+    public bool ExactProportions { get; init; }
+    /// <summary>The quantile thresholds of an exact-proportions split without --stratify (ingest places new rows by them); null otherwise.</summary>
+    public ManifestCutoffs? Cutoffs { get; init; }
     /// <summary>The --stratify field of the latest split, if any.</summary>
     public string? Stratify { get; init; }
     /// <summary>Per stratum (with --stratify): counts per split and thresholds; ingest places new rows by them.</summary>
     public Dictionary<string, ManifestStratum>? Strata { get; set; }
+
+    /// <summary>Writes manifest.json into <paramref name="dir"/> (a folder being built aside: see <see cref="FolderSwap"/>).</summary>
+    public void Save(string dir) => File.WriteAllText(Path.Combine(dir, FileName), JsonSerializer.Serialize(this, Json));
+
+    /// <summary>The cut-offs for a new row of <paramref name="stratum"/>: its stratum's recorded ones, else the folder's, else the fixed fractions.</summary>
+    public (double Test, double Eval) CutoffsFor(string? stratum) =>
+        stratum is not null && Strata?.GetValueOrDefault(stratum) is { } s ? (s.Test, s.Eval)
+        : Cutoffs is { } c ? (c.Test, c.Eval)
+        : (Test, Test + Eval);
 
     public static Manifest? Load(string dir)
     {

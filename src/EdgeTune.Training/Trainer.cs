@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using EdgeTune.Core;
+using EdgeTune.Core.IO;
 using EdgeTune.Data;
 using EdgeTune.Data.Templating;
 using EdgeTune.Kernels;
@@ -36,6 +37,7 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
     {
         var r = recipe;
         string runDir = r.Output.Dir;
+        if (resume) CheckResumable(r);
         Directory.CreateDirectory(runDir);
         void Say(string message) => progress?.Report(new TrainProgress(0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, message));
 
@@ -67,11 +69,13 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
 
         string metricsPath = Path.Combine(runDir, "metrics.jsonl");
         var state = new TrainerState { TotalSteps = total };
-        if (resume && TrainingCheckpoint.Exists(runDir))
+        float[]? best = null; // the parameters of the best evaluation (early stopping): they travel in the checkpoint
+        if (resume)
         {
-            state = TrainingCheckpoint.Load(runDir, model, m, v);
+            string from = TrainingCheckpoint.Locate(runDir)!;
+            (state, best) = TrainingCheckpoint.Load(runDir, model, m, v);
             TruncateMetrics(metricsPath, state.Step);
-            Say($"resumed from {Path.Combine(runDir, TrainingCheckpoint.FolderName)} at step {state.Step}/{total}");
+            Say($"resumed from {from} at step {state.Step}/{total}");
         }
         else if (File.Exists(metricsPath)) File.Delete(metricsPath);
 
@@ -93,7 +97,6 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         double lastLoss = double.NaN, lossMean = state.LossMean;
         double? lastEval = null;
         string stop = "completed";
-        float[]? best = null;
         int startStep = state.Step;
         for (int step = state.Step; step < total; step++)
         {
@@ -145,14 +148,14 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
             progress?.Report(new TrainProgress(done, total, loss, rate, tokensPerSecond, eta, lastEval));
             state = state with { Step = done, LossMean = lossMean };
             if (r.Train.CheckpointEvery > 0 && done % r.Train.CheckpointEvery == 0 && done < total)
-                TrainingCheckpoint.Save(runDir, model, m, v, state);
+                TrainingCheckpoint.Save(runDir, model, m, v, state, best);
             if (r.Train.EarlyStoppingPatience > 0 && state.EvalsWithoutImprovement >= r.Train.EarlyStoppingPatience)
             {
                 stop = $"early stop at step {done}: eval loss did not improve for {state.EvalsWithoutImprovement} evaluations; exporting the best (step {state.BestStep})";
                 break;
             }
         }
-        TrainingCheckpoint.Save(runDir, model, m, v, state);
+        TrainingCheckpoint.Save(runDir, model, m, v, state, best);
         metrics.Close();
         if (best is not null) backend.Upload(best, model.Parameters.Slice(0, model.Layout.Total));
 
@@ -173,6 +176,16 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         }
         string? curve = LossCurve.TryWrite(metricsPath, Path.Combine(runDir, "loss.png"));
         return new TrainResult(runDir, state.Step, lastLoss, lastEval, state.BestStep == 0 ? null : state.BestStep, gguf, peft, merged, metricsPath, curve, stop);
+    }
+
+    /// <summary>
+    /// Refuses to resume a run that has no checkpoint. Checked before anything is touched: a mistyped run folder
+    /// must not start from step 0 and cost the metrics of the one meant.
+    /// </summary>
+    public static void CheckResumable(Recipe recipe)
+    {
+        if (!TrainingCheckpoint.Exists(recipe.Output.Dir))
+            throw new EdgeTuneException($"{Path.Combine(recipe.Output.Dir, TrainingCheckpoint.FolderName)}: no checkpoint to resume from (is [output].dir right?); run without --resume to start anew");
     }
 
     private static float[] Snapshot(TrainableLlama model)
@@ -234,6 +247,6 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
             }
             catch (JsonException) { return false; }
         }).ToList();
-        File.WriteAllLines(path, kept);
+        DurableFiles.WriteAllText(path, string.Concat(kept.Select(line => line + "\n")));
     }
 }

@@ -16,10 +16,14 @@ internal static class CliRunner
     }
 
     /// <summary>Runs the built edgetune executable in a child process, exactly as a user's shell would.</summary>
-    public static CliResult RunProcess(params string[] args)
+    public static CliResult RunProcess(params string[] args) => RunProcess(new Dictionary<string, string>(), args);
+
+    /// <summary>As <see cref="RunProcess(string[])"/>, with extra environment variables for the child.</summary>
+    public static CliResult RunProcess(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "edgetune.dll");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in environment) psi.Environment[name] = value;
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var process = Process.Start(psi)!;

@@ -94,21 +94,79 @@ public class DataCommandTests
             ? Row($"Message {i} on subject {i * 7919 % 1000}?", $"Reply {i}.")
             : JsonSerializer.Serialize(new { prompt = $"Message {i} on subject {i * 7919 % 1000}?", completion = $"Reply {i}.", label = i % 10 == 0 ? "spam" : "ham" })));
         string outDir = dir.File("out");
-        var r = CliRunner.Run("data", "split", file, "--out", outDir, "--test", "0.2", "--eval", "0.1", "--stratify", "label");
+        var r = CliRunner.Run("data", "split", file, "--out", outDir, "--test", "0.2", "--eval", "0.1", "--stratify", "label", "--exact-proportions");
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("label = spam: train 70, eval 10, test 20 (10.0% eval, 20.0% test)", r.Stdout);
         Assert.Contains("label = ham: train 560, eval 80, test 160", r.Stdout);
         Assert.Contains("label = (missing): train 70, eval 10, test 20", r.Stdout);
-        Assert.Equal("edgetune: note: 100 row(s) have no 'label' (not in the row, nor a key of a JSON answer): they form the stratum (missing)", r.Stderr.Trim());
+        var notes = r.Stderr.Trim().Split('\n');
+        Assert.Equal(2, notes.Length);
+        Assert.StartsWith("edgetune: note: --exact-proportions cuts at the quantiles of these rows: splitting a grown file from scratch", notes[0]);
+        Assert.Equal("edgetune: note: 100 row(s) have no 'label' (not in the row, nor a key of a JSON answer): they form the stratum (missing)", notes[1]);
 
         using var manifest = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "manifest.json")));
         Assert.Equal("label", manifest.RootElement.GetProperty("Stratify").GetString());
         Assert.Equal(20, manifest.RootElement.GetProperty("Strata").GetProperty("spam").GetProperty("Counts").GetProperty("test").GetInt32());
 
-        var json = CliRunner.Run("data", "split", file, "--out", outDir, "--test", "0.2", "--eval", "0.1", "--stratify", "label", "--json");
+        var json = CliRunner.Run("data", "split", file, "--out", outDir, "--test", "0.2", "--eval", "0.1", "--stratify", "label", "--exact-proportions", "--json");
         Assert.Equal(0, json.ExitCode);
         using var doc = JsonDocument.Parse(json.Stdout);
         Assert.Equal(160, doc.RootElement.GetProperty("strata").GetProperty("ham").GetProperty("test").GetInt32());
+
+        // Without --exact-proportions: the fixed thresholds, no caveat; the frozen folder keeps every row where it was.
+        var plain = CliRunner.Run("data", "split", file, "--out", dir.File("plain"), "--test", "0.2", "--eval", "0.1", "--stratify", "label");
+        Assert.Equal(0, plain.ExitCode);
+        Assert.DoesNotContain("--exact-proportions", plain.Stderr);
+        using var fixedManifest = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("plain"), "manifest.json")));
+        Assert.Equal(0.2, fixedManifest.RootElement.GetProperty("Strata").GetProperty("spam").GetProperty("Test").GetDouble());
+        Assert.False(fixedManifest.RootElement.GetProperty("ExactProportions").GetBoolean());
+    }
+
+    /// <summary>Every file of a folder (hidden siblings excluded), the ingest time stamps blanked: what a user sees of a split.</summary>
+    private static Dictionary<string, string> State(string folder) =>
+        Directory.GetFiles(folder).ToDictionary(f => Path.GetFileName(f), f => System.Text.RegularExpressions.Regex.Replace(File.ReadAllText(f), "\"ingested\":\"[^\"]*\"", "\"ingested\":\"\""));
+
+    private static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+    }
+
+    [Theory]
+    [InlineData("split", "split.rows-written")]
+    [InlineData("split", "folder.written")]
+    [InlineData("split", "folder.swapped")]
+    [InlineData("ingest", "ingest.rows-written")]
+    [InlineData("ingest", "folder.written")]
+    [InlineData("ingest", "folder.swapped")]
+    public void A_crash_during_split_or_ingest_leaves_the_old_folder_or_the_new_one(string verb, string point)
+    {
+        using var dir = new TempDir();
+        File.WriteAllLines(dir.File("d.jsonl"), Clean(300).Take(200));
+        File.WriteAllLines(dir.File("grown.jsonl"), Clean(300));
+        File.WriteAllLines(dir.File("new.jsonl"), Enumerable.Range(0, 60).Select(i => Row($"Field question {i} about {i * 31 % 97}?", $"Field answer {i}.")));
+        string data = dir.File("data");
+        Assert.Equal(0, CliRunner.Run("data", "split", dir.File("d.jsonl"), "--out", data).ExitCode);
+        File.WriteAllText(Path.Combine(data, "CARD.md"), "# my notes\n"); // a user's file in the folder stays
+        string[] args = verb == "split" ? ["data", "split", dir.File("grown.jsonl"), "--out", data] : ["data", "ingest", dir.File("new.jsonl"), "--into", data];
+        var old = State(data);
+
+        // The new state, made without a crash on a copy.
+        string reference = dir.File("reference");
+        CopyFolder(data, reference);
+        Assert.Equal(0, CliRunner.Run([.. args.Select(a => a == data ? reference : a)]).ExitCode);
+        var expected = State(reference).ToDictionary(kv => kv.Key, kv => kv.Value.Replace(reference, data, StringComparison.Ordinal));
+        Assert.NotEqual(old, expected);
+
+        var crash = CliRunner.RunProcess(new Dictionary<string, string> { ["EDGETUNE_CRASH_AT"] = point }, args);
+        Assert.True(crash.ExitCode == 137, $"exit {crash.ExitCode}: {crash.Stderr}");
+        Assert.Equal(point == "folder.swapped" ? expected : old, State(data));
+
+        // The next run recovers (leftovers go) and completes.
+        Assert.Equal(0, CliRunner.Run(args).ExitCode);
+        if (point != "folder.swapped" || verb == "split") Assert.Equal(expected, State(data)); // (an ingest run twice records its source twice)
+        Assert.Equal("# my notes\n", File.ReadAllText(Path.Combine(data, "CARD.md")));
+        Assert.Empty(Directory.GetDirectories(dir.Path, ".data.*"));
     }
 
     [Fact]

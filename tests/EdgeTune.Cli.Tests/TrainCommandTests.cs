@@ -52,6 +52,55 @@ public class TrainCommandTests
     }
 
     [Fact]
+    public void Resume_without_a_checkpoint_is_one_line_exit_1_and_the_metrics_survive()
+    {
+        using var dir = new TempDir();
+        string recipe = Project(dir);
+        Directory.CreateDirectory(dir.File("run"));
+        File.WriteAllText(dir.File("run/metrics.jsonl"), "{\"step\": 1, \"loss\": 3.25}\n");
+        var r = CliRunner.Run("train", recipe, "--resume", "--device", "cpu");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+        Assert.Contains("checkpoint: no checkpoint to resume from", r.Stderr, StringComparison.Ordinal);
+        Assert.Equal("{\"step\": 1, \"loss\": 3.25}\n", File.ReadAllText(dir.File("run/metrics.jsonl")));
+    }
+
+    /// <summary>Losses per step in a run folder's metrics.jsonl.</summary>
+    private static List<double> Losses(string runDir) =>
+        File.ReadLines(Path.Combine(runDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement)
+            .Where(e => e.TryGetProperty("loss", out _)).Select(e => e.GetProperty("loss").GetDouble()).ToList();
+
+    [Theory]
+    [InlineData("checkpoint.tensors-written", 2)]
+    [InlineData("checkpoint.written", 2)]
+    [InlineData("checkpoint.moved-aside", 4)] // its second pass is in the third save (the first has nothing to move aside)
+    [InlineData("checkpoint.replaced", 4)]
+    public void A_crash_while_replacing_the_checkpoint_leaves_one_that_resumes_exactly(string point, int expectedStep)
+    {
+        string[] train = ["--device", "cpu", "--threads", "2", "--max-steps", "6"];
+        using var straightDir = new TempDir();
+        var straight = CliRunner.Run(["train", Project(straightDir, "checkpoint_every = 2"), .. train]);
+        Assert.True(straight.ExitCode == 0, straight.Stderr);
+
+        // The child dies (SIGKILL of itself) at the second pass of the point: saves come at steps 2, 4 and 6 (the last).
+        using var dir = new TempDir();
+        string recipe = Project(dir, "checkpoint_every = 2");
+        var crash = CliRunner.RunProcess(new Dictionary<string, string> { ["EDGETUNE_CRASH_AT"] = point + "#2" }, ["train", recipe, .. train]);
+        Assert.True(crash.ExitCode == 137, $"exit {crash.ExitCode}: {crash.Stderr}");
+        string run = dir.File("run");
+        Assert.Equal(point == "checkpoint.moved-aside", !Directory.Exists(Path.Combine(run, "checkpoint")));
+        string found = EdgeTune.Training.Checkpoints.TrainingCheckpoint.Locate(run)!;
+        Assert.NotNull(found);
+
+        var resumed = CliRunner.Run(["train", recipe, "--resume", .. train]);
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        Assert.True(resumed.Stderr.Contains($"resumed from {found} at step {expectedStep}/6", StringComparison.Ordinal), resumed.Stderr);
+        Assert.Equal(Losses(straightDir.File("run")), Losses(run));
+        Assert.Equal(File.ReadAllBytes(straightDir.File("run/adapter.gguf")), File.ReadAllBytes(Path.Combine(run, "adapter.gguf")));
+        Assert.Equal(["checkpoint"], Directory.GetDirectories(run, "checkpoint*").Select(Path.GetFileName));
+    }
+
+    [Fact]
     public void A_recipe_mistake_is_one_line_with_the_place_and_exit_1()
     {
         using var dir = new TempDir();

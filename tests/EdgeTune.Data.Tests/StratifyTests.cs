@@ -37,7 +37,7 @@ public class StratifyTests
     {
         using var dir = new TempDir();
         File.WriteAllLines(dir.File("d.jsonl"), Labelled(10_000, 1));
-        var result = DatasetSplitter.Split([dir.File("d.jsonl")], dir.File("out"), new SplitOptions { Seed = 3, Stratify = "label" });
+        var result = DatasetSplitter.Split([dir.File("d.jsonl")], dir.File("out"), new SplitOptions { Seed = 3, Stratify = "label", ExactProportions = true });
         Assert.NotNull(result.Strata);
         Assert.Equal(new[] { "a", "b", "c" }, result.Strata.Keys);
         Assert.Equal((7000, 2000, 1000), (result.Strata["a"].Counts.Values.Sum(), result.Strata["b"].Counts.Values.Sum(), result.Strata["c"].Counts.Values.Sum()));
@@ -48,6 +48,12 @@ public class StratifyTests
         Assert.Equal("label", manifest.Stratify);
         Assert.Equal(result.Strata["c"].Counts, manifest.Strata!["c"].Counts);
         Assert.Equal(10_000, Read(dir.File("out")).Count);
+
+        // By default the thresholds are the fixed fractions in every stratum: the proportions hold as sampling makes them.
+        var plain = DatasetSplitter.Split([dir.File("d.jsonl")], dir.File("plain"), new SplitOptions { Seed = 3, Stratify = "label" });
+        Assert.All(plain.Strata!.Values, s => Assert.Equal((0.15, 0.15 + 0.05), (s.Test, s.Eval)));
+        AssertProportions(plain.Strata.Where(kv => kv.Key == "a").ToDictionary(), test: 0.15, eval: 0.05); // 7,000 rows: within a percent
+        Assert.False(Manifest.Load(dir.File("plain"))!.ExactProportions);
     }
 
     [Fact]
@@ -56,12 +62,12 @@ public class StratifyTests
         using var dir = new TempDir();
         string file = dir.File("d.jsonl"), outDir = dir.File("out");
         File.WriteAllLines(file, Labelled(10_000, 2));
-        DatasetSplitter.Split([file], outDir, new SplitOptions { Stratify = "label" });
+        DatasetSplitter.Split([file], outDir, new SplitOptions { Stratify = "label", ExactProportions = true });
         var before = Read(outDir);
 
         // Appended rows skew the other way (mostly "c"), so the new thresholds must differ from the old ones.
         File.AppendAllLines(file, Labelled(1_000, 3, i => i % 2 == 0 ? "c" : "b"));
-        var result = DatasetSplitter.Split([file], outDir, new SplitOptions { Stratify = "label" });
+        var result = DatasetSplitter.Split([file], outDir, new SplitOptions { Stratify = "label", ExactProportions = true });
         var after = Read(outDir);
         Assert.Equal(11_000, after.Count);
         Assert.All(before, kv => Assert.Equal(kv.Value, after[kv.Key]));
@@ -81,7 +87,7 @@ public class StratifyTests
                 ? JsonSerializer.Serialize(new { instruction = Rows.Sentence(r, 10), output = $"Plain answer {i}.", intent = "billing" })
                 : Rows.Alpaca(Rows.Sentence(r, 10), JsonSerializer.Serialize(new { intent = i % 3 == 0 ? "refund" : "other", reply = $"r{i}" }))).ToList();
         File.WriteAllLines(dir.File("d.jsonl"), rows);
-        var result = DatasetSplitter.Split([dir.File("d.jsonl")], dir.File("out"), new SplitOptions { Stratify = "intent" });
+        var result = DatasetSplitter.Split([dir.File("d.jsonl")], dir.File("out"), new SplitOptions { Stratify = "intent", ExactProportions = true });
         var strata = result.Strata!;
         Assert.Equal(200, strata[Strata.Missing].Counts.Values.Sum());
         Assert.Equal(200, strata["billing"].Counts.Values.Sum());
@@ -134,8 +140,14 @@ public class StratifyTests
         using var dir = new TempDir();
         string outDir = dir.File("out");
         File.WriteAllLines(dir.File("d.jsonl"), Labelled(2000, 7));
-        DatasetSplitter.Split([dir.File("d.jsonl")], outDir, new SplitOptions { Stratify = "label" });
+        DatasetSplitter.Split([dir.File("d.jsonl")], outDir, new SplitOptions { Stratify = "label", ExactProportions = true });
+        // As a folder of version 1 wrote it (quantile thresholds per stratum, none of the later keys): those cut-offs still place new rows.
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, Manifest.FileName)))!.AsObject();
+        foreach (var key in new[] { "ExactProportions", "Cutoffs" }) Assert.True(json.Remove(key));
+        json["Version"] = 1;
+        File.WriteAllText(Path.Combine(outDir, Manifest.FileName), json.ToJsonString());
         var manifest = Manifest.Load(outDir)!;
+        Assert.Contains(manifest.Strata!.Values, s => s.Test != 0.15); // recorded quantiles, not the fixed fraction
         File.WriteAllLines(dir.File("new.jsonl"), Labelled(500, 8));
         var result = DatasetIngester.Ingest(dir.File("new.jsonl"), outDir, new IngestOptions { GrowTest = true });
         Assert.Empty(result.Findings);

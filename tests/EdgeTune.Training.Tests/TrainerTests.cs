@@ -11,7 +11,7 @@ namespace EdgeTune.Training.Tests;
 
 public class TrainerTests
 {
-    private static string Setup(TempDir dir, int trainCount = 256)
+    internal static string Setup(TempDir dir, int trainCount = 256)
     {
         TinyTask.WriteModel(dir.Path);
         TinyTask.WriteData(dir.File("train.jsonl"), trainCount, seed: 1);
@@ -84,14 +84,7 @@ public class TrainerTests
         var resumed = new Trainer(recipe, backend).Run(resume: true);
 
         Assert.Equal(Losses(straight.MetricsPath), Losses(resumed.MetricsPath)); // bit for bit: steps 4 and 5 are redone identically
-        var a = LoraAdapter.Open(straight.AdapterGguf!).Pairs;
-        var b = LoraAdapter.Open(resumed.AdapterGguf!).Pairs;
-        Assert.Equal(a.Select(p => p.Name), b.Select(p => p.Name));
-        for (int i = 0; i < a.Count; i++)
-        {
-            Assert.Equal(a[i].A, b[i].A);
-            Assert.Equal(a[i].B, b[i].B);
-        }
+        TrainingDetailTests.AssertSameAdapter(straight.AdapterGguf!, resumed.AdapterGguf!);
     }
 
     [Fact]
@@ -108,7 +101,7 @@ public class TrainerTests
         Assert.Contains("learning_rate", e.Message, StringComparison.Ordinal);
     }
 
-    private sealed class SyncProgress(Action<TrainProgress> report) : IProgress<TrainProgress>
+    internal sealed class SyncProgress(Action<TrainProgress> report) : IProgress<TrainProgress>
     {
         public void Report(TrainProgress value) => report(value);
     }
@@ -154,15 +147,32 @@ public class TrainingDetailTests
         Assert.Equal(5, batch.TrainedTokens);
     }
 
+    /// <summary>A run folder whose eval set the training data cannot help with (other labels): eval loss rises once the task is learnt.</summary>
+    private static void EarlyStoppingTask(TempDir dir)
+    {
+        TinyTask.WriteModel(dir.Path);
+        TinyTask.WriteData(dir.File("train.jsonl"), 64, seed: 1);
+        using var w = new StreamWriter(dir.File("eval.jsonl"));
+        for (int i = 0; i < 16; i++) w.WriteLine(JsonSerializer.Serialize(new { prompt = "hello the world", response = i % 2 == 0 ? "device" : "the" }));
+    }
+
+    internal static void AssertSameAdapter(string expected, string actual)
+    {
+        var a = LoraAdapter.Open(expected).Pairs;
+        var b = LoraAdapter.Open(actual).Pairs;
+        Assert.Equal(a.Select(p => p.Name), b.Select(p => p.Name));
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.Equal(a[i].A, b[i].A);
+            Assert.Equal(a[i].B, b[i].B);
+        }
+    }
+
     [Fact]
     public void Early_stopping_ends_the_run_and_exports_the_best_step()
     {
         using var dir = new TempDir();
-        TinyTask.WriteModel(dir.Path);
-        TinyTask.WriteData(dir.File("train.jsonl"), 64, seed: 1);
-        // An eval set the training data cannot help with (other labels): eval loss rises once the task is learnt.
-        using (var w = new StreamWriter(dir.File("eval.jsonl")))
-            for (int i = 0; i < 16; i++) w.WriteLine(JsonSerializer.Serialize(new { prompt = "hello the world", response = i % 2 == 0 ? "device" : "the" }));
+        EarlyStoppingTask(dir);
         var recipe = TinyTask.Recipe(dir.Path, extra: "eval_every = 5\nearly_stopping_patience = 2", steps: 200);
         using var backend = new CpuBackend(2);
         var result = new Trainer(recipe, backend).Run(resume: false);
@@ -170,5 +180,41 @@ public class TrainingDetailTests
         Assert.True(result.Steps < 200);
         Assert.NotNull(result.BestStep);
         Assert.True(result.BestStep < result.Steps);
+    }
+
+    [Fact]
+    public void A_run_interrupted_after_its_best_step_exports_that_step_when_resumed()
+    {
+        using var dir = new TempDir();
+        EarlyStoppingTask(dir);
+        const string extra = "eval_every = 5\ncheckpoint_every = 5\nearly_stopping_patience = 2";
+        using var backend = new CpuBackend(2);
+        var straight = new Trainer(TinyTask.Recipe(dir.Path, extra: extra, steps: 200, run: "straight"), backend).Run(resume: false);
+        int best = straight.BestStep!.Value;
+
+        // Interrupted one evaluation after the best (the checkpoint of that step is written, early stopping not yet due).
+        var recipe = TinyTask.Recipe(dir.Path, extra: extra, steps: 200, run: "interrupted");
+        using var cancel = new CancellationTokenSource();
+        var stop = new TrainerTests.SyncProgress(p => { if (p.Step == best + 5) cancel.Cancel(); });
+        Assert.Throws<OperationCanceledException>(() => new Trainer(recipe, backend, stop).Run(resume: false, cancel.Token));
+        var resumed = new Trainer(recipe, backend).Run(resume: true);
+
+        Assert.Equal((straight.Steps, best), (resumed.Steps, resumed.BestStep));
+        AssertSameAdapter(straight.AdapterGguf!, resumed.AdapterGguf!); // the best step's parameters, not the last step's
+    }
+
+    [Fact]
+    public void Resume_without_a_checkpoint_is_an_error_and_keeps_the_metrics()
+    {
+        using var dir = new TempDir();
+        TrainerTests.Setup(dir, 16);
+        var recipe = TinyTask.Recipe(dir.Path, steps: 2);
+        Directory.CreateDirectory(recipe.Output.Dir);
+        string metrics = Path.Combine(recipe.Output.Dir, "metrics.jsonl");
+        File.WriteAllText(metrics, "{\"step\": 1, \"loss\": 2.5}\n");
+        using var backend = new CpuBackend(2);
+        var e = Assert.Throws<EdgeTune.Core.EdgeTuneException>(() => new Trainer(recipe, backend).Run(resume: true));
+        Assert.Contains("no checkpoint to resume from", e.Message, StringComparison.Ordinal);
+        Assert.Equal("{\"step\": 1, \"loss\": 2.5}\n", File.ReadAllText(metrics));
     }
 }

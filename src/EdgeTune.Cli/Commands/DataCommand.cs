@@ -87,18 +87,25 @@ internal static class DataCommand
         var force = new Option<bool>("--force") { Description = "Split from scratch even when that changes the frozen test split of --out" };
         var stratify = new Option<string?>("--stratify")
         {
-            Description = "Keep the fractions within each value of FIELD: a key or column of the row (dotted path for nested objects), " +
-                "else a key of the answer when the answer is a JSON object; rows without it form the stratum (missing)",
+            Description = "Count the split within each value of FIELD (with --exact-proportions: cut each at exactly the fractions): a key or column " +
+                "of the row (dotted path for nested objects), else a key of the answer when the answer is a JSON object; rows without it form the stratum (missing)",
+        };
+        var exact = new Option<bool>("--exact-proportions")
+        {
+            Description = "Cut at the quantiles of this file's draws (per stratum with --stratify) so the fractions hold exactly. Caveat: the cut then " +
+                "depends on the rows present, so splitting a grown file from scratch can move earlier rows (a test row into train); split into the same --out instead",
         };
         var map = Map();
         var json = new Option<bool>("--json") { Description = "Print the counts as JSON" };
         var command = new Command("split",
-            "Split examples into train, eval and test by a seeded hash of each normalised example: appending rows never moves a row, " +
-            "near-duplicates share a split, exact duplicates are written once. A test split already in --out is frozen. " +
-            "--stratify FIELD splits each value of FIELD in the same proportions.\n\n" +
+            "Split examples into train, eval and test by a seeded hash of each normalised example against fixed thresholds " +
+            "(below --test: test; below --test + --eval: eval; else train): a row's split depends on its own text, never on the other rows, so " +
+            "splitting a grown file again, even from scratch into a new folder, moves no earlier row. Near-duplicates share a split (the " +
+            "strictest any of them would get alone), exact duplicates are written once. A test split already in --out is frozen. The folder " +
+            "changes as a whole: a crash leaves the old split or the new one.\n\n" +
             "Example: edgetune data split support.jsonl --out data/ --test 0.15 --eval 0.05 --seed 1 --stratify label")
         {
-            files, outDir, test, eval, seed, force, stratify, map, json,
+            files, outDir, test, eval, seed, force, stratify, exact, map, json,
         };
         command.SetAction(parse =>
         {
@@ -107,8 +114,12 @@ internal static class DataCommand
             {
                 Test = parse.GetValue(test), Eval = parse.GetValue(eval), Seed = parse.GetValue(seed), Force = parse.GetValue(force),
                 Stratify = string.IsNullOrWhiteSpace(parse.GetValue(stratify)) ? null : parse.GetValue(stratify)!.Trim(),
+                ExactProportions = parse.GetValue(exact),
                 Read = new ReadOptions { Fields = FieldMapping.Parse(parse.GetValue(map)) },
             });
+            if (parse.GetValue(exact))
+                console.Error.WriteLine("edgetune: note: --exact-proportions cuts at the quantiles of these rows: splitting a grown file from scratch " +
+                    "(--force, or a new --out) can then move earlier rows, a test row into train among them; split into this --out again to keep them where they are");
             foreach (var f in result.Findings) console.Error.WriteLine($"edgetune: skipped: {f}");
             if (parse.GetValue(json))
                 console.Out.WriteLine(JsonSerializer.Serialize(new
@@ -146,6 +157,7 @@ internal static class DataCommand
         var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
         var command = new Command("ingest",
             "Add new examples to a split folder: provenance added, duplicates of any split skipped, matches of the frozen test split refused, the rest placed by the folder's hash rule. " +
+            "Rows and manifest change together: a crash leaves the folder as it was or with every new row. " +
             "Exit 1 when a row matched the test split or could not be read (the other rows are added).\n\n" +
             "Example: edgetune data ingest field-2026-03.jsonl --into data/ --source field --device pi5-01")
         {

@@ -39,6 +39,7 @@ internal static class TrainCommand
                     MaxSteps = parse.GetValue(maxSteps) ?? r.Train.MaxSteps,
                 },
             };
+            if (parse.GetValue(resume)) Trainer.CheckResumable(r);
             using var backend = Backends.Create(r.Train.Device, r.Train.Threads, line => console.Error.WriteLine(line));
             var result = console.WithProgress("train", report =>
             {
