@@ -1,5 +1,4 @@
 using EdgeTune.Core;
-using EdgeTune.Core.Quantization;
 using EdgeTune.Formats.Gguf;
 using EdgeTune.Formats.Gguf.Quantize;
 using EdgeTune.Formats.Synthetic;
@@ -10,7 +9,8 @@ namespace EdgeTune.Formats.Tests;
 
 /// <summary>
 /// `edgetune quantize` against llama.cpp's own llama_model_quantize, run in the test on the same F32 input:
-/// the same type for every tensor, the same tensor order and metadata, and the same bytes.
+/// on x86-64 the same file, byte for byte; on other machines (where llama.cpp's build fuses multiply-adds) the
+/// same type for every tensor in the same order.
 /// </summary>
 public class QuantizeLlamaCppTests
 {
@@ -20,11 +20,6 @@ public class QuantizeLlamaCppTests
     private static readonly TinyLlamaConfig MixModel = new()
     {
         Embedding = 256, Layers = 12, Heads = 8, KvHeads = 2, FeedForward = 288, Seed = 11,
-    };
-
-    private static readonly TinyLlamaConfig DataModel = new()
-    {
-        Embedding = 512, Layers = 2, Heads = 8, KvHeads = 4, FeedForward = 1024, Seed = 5,
     };
 
     public static TheoryData<string, bool> MixCases()
@@ -39,7 +34,7 @@ public class QuantizeLlamaCppTests
         return data;
     }
 
-    [Theory]
+    [ElsewhereThanX64Theory]
     [MemberData(nameof(MixCases))]
     public void Every_tensor_gets_the_type_llama_cpp_chooses(string fileTypeName, bool tied)
     {
@@ -60,105 +55,81 @@ public class QuantizeLlamaCppTests
         Assert.True(mismatches.Count == 0, string.Join("\n", mismatches));
     }
 
-    [Theory]
-    [InlineData("Q8_0")]
-    [InlineData("Q4_0")]
-    [InlineData("Q4_1")]
-    [InlineData("Q5_0")]
-    [InlineData("Q5_1")]
-    [InlineData("F16")]
-    [InlineData("BF16")]
-    public void Legacy_types_are_byte_identical_to_llama_cpp(string fileTypeName)
+    /// <summary>
+    /// Every file type, as a mix and pure (one type for every tensor), and the mixes with tied embeddings: the
+    /// whole output file — header, metadata, tensor order, padding and every quantised block — is llama.cpp's.
+    /// </summary>
+    public static TheoryData<string, bool, bool> ByteCases()
     {
-        var (ours, theirs, dir) = QuantizeBoth(fileTypeName, pure: true);
-        using (dir)
-        using (ours)
-        using (theirs)
+        var data = new TheoryData<string, bool, bool>();
+        foreach (var (name, type, _) in LlamaFileTypes.All)
         {
-            GgufRoundTripTests.AssertSame(theirs.Metadata, ours.Metadata);
-            foreach (var t in theirs.Tensors)
-            {
-                var o = ours.GetTensor(t.Name);
-                Assert.Equal(t.Type, o.Type);
-                Assert.True(theirs.GetData(t).AsSpan().SequenceEqual(ours.GetData(o).AsSpan()), $"{t.Name} ({GgmlTypes.Name(t.Type)}) differs");
-            }
+            if (type == LlamaFileType.AllF32) continue;
+            data.Add(name, false, false);
+            data.Add(name, true, false);
+            if (name.EndsWith("_M", StringComparison.Ordinal) || name == "Q2_K") data.Add(name, false, true);
         }
+        return data;
     }
 
-    [Theory]
-    [InlineData("Q2_K")]
-    [InlineData("Q3_K_S")]
-    [InlineData("Q4_K_S")]
-    [InlineData("Q5_K_S")]
-    [InlineData("Q6_K")]
-    public void K_quants_match_llama_cpp_block_for_block(string fileTypeName)
-    {
-        var (ours, theirs, dir) = QuantizeBoth(fileTypeName, pure: true);
-        using (dir)
-        using (ours)
-        using (theirs)
-        using (var source = GgufFile.Open(dir.File("in.gguf")))
-        {
-            long blocks = 0, identical = 0;
-            var worse = new List<string>();
-            foreach (var t in theirs.Tensors)
-            {
-                var o = ours.GetTensor(t.Name);
-                Assert.Equal(t.Type, o.Type);
-                if (!GgmlTypes.IsQuantized(t.Type)) continue;
-                int blockBytes = GgmlTypes.BlockBytes(t.Type), blockSize = GgmlTypes.BlockSize(t.Type);
-                var a = theirs.GetData(t).AsSpan();
-                var b = ours.GetData(o).AsSpan();
-                var original = new float[t.ElementCount];
-                source.ReadRows(source.GetTensor(t.Name), 0, original);
-                var da = new float[blockSize];
-                var db = new float[blockSize];
-                for (int i = 0; i < a.Length / blockBytes; i++)
-                {
-                    blocks++;
-                    var ba = a.Slice(i * blockBytes, blockBytes);
-                    var bb = b.Slice(i * blockBytes, blockBytes);
-                    if (ba.SequenceEqual(bb)) { identical++; continue; }
-                    QuantCodecs.Dequantize(t.Type, ba, da);
-                    QuantCodecs.Dequantize(t.Type, bb, db);
-                    var x = original.AsSpan(i * blockSize, blockSize);
-                    double errTheirs = 0, errOurs = 0;
-                    for (int j = 0; j < blockSize; j++)
-                    {
-                        errTheirs += Math.Pow(x[j] - da[j], 2);
-                        errOurs += Math.Pow(x[j] - db[j], 2);
-                    }
-                    if (errOurs > errTheirs * (1 + 1e-6)) worse.Add($"{t.Name} block {i}: {errOurs:G4} > {errTheirs:G4}");
-                }
-            }
-            Assert.True(blocks > 1000, $"only {blocks} blocks compared");
-            double share = (double)identical / blocks;
-            Assert.True(share >= 0.999, $"{identical} of {blocks} blocks identical ({share:P3})");
-            Assert.True(worse.Count == 0, string.Join("\n", worse.Take(10)));
-        }
-    }
-
-    [Fact]
-    public void Q4_K_M_mix_output_matches_llama_cpp_tensor_by_tensor()
-    {
-        var (ours, theirs, dir) = QuantizeBoth("Q4_K_M", pure: false);
-        using (dir)
-        using (ours)
-        using (theirs)
-        {
-            Assert.Equal(theirs.Tensors.Select(t => (t.Name, t.Type)), ours.Tensors.Select(t => (t.Name, t.Type)));
-            GgufRoundTripTests.AssertSame(theirs.Metadata, ours.Metadata);
-        }
-    }
-
-    private static (GgufFile Ours, GgufFile Theirs, TempDir Dir) QuantizeBoth(string fileTypeName, bool pure)
+    [X64Theory]
+    [MemberData(nameof(ByteCases))]
+    public void Output_file_is_byte_identical_to_llama_cpp(string fileTypeName, bool pure, bool tied)
     {
         Assert.True(LlamaFileTypes.TryParse(fileTypeName, out var fileType));
-        var dir = new TempDir();
-        string input = dir.File("in.gguf");
-        TinyLlama.WriteGguf(input, DataModel);
-        LlamaCpp.Quantize(input, dir.File("llama.gguf"), (LLamaFtype)(int)fileType, pure, threads: 2);
-        GgufQuantizer.Run(input, dir.File("ours.gguf"), fileType, new QuantizeOptions { Pure = pure, Threads = 2 });
-        return (GgufFile.Open(dir.File("ours.gguf")), GgufFile.Open(dir.File("llama.gguf")), dir);
+        using var dir = new TempDir();
+        string input = dir.File("in.gguf"), theirs = dir.File("llama.gguf"), ours = dir.File("ours.gguf");
+        TinyLlama.WriteGguf(input, MixModel with { TiedEmbeddings = tied });
+        LlamaCpp.Quantize(input, theirs, (LLamaFtype)(int)fileType, pure, threads: 2);
+        GgufQuantizer.Run(input, ours, fileType, new QuantizeOptions { Pure = pure, Threads = 2 });
+
+        byte[] a = File.ReadAllBytes(theirs), b = File.ReadAllBytes(ours);
+        if (a.AsSpan().SequenceEqual(b)) return;
+        Assert.Fail($"{fileTypeName} (pure {pure}, tied {tied}): {FirstDifference(theirs, ours, a, b)}");
+    }
+
+    /// <summary>Where two GGUF files first differ, named by tensor when it is in the data.</summary>
+    private static string FirstDifference(string theirsPath, string oursPath, byte[] a, byte[] b)
+    {
+        long at = a.AsSpan().CommonPrefixLength(b);
+        using var theirs = GgufFile.Open(theirsPath);
+        using var ours = GgufFile.Open(oursPath);
+        string sizes = $"llama.cpp {a.Length} bytes, ours {b.Length}";
+        if (at < theirs.DataOffset)
+        {
+            var types = theirs.Tensors.Zip(ours.Tensors).Where(x => x.First.Name != x.Second.Name || x.First.Type != x.Second.Type)
+                .Select(x => $"{x.First.Name} {GgmlTypes.Name(x.First.Type)} / ours {x.Second.Name} {GgmlTypes.Name(x.Second.Type)}");
+            return $"first difference at byte {at}, in the header ({sizes}); tensors that differ: {string.Join(", ", types.DefaultIfEmpty("none"))}";
+        }
+        var tensor = theirs.Tensors.OrderBy(t => t.Offset).LastOrDefault(t => theirs.DataOffset + t.Offset <= at);
+        if (tensor is null) return $"first difference at byte {at} ({sizes})";
+        long within = at - theirs.DataOffset - tensor.Offset;
+        int blockBytes = GgmlTypes.IsQuantized(tensor.Type) ? GgmlTypes.BlockBytes(tensor.Type) : 1;
+        return $"first difference at byte {at}: tensor {tensor.Name} ({GgmlTypes.Name(tensor.Type)}), block {within / blockBytes}, byte {within % blockBytes} of it ({sizes})";
+    }
+}
+
+/// <summary>
+/// A theory that runs on x86-64 only. Elsewhere it is skipped with the reason: llama.cpp built for arm64 lets the
+/// C compiler fuse a multiply and an add into one FMA instruction (one rounding instead of two) inside the reference
+/// quantisers, so the last bit of a block scale can differ from the x86-64 build, and byte identity is not expected.
+/// </summary>
+public sealed class X64TheoryAttribute : TheoryAttribute
+{
+    public X64TheoryAttribute()
+    {
+        if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
+            Skip = "byte identity with llama.cpp is asserted on x86-64 only: llama.cpp's arm64 build fuses multiply-adds (FMA) in its " +
+                   "quantisers, which can change the last bit of a block scale";
+    }
+}
+
+/// <summary>A theory that checks on other machines what an <see cref="X64TheoryAttribute"/> test covers on x86-64.</summary>
+public sealed class ElsewhereThanX64TheoryAttribute : TheoryAttribute
+{
+    public ElsewhereThanX64TheoryAttribute()
+    {
+        if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64)
+            Skip = "on x86-64 Output_file_is_byte_identical_to_llama_cpp covers every tensor's type with its bytes";
     }
 }

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Text;
 using EdgeTune.Core;
 using EdgeTune.Core.Numerics;
@@ -197,8 +196,8 @@ public class SafetensorsFileTests
     [Fact]
     public void Tensors_over_2_GiB_are_reachable_through_64_bit_accessors()
     {
-        // A sparse 3 GB file: the tensor bytes are never written, so this costs no disk and opening must not
-        // read them (it would take seconds if it did).
+        // A sparse 3 GB file: the tensor bytes are never written, so this costs no disk, and opening must not
+        // read them: it allocates no more than the header needs.
         const long big = 3_000_000_000;
         string json = $"{{\"big\":{{\"dtype\":\"F32\",\"shape\":[{big / 4}],\"data_offsets\":[0,{big}]}}," +
                       $"\"tail\":{{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[{big},{big + 8}]}}}}";
@@ -213,9 +212,10 @@ public class SafetensorsFileTests
             stream.Write(Floats(7, 8));
         }
 
-        var clock = Stopwatch.StartNew();
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         using var file = SafetensorsFile.Open(path);
-        Assert.True(clock.ElapsedMilliseconds < 1000, $"Open took {clock.ElapsedMilliseconds} ms");
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+        Assert.True(allocated < 1 << 20, $"Open allocated {allocated} bytes");
 
         var data = file.GetData("big");
         Assert.Equal(big, data.Length);

@@ -24,9 +24,6 @@ public abstract class BackendContractTests : IDisposable
     /// <summary>Relative tolerance of float32 results against the float64 references.</summary>
     protected virtual double Tolerance => 1e-4;
 
-    /// <summary>Frozen formats the backend stores; a backend still growing its kernels can leave some out.</summary>
-    protected virtual bool Supports(FrozenFormat format) => true;
-
     public void Dispose()
     {
         _backend?.Dispose();
@@ -102,7 +99,6 @@ public abstract class BackendContractTests : IDisposable
     [MemberData(nameof(FrozenCases))]
     public void FrozenMatMulEqualsMatMulOfTheDequantisedWeight(FrozenFormat format, int cols, int rows)
     {
-        if (!Supports(format)) return;
         var weights = Gaussian(rows * cols, 11);
         byte[] data = Encode(format, weights, rows, cols);
         var dequantised = new float[rows * cols];
@@ -143,7 +139,6 @@ public abstract class BackendContractTests : IDisposable
     [Fact]
     public void UploadFrozenRejectsWrongSizes()
     {
-        if (!Supports(FrozenFormat.Q4_K) || !Supports(FrozenFormat.F32)) return;
         Assert.Throws<ArgumentException>(() => Backend.UploadFrozen(FrozenFormat.Q4_K, new byte[144], 1, 255));
         Assert.Throws<ArgumentException>(() => Backend.UploadFrozen(FrozenFormat.F32, new byte[12], 2, 2));
     }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Security.Cryptography;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using EdgeTune.Core;
@@ -29,7 +30,11 @@ internal static class ReviewCommand
         var margin = new Option<double>("--margin") { Description = "Margin of error of a preference rate at 95%: n = z²·p(1−p)/e² with p = 0.5 and the finite-population correction", DefaultValueFactory = _ => 0.05 };
         margin.Validators.Add(r => { double m = r.GetValueOrDefault<double>(); if (!(m > 0 && m < 1)) r.AddError("--margin must be in (0, 1)"); });
         size.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--size must be 1 or more"); });
-        var seed = new Option<ulong>("--seed") { Description = "Seed of the sample and of the side order", DefaultValueFactory = _ => 1 };
+        var seed = new Option<ulong?>("--seed")
+        {
+            Description = "Seed of the sample and of the side order (default: a fresh random seed, printed and kept in the key file only: " +
+                          "whoever knows the seed can redraw the sides, so a fixed default would unblind every pack)",
+        };
         var json = new Option<bool>("--json") { Description = "Print what was written as JSON" };
         var command = new Command("export",
             "Write a blinded A/B review pack: a sample of the test examples stratified by label and answer length, each with the two models' " +
@@ -61,16 +66,18 @@ internal static class ReviewCommand
             string keyFile = parse.GetValue(key) ?? Path.TrimEndingDirectorySeparator(Path.GetFullPath(outDir)) + "-key.json";
             if (Path.GetFullPath(keyFile).StartsWith(Path.TrimEndingDirectorySeparator(Path.GetFullPath(outDir)) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
                 console.Error.WriteLine($"edgetune: warning: the key {keyFile} is inside the folder reviewers get");
+            ulong drawSeed = parse.GetValue(seed) ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
             var result = ReviewPack.Export(Name(fx), EvalRunner.ReadAnswers(fx), Name(fy), EvalRunner.ReadAnswers(fy), outDir, keyFile,
-                parse.GetValue(size), parse.GetValue(margin), parse.GetValue(seed));
+                parse.GetValue(size), parse.GetValue(margin), drawSeed);
             if (parse.GetValue(json))
-                console.Out.WriteLine(JsonSerializer.Serialize(new { html = result.Html, csv = result.Csv, key = result.Key, size = result.Size, population = result.Population, strata = result.Strata }, Json));
+                console.Out.WriteLine(JsonSerializer.Serialize(new { html = result.Html, csv = result.Csv, key = result.Key, seed = drawSeed, size = result.Size, population = result.Population, strata = result.Strata }, Json));
             else
             {
                 console.Out.WriteLine($"{result.Size} of {result.Population} examples ({string.Join(", ", result.Strata.Select(s => $"{s.Key}: {s.Value}"))})");
                 console.Out.WriteLine($"page:  {result.Html}");
                 console.Out.WriteLine($"sheet: {result.Csv}");
                 console.Out.WriteLine($"key:   {result.Key} (keep it from the reviewers)");
+                console.Out.WriteLine($"seed:  {drawSeed} (kept in the key only; --seed {drawSeed} draws this pack again)");
             }
             return CliApp.Success;
         });

@@ -36,9 +36,7 @@ internal static class DemoWorld
         o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  data check {raw}: {report.Errors} errors, {report.Warnings} warnings"));
         foreach (var group in report.Findings.Where(f => f.Severity != Severity.Info).GroupBy(f => f.Kind).OrderBy(g => g.Key, StringComparer.Ordinal))
             o.WriteLine($"    {group.Key,-16} {group.Count(),4}  e.g. line {group.First().Line}: {Shorten(group.First().Message)}");
-        var flagged = report.Findings.Where(f => f.Severity != Severity.Info && f.Line > 0).Select(f => f.Line).ToHashSet();
-        int caught = planted.Count(p => flagged.Contains(p.Line));
-        o.WriteLine($"  planted defects found: {caught} of {planted.Count}");
+        o.WriteLine($"  planted defects found: {PlantedFound(planted, report.Findings)} of {planted.Count}");
 
         // The fix a user would make: drop the lines with a defect (a real project would correct them instead). Near-duplicates
         // stay: templated tickets resemble each other, and the split keeps each cluster on one side, so they cannot leak.
@@ -54,6 +52,16 @@ internal static class DemoWorld
         var split = DatasetSplitter.Split([clean], datasetDir, new SplitOptions { Test = 0.15, Eval = 0.05, Seed = 7 });
         o.WriteLine($"  data split → {datasetDir}: train {split.Counts["train"]}, eval {split.Counts["eval"]}, test {split.Counts["test"]} (test frozen in manifest.json)");
         return new DataResult(raw, clean, datasetDir, planted, report, split);
+    }
+
+    /// <summary>
+    /// Planted defects the check found: a finding of the defect's own kind (a duplicate reported as a duplicate, not as
+    /// something else) on the defect's line. Info findings do not count.
+    /// </summary>
+    internal static int PlantedFound(IEnumerable<PlantedDefect> planted, IEnumerable<DataFinding> findings)
+    {
+        var found = findings.Where(f => f.Severity != Severity.Info && f.Line > 0).Select(f => (f.Kind, f.Line)).ToHashSet();
+        return planted.Count(p => found.Contains((p.Kind, p.Line)));
     }
 
     /// <summary>The untrained base: ChatML controls, pieces fitted to tickets, answers and general text.</summary>

@@ -65,16 +65,17 @@ public sealed class IlgpuCudaTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.StartsWith("device: cuda (", line);
     }
 
-    [Fact]
+    [NoCudaFact]
     public void AskingForCudaWithoutADeviceIsAClearError()
     {
-        if (CudaFactAttribute.HasCuda) return; // only meaningful on a machine without CUDA
         var error = Assert.Throws<EdgeTuneException>(() => IlgpuBackend.Cuda());
         output.WriteLine(error.Message);
         Assert.Contains("no CUDA device found (ILGPU saw: ", error.Message);
         Assert.EndsWith("use --device cpu", error.Message);
         error = Assert.Throws<EdgeTuneException>(() => Backends.Create("cuda", 1));
         Assert.Contains("no CUDA device found", error.Message);
+        using var auto = Backends.Create("auto", 1);
+        Assert.StartsWith("cpu (", auto.Name);
     }
 
     [Fact]
@@ -85,11 +86,6 @@ public sealed class IlgpuCudaTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal($"device: {backend.Name}", line);
         Assert.StartsWith("device: cpu (managed SIMD", line);
         Assert.Contains("2 threads", line);
-        if (!CudaFactAttribute.HasCuda)
-        {
-            using var auto = Backends.Create("auto", 1);
-            Assert.StartsWith("cpu (", auto.Name);
-        }
         Assert.Throws<EdgeTuneException>(() => Backends.Create("tpu", 1));
     }
 
@@ -109,6 +105,15 @@ public sealed class CudaFactAttribute : FactAttribute
     public CudaFactAttribute()
     {
         if (!HasCuda) Skip = "no CUDA device: ILGPU sees none on this machine (CI has no GPU)";
+    }
+}
+
+/// <summary>A fact about machines without CUDA (the clear error, the CPU fallback); where ILGPU sees a device it is skipped with the reason.</summary>
+public sealed class NoCudaFactAttribute : FactAttribute
+{
+    public NoCudaFactAttribute()
+    {
+        if (CudaFactAttribute.HasCuda) Skip = "this machine has a CUDA device: the no-CUDA error and the CPU fallback of --device auto cannot happen here";
     }
 }
 
