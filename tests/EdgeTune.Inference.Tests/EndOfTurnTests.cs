@@ -120,7 +120,7 @@ public sealed class EndOfTurnTests : IDisposable
     [Fact]
     public void End_of_turn_markers_of_common_templates()
     {
-        string Llama3(IReadOnlyList<ChatMessage> m, bool add) => ChatTemplate.FromText("{{ '<|start_header_id|>' }}{{ '<|eot_id|>' }}").Apply(m, add);
+        string Llama3(IReadOnlyList<ChatMessage> m, bool add) => ChatTemplate.FromText("{{ '<|start_header_id|>' + role + '<|end_header_id|>' }}{{ '<|eot_id|>' }}").Apply(m, add);
         Assert.Equal("<|eot_id|>", ChatTemplate.EndOfTurnMarker(Llama3));
         Assert.Equal("<|im_end|>", ChatTemplate.FromText(TinyLlama.ChatMlTemplate).EndOfTurnMarker());
     }
