@@ -46,7 +46,7 @@ public sealed record ModelOptions
 }
 
 /// <summary>Sampling and stopping for one generation (OpenAI's names). Temperature 0 is greedy (argmax, ties to the lowest id).</summary>
-public sealed record SamplingSettings(int MaxTokens, float Temperature, float TopP, uint? Seed, IReadOnlyList<string> Stop)
+public sealed record SamplingSettings(int MaxTokens, float Temperature, float TopP, ulong? Seed, IReadOnlyList<string> Stop)
 {
     /// <summary>Greedy decoding of up to <paramref name="maxTokens"/> tokens, no stop sequences.</summary>
     public static SamplingSettings Greedy(int maxTokens) => new(maxTokens, 0, 1, null, []);

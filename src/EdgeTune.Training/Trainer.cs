@@ -44,6 +44,7 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         using var weights = BaseWeights.Open(r.Model.Base);
         var (template, tokenizer, _) = Templater.LoadModel(r.Model.Base);
         if (r.Model.ChatTemplate is { } custom) template = ChatTemplate.FromText(custom, $"{r.File}: model.chat_template");
+        if (template.EndOfTurnWarning(tokenizer) is { } endOfTurn) Say($"warning: {endOfTurn}");
         var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = r.Train.MaxSeqLen, TrainOnInputs = r.Data.TrainOnInputs });
         var readOptions = new ReadOptions { Fields = r.Data.Map.Count == 0 ? FieldMapping.Default : FieldMapping.Parse(string.Join(",", r.Data.Map)) };
 

@@ -1,5 +1,6 @@
 using EdgeTune.Core;
 using EdgeTune.Formats.Synthetic;
+using EdgeTune.Inference;
 using EdgeTune.Profiles.Bench;
 using EdgeTune.Testing;
 
@@ -16,8 +17,8 @@ internal sealed class FakeClock : TimeProvider
 }
 
 /// <summary>
-/// A runtime whose costs are fixed: 100 µs per prompt token, 50 µs to pick a token, and decode steps of
-/// 1000 µs plus 100 µs per repetition (so repetitions differ and the spread is known).
+/// A runtime whose costs are fixed: 100 µs per prompt token, 50 µs to pick a token (reading the logits), and decode
+/// steps of 1000 µs plus 100 µs per repetition (so repetitions differ and the spread is known).
 /// </summary>
 internal sealed class FakeRuntime(FakeClock clock, int vocabulary = 281) : IInferenceRuntime
 {
@@ -25,49 +26,69 @@ internal sealed class FakeRuntime(FakeClock clock, int vocabulary = 281) : IInfe
     public string Description => "fake runtime";
     public bool UsesDeviceMemory => false;
     public List<int[]> Prompts { get; } = [];
-    public InferenceOptions? Options { get; private set; }
+    public ModelOptions? Options { get; private set; }
 
-    public IInferenceSession Open(InferenceOptions options, CancellationToken cancellationToken = default)
+    public IInferenceModel Open(ModelOptions options, CancellationToken cancellationToken = default)
     {
         Options = options;
-        return new Session(this, clock, vocabulary);
+        return new FakeModel(this, clock, vocabulary);
     }
 
-    private sealed class Session(FakeRuntime runtime, FakeClock clock, int vocabulary) : IInferenceSession
+    private sealed class FakeModel(FakeRuntime runtime, FakeClock clock, int vocabulary) : InferenceModel
+    {
+        private readonly Session _session = new(runtime, clock, vocabulary);
+        public override string ModelName => "fake";
+        public override string Description => "fake model";
+        public override IInferenceRuntime Runtime => runtime;
+        public override InferenceCapabilities Capabilities => new(false, false);
+        public override int ContextSize => 1 << 20;
+        public override int VocabularySize => vocabulary;
+        public override int? BosId => null;
+        public override string ApplyChatTemplate(IReadOnlyList<EdgeTune.Models.Chat.ChatMessage> messages, bool addAssistant = true) => throw new NotSupportedException();
+        public override int[] Tokenize(string text, bool addSpecial = true, bool parseSpecial = true) => throw new NotSupportedException();
+        protected override IDecodeSession Session => _session;
+        protected override float[] ComputeLogits(int[] tokens, int from) => throw new NotSupportedException();
+        protected override void Release() { }
+    }
+
+    private sealed class Session(FakeRuntime runtime, FakeClock clock, int vocabulary) : IDecodeSession
     {
         private int _repetition = -1;
-        private int _position;
+        private readonly float[] _logits = new float[vocabulary];
 
-        public int VocabularySize => vocabulary;
+        public int Position { get; private set; }
         public RuntimeTimings? Timings => null;
         public IReadOnlyDictionary<string, string> Details { get; } = new Dictionary<string, string> { ["fake"] = "yes" };
 
         public void Reset()
         {
             _repetition++;
-            _position = 0;
+            Position = 0;
         }
 
         public void Prompt(ReadOnlySpan<int> tokens)
         {
             runtime.Prompts.Add(tokens.ToArray());
             clock.Advance(100L * tokens.Length);
-            _position = tokens.Length;
+            Position = tokens.Length;
         }
 
-        public int NextToken()
+        public ReadOnlySpan<float> LastLogits()
         {
             clock.Advance(50);
-            return _position % vocabulary;
+            Array.Clear(_logits);
+            _logits[Position % vocabulary] = 1; // the "prediction": the position, as a token
+            return _logits;
         }
 
         public void Decode(int token)
         {
             clock.Advance(950 + 100L * _repetition); // + 50 for the pick: 1000 + 100 r per step
-            _position++;
+            Position++;
         }
 
-        public void Dispose() { }
+        public bool IsEndOfGeneration(int token) => false;
+        public ITextDecoder NewTextDecoder() => throw new NotSupportedException();
     }
 }
 
@@ -101,9 +122,9 @@ public class BenchHarnessTests
     {
         var clock = new FakeClock();
         var runtime = new FakeRuntime(clock);
-        using var session = runtime.Open(new InferenceOptions { ModelPath = "m", ContextSize = 256 });
+        using var model = runtime.Open(new ModelOptions { Path = "m", ContextSize = 256 });
         var settings = new BenchSettings { PromptTokens = 100, GenTokens = 10, Repetitions = 3, Warmup = 1 };
-        var runs = BenchRunner.Run(session, settings, clock);
+        var runs = model.Run(session => BenchRunner.Run(session, model.VocabularySize, settings, clock));
 
         Assert.Equal(4, runs.Count);
         Assert.True(runs[0].Warmup);

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using EdgeTune.Cli.Runtimes;
+using EdgeTune.Inference.LlamaCpp;
 using EdgeTune.Core;
 using EdgeTune.Profiles.Bench;
 using EdgeTune.Profiles.Schema;
@@ -69,7 +69,7 @@ internal static class BenchCommand
             };
             if (!File.Exists(modelPath)) throw new EdgeTuneException($"{modelPath}: no such file");
 
-            var runtime = new LlamaCppRuntime();
+            var runtime = LlamaCppRuntime.Default;
             var report = console.WithProgress("bench", progress =>
                 Benchmark.Run(runtime, request, new SyncProgress<BenchProgress>(b => progress((double)b.Repetition / b.Total,
                     b.Phase == "done" ? "done" : $"repetition {b.Repetition + 1}/{b.Total}{(b.Warmup ? " (warm-up)" : "")}")), cancellationToken));

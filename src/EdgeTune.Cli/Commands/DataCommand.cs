@@ -53,6 +53,8 @@ internal static class DataCommand
             if (parse.GetValue(model) is { } path)
             {
                 var (template, tokenizer, context) = Templater.LoadModel(path);
+                // A marker the vocabulary has only as text is learned as text: say so once, with the fix.
+                if (template.EndOfTurnWarning(tokenizer) is { } endOfTurn) console.Error.WriteLine($"edgetune: warning: {endOfTurn}");
                 var templater = new Templater(template, tokenizer);
                 options = options with { TokenCount = templater.CountTokens, MaxTokens = parse.GetValue(maxTokens) ?? context ?? 4096 };
             }

@@ -2,11 +2,10 @@ using System.CommandLine;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using EdgeTune.Core;
-using EdgeTune.Formats.Gguf;
-using EdgeTune.Models.Adapters;
+using EdgeTune.Inference;
+using EdgeTune.Inference.LlamaCpp;
+using EdgeTune.Inference.Reference;
 using EdgeTune.Models.Chat;
-using EdgeTune.Models.Generation;
-using EdgeTune.Models.Reference;
 
 namespace EdgeTune.Cli.Commands;
 
@@ -26,16 +25,19 @@ internal static class GenerateCommand
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling: keep the most probable tokens up to this probability mass", DefaultValueFactory = _ => 0.95 };
         topP.Validators.Add(r => { double p = r.GetValueOrDefault<double>(); if (!(p > 0 && p <= 1)) r.AddError("--top-p must be in (0, 1]"); });
         var seed = new Option<ulong?>("--seed") { Description = "Random seed: the same seed gives the same tokens (default: a random seed)" };
+        var runtime = new Option<string>("--runtime") { Description = "reference (EdgeTune's own forward: GGUF or Hugging Face folder, PEFT or GGUF adapter merged) or llama.cpp (GGUF, GGUF adapter)", DefaultValueFactory = _ => "reference" };
+        runtime.AcceptOnlyFromAmong("reference", "llama.cpp");
         var json = new Option<bool>("--json") { Description = "Print prompt_ids, generated_ids, text and stop_reason as JSON instead of streaming text" };
 
         var command = new Command("generate",
-            "Generate text with EdgeTune's own engine (the reference forward: plain CPU, float32, recomputing the whole sequence " +
-            "for every token since it has no KV cache yet, so it is slow beyond tiny models; the fast kernels will replace it).\n" +
-            "Stops at --max-tokens, at the context length, or at an end-of-generation token (EOS, <|eot_id|>, <|im_end|>, ...).\n\n" +
+            "Generate text through EdgeTune.Inference: the reference forward by default (plain CPU, float32, recomputing the whole " +
+            "sequence for every token, so slow beyond tiny models) or llama.cpp (--runtime llama.cpp).\n" +
+            "Stops at --max-tokens, at the context length, at an end-of-generation token (EOS, <|eot_id|>, <|im_end|>, ...), or at the " +
+            "chat template's end-of-turn text when the vocabulary has that marker only as text (stop_reason end_of_turn; the marker is cut).\n\n" +
             "Examples:\n  edgetune generate --model model.gguf --prompt \"Once upon a time\" --temperature 0 --max-tokens 32\n" +
             "  edgetune generate --model ./Llama-3.2-1B-Instruct --adapter ./my-lora --chat --system \"Be terse.\" --prompt \"Hi\" --seed 42")
         {
-            model, adapter, prompt, chat, system, maxTokens, temperature, topP, seed, json,
+            model, adapter, prompt, chat, system, maxTokens, temperature, topP, seed, runtime, json,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -46,44 +48,47 @@ internal static class GenerateCommand
             }
             string path = parse.GetValue(model)!;
             if (!Directory.Exists(path) && !File.Exists(path)) throw new EdgeTuneException($"{path}: no such file or folder");
-            var (tokenizer, _) = TokenizeCommand.Load(path);
-            var lora = parse.GetValue(adapter) is { } adapterPath ? LoraAdapter.Open(adapterPath) : null;
-            var reference = ReferenceModel.Open(path, ReferencePrecision.Float32, lora);
+            string? adapterPath = parse.GetValue(adapter);
+            bool llama = parse.GetValue(runtime) == "llama.cpp";
+            if (llama && Directory.Exists(path)) throw new EdgeTuneException($"{path}: llama.cpp runs GGUF files; convert the folder first (edgetune convert)");
+            IInferenceRuntime engine = llama ? LlamaCppRuntime.Default : ReferenceRuntime.Instance;
+            using var loaded = engine.Open(new ModelOptions { Path = path, Adapters = adapterPath is null ? [] : [adapterPath], Exact = true }, cancellationToken);
 
             string text = parse.GetValue(prompt)!;
-            IReadOnlyList<int> promptIds;
+            int[] promptIds;
             if (parse.GetValue(chat))
             {
-                var template = Directory.Exists(path) ? ChatTemplate.FromHuggingFace(path) : TemplateOfGguf(path);
                 var messages = new List<ChatMessage>();
                 if (parse.GetValue(system) is { } s) messages.Add(new ChatMessage("system", s));
                 messages.Add(new ChatMessage("user", text));
                 // As llama.cpp's server does: BOS per the tokenizer, and the template's markers parsed as special tokens.
-                promptIds = tokenizer.Encode(template.Apply(messages, addGenerationPrompt: true), addSpecialTokens: true, parseSpecial: true);
+                promptIds = loaded.Tokenize(loaded.ApplyChatTemplate(messages), addSpecial: true, parseSpecial: true);
             }
             else
             {
-                promptIds = tokenizer.Encode(text);
+                promptIds = loaded.Tokenize(text);
             }
-            if (promptIds.Count == 0) throw new EdgeTuneException("the prompt encodes to no tokens; give some text");
-            // A tokenizer larger than the embedding table (a mismatched tokenizer.json) would index past it.
-            if (promptIds.Max() is int top && top >= reference.Config.VocabSize)
-                throw new EdgeTuneException($"{path}: the tokenizer gives id {top}, but the model has {reference.Config.VocabSize} embeddings (tokenizer and weights do not match)");
+            if (promptIds.Length == 0) throw new EdgeTuneException("the prompt encodes to no tokens; give some text");
 
-            var sampler = new Sampler(parse.GetValue(temperature), parse.GetValue(topP), parse.GetValue(seed) ?? (ulong)Random.Shared.NextInt64());
-            var endIds = Generator.EndIds(tokenizer, reference.Config.EosTokenIds);
             bool asJson = parse.GetValue(json);
-            var result = Generator.Run(reference, tokenizer, promptIds, sampler, parse.GetValue(maxTokens), endIds,
+            int room = Math.Max(0, loaded.ContextSize - promptIds.Length);
+            var sampling = new SamplingSettings(Math.Min(parse.GetValue(maxTokens), room), (float)parse.GetValue(temperature), (float)parse.GetValue(topP),
+                parse.GetValue(seed) ?? (ulong)Random.Shared.NextInt64(), []);
+            var result = loaded.Generate(promptIds, sampling,
                 asJson ? null : piece => { console.Out.Write(piece); console.Out.Flush(); }, cancellationToken);
+            var generated = result.Tokens ?? [];
+            string stopReason = result.FinishReason == "length"
+                ? promptIds.Length + generated.Count >= loaded.ContextSize ? "context" : "length"
+                : generated.Count > 0 && loaded.Run(session => session.IsEndOfGeneration(generated[^1]), cancellationToken) ? "eos" : "end_of_turn";
 
             if (asJson)
             {
                 var report = new
                 {
-                    prompt_ids = result.PromptIds,
-                    generated_ids = result.GeneratedIds,
+                    prompt_ids = promptIds,
+                    generated_ids = generated,
                     text = result.Text,
-                    stop_reason = result.StopReason.ToString().ToLowerInvariant(),
+                    stop_reason = stopReason,
                 };
                 console.Out.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, WriteIndented = true }));
             }
@@ -91,11 +96,5 @@ internal static class GenerateCommand
             return Task.FromResult(CliApp.Success);
         });
         return command;
-    }
-
-    private static ChatTemplate TemplateOfGguf(string path)
-    {
-        using var file = GgufFile.Open(path);
-        return ChatTemplate.FromGguf(file.Metadata, path);
     }
 }

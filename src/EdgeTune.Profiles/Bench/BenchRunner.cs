@@ -1,3 +1,6 @@
+using EdgeTune.Inference;
+using EdgeTune.Models.Reference;
+
 namespace EdgeTune.Profiles.Bench;
 
 /// <summary>What a benchmark runs: llama-bench's pp/tg sizes, repetitions and warm-up.</summary>
@@ -52,11 +55,11 @@ public sealed record BenchProgress(int Repetition, int Total, bool Warmup, strin
 /// </summary>
 public static class BenchRunner
 {
-    public static IReadOnlyList<RepetitionTiming> Run(IInferenceSession session, BenchSettings settings, TimeProvider time,
+    public static IReadOnlyList<RepetitionTiming> Run(IDecodeSession session, int vocabularySize, BenchSettings settings, TimeProvider time,
         IProgress<BenchProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         settings.Validate();
-        var prompt = PromptTokens(settings, session.VocabularySize);
+        var prompt = PromptTokens(settings, vocabularySize);
         int total = settings.Warmup + settings.Repetitions;
         var runs = new List<RepetitionTiming>(total);
         for (int r = 0; r < total; r++)
@@ -69,7 +72,7 @@ public static class BenchRunner
             long start = time.GetTimestamp();
             session.Prompt(prompt);
             long promptDone = time.GetTimestamp();
-            int token = session.NextToken();
+            int token = ReferenceModel.ArgMax(session.LastLogits());
             long firstToken = time.GetTimestamp();
 
             var steps = new double[settings.GenTokens];
@@ -78,7 +81,7 @@ public static class BenchRunner
             {
                 if ((i & 15) == 0) cancellationToken.ThrowIfCancellationRequested();
                 session.Decode(token);
-                token = session.NextToken();
+                token = ReferenceModel.ArgMax(session.LastLogits());
                 long after = time.GetTimestamp();
                 steps[i] = Seconds(time, before, after);
                 before = after;

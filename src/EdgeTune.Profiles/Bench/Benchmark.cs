@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using EdgeTune.Core;
+using EdgeTune.Inference;
 using EdgeTune.Profiles.Fit;
 using EdgeTune.Profiles.Schema;
 using EdgeTune.Profiles.Sensors;
@@ -54,10 +55,10 @@ public static class Benchmark
         if (powerMode is not null && mode is null) notes.Add($"the board's power mode {powerMode} is not one of the profile's power_modes");
 
         int context = RoundUp(settings.PromptTokens + settings.GenTokens + 1, 256);
-        var options = new InferenceOptions
+        var options = new ModelOptions
         {
-            ModelPath = request.ModelPath,
-            AdapterPath = request.AdapterPath,
+            Path = request.ModelPath,
+            Adapters = request.AdapterPath is { } adapterPath ? [adapterPath] : [],
             ContextSize = context,
             BatchSize = Math.Min(2048, context),
             MicroBatchSize = 512,
@@ -83,9 +84,10 @@ public static class Benchmark
             sampler.Start();
             try
             {
-                using var session = runtime.Open(options, cancellationToken);
-                details = session.Details;
-                runs = BenchRunner.Run(session, settings, request.Time, progress, cancellationToken);
+                // The whole measuring loop runs where the runtime computes (llama.cpp: its one inference thread).
+                using var loaded = runtime.Open(options, cancellationToken);
+                details = loaded.Run(session => session.Details, cancellationToken);
+                runs = loaded.Run(session => BenchRunner.Run(session, loaded.VocabularySize, settings, request.Time, progress, cancellationToken), cancellationToken);
                 peakRss = peakReset ? ProcessMemory.PeakResidentBytes() : null;
             }
             finally
