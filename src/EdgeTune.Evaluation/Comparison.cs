@@ -87,7 +87,7 @@ public static class Comparer
         string primary = Scoring.PrimaryMetric(o);
         var tuned = runners.FirstOrDefault(r => r.Runner == Tuned);
         if (tuned is null)
-            return new Verdict(false, primary, null, null, null, null, null, null, null, "no tuned model was evaluated (give --adapter)");
+            return new Verdict(false, primary, null, null, null, null, null, null, null, "no tuned model was evaluated (train first: edgetune train RECIPE, or give --adapter)");
         var baselines = runners.Where(r => r.Runner is Base or FewShot && r.Metric(primary) is not null).ToList();
         var t = tuned.Metric(primary) ?? throw new EdgeTuneException($"the primary metric {primary} was not computed (e.g. nll needs answers within the context)");
         bool higher = t.HigherIsBetter;

@@ -76,6 +76,37 @@ public class EvalCommandTests
     }
 
     [Fact]
+    public void Eval_after_train_evaluates_the_runs_adapter_and_names_it()
+    {
+        using var dir = new TempDir();
+        string recipe = TinyTask.WriteRecipe(dir.Path, test: 6);
+        string adapter = Path.Combine(dir.Path, "run", "adapter.gguf");
+
+        // No run yet: the baselines, and the hint.
+        var before = CliRunner.Run("eval", recipe, "--threads", "2");
+        Assert.True(before.ExitCode == 0, before.Stderr);
+        Assert.Contains($"no trained adapter in {Path.Combine(dir.Path, "run")} (adapter.gguf or peft/): baselines only; run `edgetune train", before.Stderr);
+        Assert.Contains("verdict: none (no tuned model was evaluated (train first", before.Stdout);
+
+        var train = CliRunner.Run("train", recipe, "--max-steps", "2", "--device", "cpu", "--threads", "2");
+        Assert.True(train.ExitCode == 0, train.Stderr);
+        var r = CliRunner.Run("eval", recipe, "--json", "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using (var doc = JsonDocument.Parse(r.Stdout))
+        {
+            Assert.Equal(["base", "few_shot", "tuned"], doc.RootElement.GetProperty("runners").EnumerateArray().Select(x => x.GetProperty("name").GetString()!));
+            Assert.Equal(adapter, doc.RootElement.GetProperty("adapter").GetProperty("path").GetString());
+            Assert.True(doc.RootElement.GetProperty("adapter").GetProperty("from_run").GetBoolean());
+        }
+        Assert.Contains($"tuned: the run's adapter {adapter} (written ", r.Stderr);
+
+        var text = CliRunner.Run("eval", recipe, "--threads", "2");
+        Assert.True(text.ExitCode == 0, text.Stderr);
+        Assert.StartsWith($"tuned: {adapter} (the run's adapter, from [output].dir)", text.Stdout);
+        Assert.Contains("verdict: tuned is", text.Stdout);
+    }
+
+    [Fact]
     public void Errors_name_the_file_and_line_and_usage_errors_exit_2()
     {
         using var dir = new TempDir();

@@ -80,20 +80,21 @@ internal static class EvalCommand
     public static Command Eval(CliConsole console)
     {
         var recipe = RecipeArgument();
-        var adapter = new Option<string?>("--adapter") { Description = "The tuned adapter on the base model: a PEFT folder or a GGUF adapter (runner 'tuned')" };
+        var adapter = new Option<string?>("--adapter") { Description = "The tuned adapter on the base model: a PEFT folder or a GGUF adapter (runner 'tuned'); default: the one `edgetune train` wrote to the recipe's [output].dir" };
         var gguf = new Option<string?>("--gguf") { Description = "The exported GGUF, run through llama.cpp as on the device (runner 'exported')" };
         var ggufAdapter = new Option<string?>("--gguf-adapter") { Description = "A GGUF LoRA adapter attached to --gguf in llama.cpp" };
         var noBaselines = new Option<bool>("--no-baselines") { Description = "Skip the base and few-shot runners" };
         var json = new Option<bool>("--json") { Description = "Print every runner's metrics with their 95% intervals, the paired tests and {\"verdict\": {\"tuned_better_than_baselines\": …}} as JSON" };
         var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp (0: all cores)" };
         var command = new Command("eval",
-            "Evaluate on the held-out test split: the base model zero-shot and few-shot, the tuned model (--adapter) and the exported " +
+            "Evaluate on the held-out test split: the base model zero-shot and few-shot, the tuned model (--adapter, by default the adapter " +
+            "`edgetune train RECIPE` wrote to the recipe's [output].dir; the output names the one used) and the exported " +
             "artifact (--gguf, optionally with --gguf-adapter, through llama.cpp), every metric with a 95% bootstrap interval, paired tests " +
             "(McNemar for right/wrong metrics, paired bootstrap otherwise), the verdict (is tuned better than the best baseline with p < 0.05 " +
             "on the primary metric?), the cost of quantisation (exported − tuned) and a forgetting check (perplexity of base and tuned on " +
             "general text). A test split that overlaps training is refused. Answers are resumable; report.md, report.html and eval.json go " +
             "to the run folder. Progress on stderr.\n\n" +
-            "Examples:\n  edgetune eval recipe.toml --adapter runs/recipe/adapter\n  edgetune eval recipe.toml --adapter lora.gguf --gguf model-q4_k_m.gguf --gguf-adapter lora.gguf --json")
+            "Examples:\n  edgetune eval recipe.toml\n  edgetune eval recipe.toml --adapter runs/recipe/adapter.gguf\n  edgetune eval recipe.toml --adapter lora.gguf --gguf model-q4_k_m.gguf --gguf-adapter lora.gguf --json")
         {
             recipe, adapter, gguf, ggufAdapter, noBaselines, json, threads,
         };
@@ -105,20 +106,34 @@ internal static class EvalCommand
                 return CliApp.Usage;
             }
             var r = Recipe.Load(parse.GetValue(recipe)!);
-            if (parse.GetValue(adapter) is null && parse.GetValue(gguf) is null && parse.GetValue(noBaselines))
+            string? tuned = parse.GetValue(adapter);
+            bool fromRun = false;
+            if (tuned is null)
+            {
+                var (found, note) = RunAdapter(r);
+                if (found is not null) { tuned = found; fromRun = true; }
+                console.Error.WriteLine($"edgetune: {note}");
+            }
+            if (tuned is null && parse.GetValue(gguf) is null && parse.GetValue(noBaselines))
             {
                 console.Error.WriteLine("edgetune: nothing to run: give --adapter or --gguf, or drop --no-baselines");
                 return CliApp.Usage;
             }
-            var plan = Plan(r, parse.GetValue(adapter), parse.GetValue(gguf), parse.GetValue(ggufAdapter), parse.GetValue(threads)) with
+            var plan = Plan(r, tuned, parse.GetValue(gguf), parse.GetValue(ggufAdapter), parse.GetValue(threads)) with
             {
                 Baselines = !parse.GetValue(noBaselines),
             };
             var outcome = Run(console, plan);
             EvalReportWriter.Write(outcome, plan.RunDir, $"Evaluation: {Path.GetFileName(r.File)}");
-            if (parse.GetValue(json)) console.Out.WriteLine(Evaluator.ToJson(outcome));
+            if (parse.GetValue(json))
+            {
+                var node = System.Text.Json.Nodes.JsonNode.Parse(Evaluator.ToJson(outcome))!.AsObject();
+                node["adapter"] = plan.Adapter is null ? null : new System.Text.Json.Nodes.JsonObject { ["path"] = plan.Adapter, ["from_run"] = fromRun };
+                console.Out.WriteLine(node.ToJsonString(Json));
+            }
             else
             {
+                if (plan.Adapter is not null) console.Out.WriteLine($"tuned: {plan.Adapter}{(fromRun ? " (the run's adapter, from [output].dir)" : "")}");
                 PrintTable(console, outcome);
                 if (outcome.Verdict is { } v)
                     console.Out.WriteLine(v.TunedValue is null ? $"\nverdict: none ({v.Summary})" : $"\nverdict: {(v.TunedBetterThanBaselines ? "tuned is better" : "tuned is NOT better")} ({v.Summary})");
@@ -129,6 +144,26 @@ internal static class EvalCommand
             return CliApp.Success;
         });
         return command;
+    }
+
+    /// <summary>
+    /// The adapter a finished `edgetune train` left in the recipe's run folder: adapter.gguf for a GGUF base
+    /// (llama.cpp runs it), the PEFT folder for a Hugging Face base (the reference forward reads it); with a
+    /// note saying what was picked, or why nothing was.
+    /// </summary>
+    internal static (string? Adapter, string Note) RunAdapter(Recipe r)
+    {
+        string dir = r.Output.Dir, gguf = Path.Combine(dir, "adapter.gguf"), peft = Path.Combine(dir, "peft");
+        bool hasPeft = File.Exists(Path.Combine(peft, "adapter_config.json"));
+        string? picked = File.Exists(r.Model.Base) || !hasPeft ? (File.Exists(gguf) ? gguf : hasPeft ? peft : null) : peft;
+        if (picked is not null)
+        {
+            var written = (File.Exists(picked) ? File.GetLastWriteTimeUtc(picked) : File.GetLastWriteTimeUtc(Path.Combine(picked, "adapter_config.json")));
+            return (picked, string.Create(C, $"tuned: the run's adapter {picked} (written {written:yyyy-MM-dd HH:mm} UTC); --adapter picks another"));
+        }
+        if (File.Exists(Path.Combine(dir, "model.gguf")))
+            return (null, $"note: {dir} holds model.gguf (full fine-tuning), not an adapter: give --gguf {Path.Combine(dir, "model.gguf")} to evaluate it; baselines only");
+        return (null, $"note: no trained adapter in {dir} (adapter.gguf or peft/): baselines only; run `edgetune train {r.File}` first, or give --adapter");
     }
 
     internal static EvalPlan Plan(Recipe r, string? adapter, string? gguf, string? ggufAdapter, int threads)
