@@ -229,6 +229,7 @@ public static class FuzzTargets
     private static bool CheckDataset(string path)
     {
         var checker = new DataChecker(new CheckOptions { TokenCount = e => e.Messages.Sum(m => m.Content.Split(' ').Length), MaxTokens = 200, MinExamples = 2 });
+        checker.AddFile(path);
         foreach (var item in DatasetReader.Read(path, new ReadOptions { Stratify = "label" })) checker.Add(item);
         var report = checker.Finish();
         foreach (var f in report.Findings)
