@@ -55,6 +55,11 @@ public class GgufBadInputTests
     }
 
     [Fact]
+    public void A_key_name_with_a_line_break_stays_one_line_in_the_message() =>
+        // Found by the fuzz: the message quoted the key as it was, line break included (OpenFails checks one line).
+        OpenFails(new RawGguf(kvs: 1).Str("t.u\n").U32(0xFF000000).ToArray(), "key 't.u\\u000a' has unknown value type 4278190080");
+
+    [Fact]
     public void Unknown_types_are_named()
     {
         OpenFails(new RawGguf(kvs: 1).Str("k").U32(13).ToArray(), "key 'k' has unknown value type 13");

@@ -1,4 +1,5 @@
 using EdgeTune.Testing;
+using EdgeTune.Profiles.Toml;
 using EdgeTune.Testing.Fuzz;
 
 namespace EdgeTune.Profiles.Tests;
@@ -16,5 +17,16 @@ public class ProfileFuzzTests
         var report = FuzzRunner.Run(FuzzTargets.Profile(), count: 300, seed: 2027, dir.Path);
         Assert.True(report.Failures.Count == 0, string.Join("\n", report.Failures));
         Assert.True(report.Accepted > 1 && report.Refused > report.Count / 4, report.Summary);
+    }
+
+    [Fact]
+    public void Arrays_nested_past_the_parser_limit_are_a_syntax_error_with_the_place()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("deep.toml");
+        File.WriteAllText(path, "schema = 1\nname = " + new string('[', 100) + "\n");
+        var e = Assert.Throws<ProfileException>(() => new ProfileLoader(new ProfileCatalog([dir.Path])).Load(path));
+        Assert.StartsWith(path + ":", e.Message);
+        Assert.Contains("syntax", e.Message);
     }
 }

@@ -17,4 +17,16 @@ public class RecipeFuzzTests
         Assert.True(report.Failures.Count == 0, string.Join("\n", report.Failures));
         Assert.True(report.Accepted > 1 && report.Refused > report.Count / 4, report.Summary);
     }
+
+    [Fact]
+    public void Arrays_nested_past_the_parser_limit_are_a_syntax_error_with_the_place()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("deep.toml");
+        File.WriteAllText(path, "[model]\nbase = " + new string('[', 100) + "\n");
+        var e = Assert.Throws<Profiles.Toml.TomlConfigException>(() => Recipe.Load(path));
+        Assert.StartsWith(path + ":", e.Message);
+        Assert.Contains("syntax", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
 }
