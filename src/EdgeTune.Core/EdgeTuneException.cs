@@ -15,8 +15,9 @@ public class EdgeTuneException : Exception
 /// <summary>A file that does not follow its format. <see cref="Exception.Message"/> reads "FILE: at byte N: what".</summary>
 public sealed class FileFormatException : EdgeTuneException
 {
+    /// <summary>The place and the problem may quote the file (a key name); control characters in them are escaped, so the message stays one line.</summary>
     public FileFormatException(string file, string place, string problem)
-        : base($"{file}: {place}: {problem}")
+        : base($"{file}: {MessageText.Escape(place)}: {MessageText.Escape(problem)}")
     {
         File = file;
         Place = place;

@@ -1,4 +1,5 @@
 using System.Text;
+using EdgeTune.Core;
 
 namespace EdgeTune.Data;
 
@@ -41,7 +42,7 @@ internal static class CsvReader
                 string? missing = MissingColumn(header, f);
                 if (missing is not null)
                 {
-                    yield return DatasetReader.Malformed(path, rowStart, $"header has no column {missing} (columns: {string.Join(", ", header)}; use --map)", true);
+                    yield return DatasetReader.Malformed(path, rowStart, $"header has no column {missing} (columns: {MessageText.OneLine(string.Join(", ", header))}; use --map)", true);
                     yield break;
                 }
                 continue;

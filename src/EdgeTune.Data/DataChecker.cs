@@ -48,6 +48,12 @@ public sealed partial class DataChecker(CheckOptions? options = null)
 
     private readonly record struct Format(string Kind, string? Keys, bool TrailingSpace, char Casing);
 
+    /// <summary>
+    /// Names a file being checked before its rows come: a file with no rows at all (empty, or blank lines only) is
+    /// then still counted and named by the dataset-level findings.
+    /// </summary>
+    public void AddFile(string file) => _files.Add(file);
+
     public void Add(ReadItem item)
     {
         if (item.Finding is { } finding) { _findings.Add(finding); _files.Add(finding.File); return; }

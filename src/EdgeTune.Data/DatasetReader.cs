@@ -56,7 +56,17 @@ public static class DatasetReader
             return WithStratum(FromJson(doc.RootElement, path, line, options.Fields), doc.RootElement, options.Stratify);
         }
         catch (JsonException e) { return Malformed(path, line, $"not valid JSON ({FirstSentence(e.Message)})"); }
+        catch (InvalidOperationException e) when (FromJsonReader(e)) { return UnpairedSurrogate(path, line, e); }
     }
+
+    /// <summary>
+    /// System.Text.Json parses a \uD800 escape without its low half but cannot turn it into a string: the failure
+    /// comes as an InvalidOperationException when a name or value is read.
+    /// </summary>
+    private static bool FromJsonReader(InvalidOperationException e) => e.TargetSite?.DeclaringType?.Assembly == typeof(JsonDocument).Assembly;
+
+    private static ReadItem UnpairedSurrogate(string path, long line, InvalidOperationException e) =>
+        Malformed(path, line, $"not valid JSON (a \\u escape is half of a UTF-16 surrogate pair: {FirstSentence(e.Message)})");
 
     /// <summary>A JSON array: elements are streamed; "line" in findings is the element's 1-based index.</summary>
     private static IEnumerable<ReadItem> ReadArray(string path, ReadOptions options)
@@ -79,7 +89,16 @@ public static class DatasetReader
             }
             if (failure is { } f) { yield return f; yield break; }
             index++;
-            yield return WithStratum(FromJson(element, path, index, options.Fields), element, options.Stratify);
+            ReadItem item;
+            try
+            {
+                item = WithStratum(FromJson(element, path, index, options.Fields), element, options.Stratify);
+            }
+            catch (InvalidOperationException e) when (FromJsonReader(e))
+            {
+                item = UnpairedSurrogate(path, index, e);
+            }
+            yield return item;
         }
     }
 
@@ -177,8 +196,9 @@ public static class DatasetReader
 
     private static string? NonEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s;
 
+    /// <summary>A finding about a line that is not an example; what it quotes from the file is escaped, so it prints as one line.</summary>
     internal static ReadItem Malformed(string path, long line, string problem, bool fatal = false) =>
-        new(null, new DataFinding(fatal ? "unreadable" : "malformed", Severity.Error, path, line, problem));
+        new(null, new DataFinding(fatal ? "unreadable" : "malformed", Severity.Error, path, line, MessageText.Escape(problem)));
 
     private static string FirstSentence(string message)
     {

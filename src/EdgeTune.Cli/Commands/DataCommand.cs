@@ -60,6 +60,7 @@ internal static class DataCommand
             }
             var read = new ReadOptions { Fields = FieldMapping.Parse(parse.GetValue(map)) };
             var checker = new DataChecker(options);
+            foreach (var file in parse.GetValue(files)!) checker.AddFile(file);
             foreach (var item in DatasetReader.ReadAll(parse.GetValue(files)!, read)) checker.Add(item);
             var report = checker.Finish();
 

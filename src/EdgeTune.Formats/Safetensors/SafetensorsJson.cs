@@ -1,3 +1,4 @@
+using EdgeTune.Core;
 using System.Text;
 using System.Text.Json;
 
@@ -81,21 +82,6 @@ internal static class SafetensorsJson
         return "invalid JSON: " + OneLine(message.TrimEnd('.', ' '));
     }
 
-    /// <summary>
-    /// Names come from the file and may hold newlines or control characters, or be megabytes long; keep error
-    /// messages one readable line.
-    /// </summary>
-    public static string OneLine(string text)
-    {
-        const int MaxLength = 200;
-        if (text.Length > MaxLength) text = text[..MaxLength] + "...";
-        if (!text.Any(char.IsControl)) return text;
-        var sb = new StringBuilder(text.Length + 8);
-        foreach (char c in text)
-        {
-            if (char.IsControl(c)) sb.Append("\\u").Append(((int)c).ToString("x4"));
-            else sb.Append(c);
-        }
-        return sb.ToString();
-    }
+    /// <summary>Names come from the file and may hold newlines or control characters, or be megabytes long: one readable line.</summary>
+    public static string OneLine(string text) => MessageText.OneLine(text);
 }

@@ -75,7 +75,16 @@ public static class TomlDocument
     {
         // The syntax tree with semantic validation catches what the model reader lets through (a key defined
         // twice, a table opened twice) and places every error; the model is read only from valid text.
-        var syntax = Tomlyn.Parsing.SyntaxParser.Parse(text, file, true);
+        Tomlyn.Syntax.DocumentSyntax syntax;
+        try
+        {
+            syntax = Tomlyn.Parsing.SyntaxParser.Parse(text, file, true);
+        }
+        catch (TomlException e) // what the parser refuses outright: nesting deeper than its limit of 64
+        {
+            diagnostics.Add(new ProfileDiagnostic(new SourceLocation(file, e.Line ?? 1, e.Column ?? 1), "syntax", StripPosition(e.Message)));
+            return new TomlTableNode(SourceLocation.StartOf(file));
+        }
         if (syntax.HasErrors)
         {
             foreach (var d in syntax.Diagnostics.Where(d => d.Kind == Tomlyn.Syntax.DiagnosticMessageKind.Error))
