@@ -12,6 +12,7 @@ public sealed class ExportModels : IDisposable
     public static readonly IReadOnlyDictionary<string, TinyHfOptions> Cases = new Dictionary<string, TinyHfOptions>
     {
         ["llama-gqa-tied-llama3rope"] = new() { ModelType = "llama", Heads = 4, KvHeads = 2, Tied = true, RopeTheta = 500000, Llama3Scaling = true, Seed = 11 },
+        ["llama-gqa"] = new() { ModelType = "llama", Heads = 4, KvHeads = 2, RopeTheta = 10000, Seed = 15 },
         ["mistral-gqa"] = new() { ModelType = "mistral", Heads = 8, KvHeads = 2, Hidden = 128, Intermediate = 160, RopeTheta = 1000000, Seed = 12 },
         ["qwen2-gqa-bias"] = new() { ModelType = "qwen2", Heads = 4, KvHeads = 2, RopeTheta = 1000000, RmsEps = 1e-6, Seed = 13 },
     };
