@@ -5,15 +5,16 @@ using EdgeTune.Agent.Api;
 using EdgeTune.Agent.Config;
 using EdgeTune.Agent.FieldLog;
 using EdgeTune.Agent.Serving;
+using EdgeTune.Inference;
 
 namespace EdgeTune.Agent;
 
 /// <summary>Builds the agent's web application from a validated configuration.</summary>
 public static class AgentApp
 {
-    /// <param name="runtimeFactory">How the model is loaded (tests wrap the real runtime); LLamaSharp by default.</param>
+    /// <param name="runtimeFactory">How the model is loaded (tests wrap the real runtime); llama.cpp (EdgeTune.Inference) by default.</param>
     /// <param name="gpioFactory">The GPIO controller when [gpio] is enabled (tests pass one over a fake driver); libgpiod by default.</param>
-    public static WebApplication Build(AgentConfig config, Func<AgentConfig, ITextRuntime>? runtimeFactory = null, Func<System.Device.Gpio.GpioController>? gpioFactory = null)
+    public static WebApplication Build(AgentConfig config, Func<AgentConfig, IInferenceModel>? runtimeFactory = null, Func<System.Device.Gpio.GpioController>? gpioFactory = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.WebHost.UseUrls(config.Server.Listen);
@@ -35,7 +36,7 @@ public static class AgentApp
 
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(new RequestQueue(config.Server.QueueCapacity));
-        builder.Services.AddSingleton(runtimeFactory ?? (c => new LlamaSharpRuntime(c.Model)));
+        builder.Services.AddSingleton(runtimeFactory ?? (c => ModelHost.Open(c.Model)));
         builder.Services.AddSingleton<ModelHost>();
         var metrics = new AgentMetrics();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
@@ -107,9 +108,10 @@ public static class AgentApp
         var host = app.Services.GetRequiredService<ModelHost>();
         var endpoints = app.Services.GetRequiredService<CompletionEndpoints>();
 
-        app.MapGet("/health", () => host.Ready
-            ? Results.Json(new { status = "ok", model = host.Runtime!.ModelName })
-            : Results.Json(new { status = host.LoadError is null ? "loading" : "error", error = host.LoadError }, statusCode: 503));
+        // One snapshot of the model's state: a model unloading between two reads cannot make /health throw.
+        app.MapGet("/health", () => host.State is { Model: not null } ready
+            ? Results.Json(new { status = ready.Status, model = ready.ModelName })
+            : Results.Json(new { status = host.State.Status, error = host.State.Error }, statusCode: 503));
 
         app.MapGet("/v1/models", () =>
         {
@@ -187,7 +189,16 @@ public static class AgentApp
             string? name = a.GetString();
             if (name is not null && !runtime.Adapters.Contains(name))
                 throw new ApiException(400, $"no adapter named '{name}' (loaded: {string.Join(", ", runtime.Adapters)})", code: "adapter_not_found", param: "adapter");
-            runtime.SetAdapter(name); // waits for a generation in progress (the runtime's lock)
+            // Through the request queue like a completion: requests admitted before the switch are answered (and
+            // recorded) with the adapter they were admitted under, and later ones with the new one.
+            var queue = c.RequestServices.GetRequiredService<RequestQueue>();
+            using var lease = await queue.EnterAsync(c.RequestAborted);
+            if (lease is null)
+            {
+                await new ApiException(429, $"the request queue is full ({queue.Capacity} waiting); retry later", "rate_limit_error", "queue_full").WriteAsync(c, queue.RetryAfterSeconds);
+                return Results.Empty;
+            }
+            runtime.SetAdapter(name);
             return Results.Json(new { @object = "adapter", active = runtime.ActiveAdapter });
         });
 

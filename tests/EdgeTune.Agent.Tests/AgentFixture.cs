@@ -92,7 +92,7 @@ public sealed class AgentFixture : IAsyncLifetime
 {
     private readonly TempDir _dir = new();
     private readonly int _queueCapacity;
-    private readonly Func<AgentConfig, ITextRuntime>? _factory;
+    private readonly Func<AgentConfig, IInferenceModel>? _factory;
 
     private readonly bool _withAdapter;
 
@@ -102,7 +102,7 @@ public sealed class AgentFixture : IAsyncLifetime
 
     private readonly Func<System.Device.Gpio.GpioController>? _gpio;
 
-    internal AgentFixture(int queueCapacity, Func<AgentConfig, ITextRuntime>? factory, bool withAdapter = false, string extra = "", Func<System.Device.Gpio.GpioController>? gpio = null)
+    internal AgentFixture(int queueCapacity, Func<AgentConfig, IInferenceModel>? factory, bool withAdapter = false, string extra = "", Func<System.Device.Gpio.GpioController>? gpio = null)
     {
         _gpio = gpio;
         _extra = extra;

@@ -186,7 +186,7 @@ public sealed class CommandLineTests
         using var dir = new TempDir();
         string model = TinyAgentModel.Write(dir.Path);
         var config = EdgeTune.Agent.Config.AgentConfig.Load(TinyAgentModel.WriteConfig(dir.Path, model));
-        using var runtime = new EdgeTune.Agent.Serving.LlamaSharpRuntime(config.Model);
+        using var runtime = EdgeTune.Agent.Serving.ModelHost.Open(config.Model);
         string prompt = runtime.ApplyChatTemplate([new("system", "s"), new("user", "hi")]);
         Assert.Equal("<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", prompt);
     }

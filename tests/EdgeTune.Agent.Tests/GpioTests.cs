@@ -11,7 +11,7 @@ public sealed class GpioTests
     {
         var driver = new FakeGpioDriver();
         using var loading = new ManualResetEventSlim(false);
-        var agent = new AgentFixture(8, c => { loading.Wait(); return new EdgeTune.Agent.Serving.LlamaSharpRuntime(c.Model); },
+        var agent = new AgentFixture(8, c => { loading.Wait(); return EdgeTune.Agent.Serving.ModelHost.Open(c.Model); },
             extra: "[gpio]\nenabled = true\nfeedback_up_pin = 5\nfeedback_down_pin = 6\nstatus_led_pin = 12\ndebounce_ms = 10",
             gpio: () => new GpioController(driver));
         var start = agent.InitializeAsync();

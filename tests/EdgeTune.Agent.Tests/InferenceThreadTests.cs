@@ -16,7 +16,7 @@ public sealed class InferenceThreadTests
     {
         using var dir = new TempDir();
         var config = AgentConfig.Load(TinyAgentModel.WriteConfig(dir.Path, TinyAgentModel.Write(dir.Path)));
-        var runtime = new LlamaSharpRuntime(config.Model);
+        var runtime = (EdgeTune.Inference.LlamaCpp.LlamaCppModel)ModelHost.Open(config.Model);
         var sampling = new SamplingSettings(4, 0, 1, null, []);
         var prompt = runtime.Tokenize("hello");
         var seen = new HashSet<int>();
@@ -42,7 +42,7 @@ public sealed class InferenceThreadTests
     {
         using var dir = new TempDir();
         var config = AgentConfig.Load(TinyAgentModel.WriteConfig(dir.Path, TinyAgentModel.Write(dir.Path)));
-        using var runtime = new LlamaSharpRuntime(config.Model);
+        using var runtime = (EdgeTune.Inference.LlamaCpp.LlamaCppModel)ModelHost.Open(config.Model);
         using var cancelled = new CancellationTokenSource();
         await cancelled.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => runtime.GenerateAsync(runtime.Tokenize("hello"), new SamplingSettings(4, 0, 1, null, []), _ => { }, cancelled.Token));
@@ -52,8 +52,8 @@ public sealed class InferenceThreadTests
     [Fact]
     public async Task Stopping_the_agent_unloads_the_model()
     {
-        LlamaSharpRuntime? loaded = null;
-        var agent = new AgentFixture(8, c => loaded = new LlamaSharpRuntime(c.Model));
+        EdgeTune.Inference.LlamaCpp.LlamaCppModel? loaded = null;
+        var agent = new AgentFixture(8, c => loaded = (EdgeTune.Inference.LlamaCpp.LlamaCppModel)ModelHost.Open(c.Model));
         await agent.InitializeAsync();
         var (status, _) = await agent.Client.PostJson("/v1/completions", new { prompt = "hello", max_tokens = 3 });
         Assert.Equal(200, status);

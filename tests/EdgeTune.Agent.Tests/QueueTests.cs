@@ -5,22 +5,34 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace EdgeTune.Agent.Tests;
 
-/// <summary>The real runtime behind a gate the test opens, so requests can be held in the queue deterministically.</summary>
-internal sealed class GatedRuntime(ITextRuntime inner) : ITextRuntime
+/// <summary>The real model behind a gate the test opens, so requests can be held in the queue deterministically.</summary>
+internal sealed class GatedRuntime(IInferenceModel inner) : IInferenceModel
 {
     public ManualResetEventSlim Gate { get; } = new(false);
     public SemaphoreSlim Entered { get; } = new(0);
     public SemaphoreSlim Cancelled { get; } = new(0);
 
+    /// <summary>Dispose waits for this gate (set by default), so a test can watch the agent while its model unloads.</summary>
+    public ManualResetEventSlim DisposeGate { get; } = new(true);
+    public SemaphoreSlim Disposing { get; } = new(0);
+
     public string ModelName => inner.ModelName;
+    public string Description => inner.Description;
+    public IInferenceRuntime Runtime => inner.Runtime;
+    public InferenceCapabilities Capabilities => inner.Capabilities;
     public int ContextSize => inner.ContextSize;
+    public int VocabularySize => inner.VocabularySize;
+    public int? BosId => inner.BosId;
     public IReadOnlyList<string> Adapters => inner.Adapters;
     public string? ActiveAdapter => inner.ActiveAdapter;
+    public string? EndOfTurnText => inner.EndOfTurnText;
     public void SetAdapter(string? name) => inner.SetAdapter(name);
-    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages) => inner.ApplyChatTemplate(messages);
-    public int[] Tokenize(string prompt) => inner.Tokenize(prompt);
+    public string ApplyChatTemplate(IReadOnlyList<EdgeTune.Models.Chat.ChatMessage> messages, bool addAssistant = true) => inner.ApplyChatTemplate(messages, addAssistant);
+    public int[] Tokenize(string text, bool addSpecial = true, bool parseSpecial = true) => inner.Tokenize(text, addSpecial, parseSpecial);
+    public float[] Logits(int[] tokens, int from = 0) => inner.Logits(tokens, from);
+    public T Run<T>(Func<IDecodeSession, T> work, CancellationToken cancellationToken = default) => inner.Run(work, cancellationToken);
 
-    public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string> onText, CancellationToken cancellationToken)
+    public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string>? onText, CancellationToken cancellationToken)
     {
         Entered.Release();
         try
@@ -35,7 +47,15 @@ internal sealed class GatedRuntime(ITextRuntime inner) : ITextRuntime
         return inner.Generate(promptTokens, sampling, onText, cancellationToken);
     }
 
-    public void Dispose() => inner.Dispose();
+    public Task<GenerationResult> GenerateAsync(int[] promptTokens, SamplingSettings sampling, Action<string>? onText, CancellationToken cancellationToken) =>
+        Task.Run(() => Generate(promptTokens, sampling, onText, cancellationToken), cancellationToken);
+
+    public void Dispose()
+    {
+        Disposing.Release();
+        DisposeGate.Wait();
+        inner.Dispose();
+    }
 }
 
 public sealed class QueueTests
@@ -44,7 +64,7 @@ public sealed class QueueTests
     public async Task Full_queue_answers_429_with_Retry_After_and_the_held_requests_complete()
     {
         GatedRuntime? gated = null;
-        var agent = new AgentFixture(queueCapacity: 1, c => gated = new GatedRuntime(new LlamaSharpRuntime(c.Model)));
+        var agent = new AgentFixture(queueCapacity: 1, c => gated = new GatedRuntime(ModelHost.Open(c.Model)));
         await agent.InitializeAsync();
         try
         {
@@ -79,7 +99,7 @@ public sealed class QueueTests
     public async Task Client_disconnect_cancels_the_generation_and_frees_the_slot()
     {
         GatedRuntime? gated = null;
-        var agent = new AgentFixture(queueCapacity: 0, c => gated = new GatedRuntime(new LlamaSharpRuntime(c.Model)));
+        var agent = new AgentFixture(queueCapacity: 0, c => gated = new GatedRuntime(ModelHost.Open(c.Model)));
         await agent.InitializeAsync();
         try
         {
@@ -127,7 +147,7 @@ public sealed class QueueTests
     public async Task Health_is_503_while_the_model_loads()
     {
         using var loading = new ManualResetEventSlim(false);
-        var agent = new AgentFixture(queueCapacity: 1, c => { loading.Wait(); return new LlamaSharpRuntime(c.Model); });
+        var agent = new AgentFixture(queueCapacity: 1, c => { loading.Wait(); return ModelHost.Open(c.Model); });
         var start = agent.InitializeAsync();
         try
         {

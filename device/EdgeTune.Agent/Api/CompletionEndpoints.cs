@@ -5,6 +5,7 @@ using EdgeTune.Agent.Config;
 using EdgeTune.Agent.FieldLog;
 using EdgeTune.Agent.Serving;
 using EdgeTune.Formats.FieldData;
+using EdgeTune.Inference;
 
 namespace EdgeTune.Agent.Api;
 
@@ -54,7 +55,6 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string objectName = chat ? "chat.completion" : "text_completion";
-        string? adapter = runtime.ActiveAdapter;
         using (lease)
         {
             if (!request.Stream)
@@ -72,7 +72,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
                 {
                     throw new ApiException(504, $"the request took longer than server.request_timeout_seconds ({config.Server.RequestTimeoutSeconds} s)", "timeout_error", "timeout");
                 }
-                Record(id, chat, request, runtime, adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
+                Record(id, chat, request, runtime, result.Adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
                 object choice = chat
                     ? new { index = 0, message = new { role = "assistant", content = result.Text }, logprobs = (object?)null, finish_reason = result.FinishReason }
                     : new { index = 0, text = result.Text, logprobs = (object?)null, finish_reason = result.FinishReason };
@@ -106,7 +106,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
                     await Send(context, Chunk(id, chunkObject, created, runtime.ModelName, chat, piece), aborted);
                 var result = await generation;
                 // The record is durable before the final event: a client that saw [DONE] has a logged completion.
-                Record(id, chat, request, runtime, adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
+                Record(id, chat, request, runtime, result.Adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
                 await Send(context, Chunk(id, chunkObject, created, runtime.ModelName, chat, null, finish: result.FinishReason, usage: Usage(result)), aborted);
                 await context.Response.WriteAsync("data: [DONE]\n\n", aborted);
                 await context.Response.Body.FlushAsync(aborted);
@@ -136,7 +136,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
         await context.Response.Body.FlushAsync(ct);
     }
 
-    private void Record(string id, bool chat, CompletionRequest request, ITextRuntime runtime, string? adapter, SamplingSettings sampling, GenerationResult result, double latencyMs)
+    private void Record(string id, bool chat, CompletionRequest request, IInferenceModel runtime, string? adapter, SamplingSettings sampling, GenerationResult result, double latencyMs)
     {
         metrics.Generation(latencyMs / 1000, result.TimeToFirstTokenMs / 1000, result.PromptTokens, result.CompletionTokens, (result.GenerationMs - result.TimeToFirstTokenMs) / 1000);
         if (log is null || request.LogOptOut) return;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using EdgeTune.Agent.Serving;
+using EdgeTune.Models.Chat;
 
 namespace EdgeTune.Agent.Api;
 

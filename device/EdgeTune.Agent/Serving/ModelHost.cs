@@ -1,26 +1,52 @@
 using EdgeTune.Agent.Config;
+using EdgeTune.Inference;
+using EdgeTune.Inference.LlamaCpp;
 
 namespace EdgeTune.Agent.Serving;
 
+/// <summary>Where the served model is: one immutable snapshot, so a reader never sees half a change.</summary>
+/// <param name="Status">"loading", "ok", "error" (did not load) or "stopping" (unloading).</param>
+public sealed record ModelState(string Status, IInferenceModel? Model, string? ModelName, string? Error)
+{
+    public static readonly ModelState Loading = new("loading", null, null, null);
+}
+
 /// <summary>
-/// Loads the runtime in the background after the server starts, so /health can say 503 while loading; unloads it
+/// Loads the model in the background after the server starts, so /health can say 503 while loading; unloads it
 /// (llama.cpp's context, model and inference thread) when the host stops.
 /// </summary>
-public sealed class ModelHost(AgentConfig config, Func<AgentConfig, ITextRuntime> factory, ILogger<ModelHost> logger) : BackgroundService
+public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceModel> factory, ILogger<ModelHost> logger) : BackgroundService
 {
-    private ITextRuntime? _runtime;
+    private ModelState _state = ModelState.Loading;
     private int _stopped;
 
-    public ITextRuntime? Runtime => Volatile.Read(ref _runtime);
-    public string? LoadError { get; private set; }
-    public bool Ready => Runtime is not null;
+    /// <summary>The agent's model from its configuration: llama.cpp (the configured native library when there is one).</summary>
+    public static IInferenceModel Open(ModelConfig model) =>
+        new LlamaCppRuntime(model.NativeLibrary).Open(new ModelOptions
+        {
+            Path = model.Path,
+            Name = model.Name,
+            Adapters = model.Adapters,
+            ContextSize = model.Context,
+            BatchSize = model.Batch,
+            Threads = model.Threads,
+            GpuLayers = model.GpuLayers,
+            NativeLibrary = model.NativeLibrary,
+        });
+
+    /// <summary>One consistent view of the model (read it once per request).</summary>
+    public ModelState State => Volatile.Read(ref _state);
+
+    public IInferenceModel? Runtime => State.Model;
+    public string? LoadError => State.Error;
+    public bool Ready => State.Model is not null;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
         {
-            var runtime = await Task.Run(() => factory(config), stoppingToken).ConfigureAwait(false);
-            Volatile.Write(ref _runtime, runtime);
+            var model = await Task.Run(() => factory(config), stoppingToken).ConfigureAwait(false);
+            Volatile.Write(ref _state, new ModelState("ok", model, model.ModelName, null));
             if (Volatile.Read(ref _stopped) != 0)
             {
                 Unload(); // the host stopped while the model was loading
@@ -28,11 +54,11 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, ITextRuntime
             }
             if (logger.IsEnabled(LogLevel.Information))
                 logger.LogInformation("model {Name} loaded from {Path} (context {Context}, adapters: {Adapters})",
-                runtime.ModelName, config.Model.Path, runtime.ContextSize, runtime.Adapters.Count == 0 ? "none" : string.Join(", ", runtime.Adapters));
+                model.ModelName, config.Model.Path, model.ContextSize, model.Adapters.Count == 0 ? "none" : string.Join(", ", model.Adapters));
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            LoadError = e.Message;
+            Volatile.Write(ref _state, new ModelState("error", null, null, e.Message));
             logger.LogError("model did not load: {Message}", e.Message);
         }
     }
@@ -44,13 +70,13 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, ITextRuntime
         Unload();
     }
 
-    /// <summary>New requests see no model (503); a generation in progress finishes first (Dispose waits for it).</summary>
+    /// <summary>New requests see no model (503, "stopping"); a generation in progress finishes first (Dispose waits for it).</summary>
     private void Unload()
     {
-        var runtime = Interlocked.Exchange(ref _runtime, null);
-        if (runtime is null) return;
-        runtime.Dispose();
-        if (logger.IsEnabled(LogLevel.Information)) logger.LogInformation("model {Name} unloaded", runtime.ModelName);
+        var previous = Interlocked.Exchange(ref _state, new ModelState("stopping", null, null, null));
+        if (previous.Model is not { } model) return;
+        model.Dispose();
+        if (logger.IsEnabled(LogLevel.Information)) logger.LogInformation("model {Name} unloaded", model.ModelName);
     }
 
     public override void Dispose()

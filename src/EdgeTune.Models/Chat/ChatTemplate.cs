@@ -65,5 +65,42 @@ public sealed class ChatTemplate
         }
     }
 
+    /// <summary>
+    /// The text a template writes after an assistant's answer to end the turn (<c>&lt;|im_end|&gt;</c>,
+    /// <c>&lt;|eot_id|&gt;</c>, <c>&lt;/s&gt;</c>, ...), found by rendering a conversation through
+    /// <paramref name="render"/> (messages, add-generation-prompt → text); null when the template writes none.
+    /// </summary>
+    public static string? EndOfTurnMarker(Func<IReadOnlyList<ChatMessage>, bool, string> render)
+    {
+        const string Answer = "EDGETUNE_ANSWER_SENTINEL";
+        string text = render([new ChatMessage("user", "ping"), new ChatMessage("assistant", Answer)], false);
+        int at = text.LastIndexOf(Answer, StringComparison.Ordinal);
+        if (at < 0) return null;
+        // The marker is the first word after the answer: "<|im_end|>\n" and " </s>" both end at white space.
+        string rest = text[(at + Answer.Length)..].TrimStart();
+        int end = 0;
+        while (end < rest.Length && !char.IsWhiteSpace(rest[end])) end++;
+        return end == 0 ? null : rest[..end];
+    }
+
+    /// <summary>This template's end-of-turn marker (see <see cref="EndOfTurnMarker(Func{IReadOnlyList{ChatMessage}, bool, string})"/>).</summary>
+    public string? EndOfTurnMarker() => EndOfTurnMarker(Apply);
+
+    /// <summary>
+    /// A one-line warning when this template's end-of-turn marker is not a single special token of
+    /// <paramref name="tokenizer"/>: a model tuned on it learns to write the marker as ordinary text and never
+    /// emits an end token, so other runtimes generate to their token limit. Null when all is well.
+    /// </summary>
+    public string? EndOfTurnWarning(ITokenizer tokenizer)
+    {
+        if (EndOfTurnMarker() is not { } marker) return null;
+        var ids = tokenizer.Encode(marker, addSpecialTokens: false, parseSpecial: true);
+        if (ids is [int id] && tokenizer.IsSpecial(id)) return null;
+        return $"{Origin}: the chat template ends a turn with \"{marker}\", which the vocabulary has only as text ({ids.Count} ordinary tokens), " +
+               "so a tuned model writes it as text and never emits an end-of-turn token; EdgeTune's runtimes stop at that text and cut it, " +
+               "other runtimes run to their token limit. Fix: a base model whose vocabulary has the template's markers as special tokens, " +
+               "or a chat template written with the vocabulary's own end token";
+    }
+
     private static string Preview(string s) => (s.Length > 40 ? s[..40] + "..." : s).ReplaceLineEndings(" ");
 }

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 
-namespace EdgeTune.Agent.Serving;
+namespace EdgeTune.Inference;
 
 /// <summary>
 /// One long-lived thread that makes every llama.cpp call of a runtime (load, decode, free).
@@ -14,7 +14,7 @@ namespace EdgeTune.Agent.Serving;
 /// outlives the agent because pool threads never exit. Keeping all compute on this one thread keeps one team; the
 /// thread ends on <see cref="Dispose"/>, which frees that team too.
 /// </remarks>
-internal sealed class InferenceThread : IDisposable
+public sealed class InferenceThread : IDisposable
 {
     private readonly BlockingCollection<Action> _work = new();
     private readonly Thread _thread;
