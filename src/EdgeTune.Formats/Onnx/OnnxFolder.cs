@@ -5,7 +5,12 @@ namespace EdgeTune.Formats.Onnx;
 
 /// <summary>The decoder facts genai_config.json states, which the graph must agree with.</summary>
 public sealed record GenAiDecoderConfig(string Type, string Filename, int Layers, int Heads, int KvHeads, int HeadSize, int HiddenSize, int VocabSize, int ContextLength,
-    string PastKeyNames, string PastValueNames, string PresentKeyNames, string PresentValueNames);
+    string PastKeyNames, string PastValueNames, string PresentKeyNames, string PresentValueNames)
+{
+    public int? BosTokenId { get; init; }
+    /// <summary>model.eos_token_id (a number or a list): the ids that end generation.</summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+}
 
 /// <summary>
 /// An ONNX Runtime GenAI model folder, checked before any runtime sees it: genai_config.json is there and
@@ -178,7 +183,14 @@ public static class OnnxFolder
                 Str(inputs, "past_key_names", "model.decoder.inputs.past_key_names", "past_key_values.%d.key"),
                 Str(inputs, "past_value_names", "model.decoder.inputs.past_value_names", "past_key_values.%d.value"),
                 Str(outputs, "present_key_names", "model.decoder.outputs.present_key_names", "present.%d.key"),
-                Str(outputs, "present_value_names", "model.decoder.outputs.present_value_names", "present.%d.value"));
+                Str(outputs, "present_value_names", "model.decoder.outputs.present_value_names", "present.%d.value"))
+            {
+                BosTokenId = model.TryGetProperty("bos_token_id", out var bos) && bos.TryGetInt32(out int b) ? b : null,
+                EosTokenIds = !model.TryGetProperty("eos_token_id", out var eos) ? []
+                    : eos.ValueKind == JsonValueKind.Array
+                        ? eos.EnumerateArray().Select(e => e.TryGetInt32(out int i) ? i : throw FileFormatException.AtKey(path, "model.eos_token_id", $"must hold integers, not {e}")).ToList()
+                        : eos.TryGetInt32(out int single) ? [single] : throw FileFormatException.AtKey(path, "model.eos_token_id", "must be an integer or a list of integers"),
+            };
         }
     }
 }
