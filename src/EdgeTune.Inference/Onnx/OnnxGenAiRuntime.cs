@@ -3,6 +3,7 @@ using EdgeTune.Core;
 using EdgeTune.Formats.Onnx;
 using EdgeTune.Models.Chat;
 using EdgeTune.Models.Tokenizers;
+using ByteLevel = EdgeTune.Models.Tokenizers.ByteLevel;
 using Microsoft.ML.OnnxRuntimeGenAI;
 
 namespace EdgeTune.Inference.Onnx;
@@ -181,24 +182,37 @@ public sealed class OnnxGenAiModel : InferenceModel
         }
     }
 
-    /// <summary>Decodes the whole generated sequence each time (SentencePiece pieces depend on their neighbours) and hands out the new text.</summary>
+    /// <summary>
+    /// Streams generated ids to text as llama.cpp's decoder does: each token's bytes (a byte-level piece's bytes,
+    /// a SentencePiece &lt;0xNN&gt; byte, or the piece's UTF-8 with ▁ as a space) go through one UTF-8 decoder that
+    /// holds back an incomplete character and replaces invalid bytes, so both runtimes give the same text.
+    /// Special tokens (end-of-turn markers and the like) write nothing.
+    /// </summary>
     private sealed class IncrementalDecoder(HuggingFaceTokenizer tokenizer) : ITextDecoder
     {
-        private readonly List<int> _ids = [];
-        private int _emitted;
-        private string _text = "";
+        private readonly System.Text.Decoder _utf8 = new System.Text.UTF8Encoding(false, false).GetDecoder();
+        private readonly System.Text.StringBuilder _text = new();
+        private readonly List<byte> _bytes = [];
 
         public void Add(int token)
         {
-            _ids.Add(token);
-            _text = tokenizer.Decode(_ids, skipSpecialTokens: true);
+            if (tokenizer.IsSpecial(token)) return;
+            string piece = tokenizer.Piece(token);
+            _bytes.Clear();
+            if (tokenizer.IsByteLevel) ByteLevel.AppendBytes(piece, _bytes);
+            else if (piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>'
+                     && byte.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte b)) _bytes.Add(b);
+            else _bytes.AddRange(System.Text.Encoding.UTF8.GetBytes(piece.Replace('▁', ' ')));
+            var bytes = _bytes.ToArray();
+            var chars = new char[_utf8.GetCharCount(bytes, flush: false)];
+            _utf8.GetChars(bytes, chars, flush: false);
+            _text.Append(chars);
         }
 
         public string Read()
         {
-            if (_text.EndsWith('\uFFFD') || _text.Length <= _emitted) return "";
-            string piece = _text[_emitted..];
-            _emitted = _text.Length;
+            string piece = _text.ToString();
+            _text.Clear();
             return piece;
         }
     }
