@@ -22,6 +22,7 @@ public static class CliApp
             InspectCommand.Create(console),
             QuantizeCommand.Create(console),
             ConvertCommand.Create(console),
+            ExportCommand.Create(console),
             DemoCommand.Create(console),
             TokenizeCommand.Create(console),
             GenerateCommand.Create(console),

@@ -94,6 +94,8 @@ public sealed record ModelConfig
     public int GpuLayers { get; init; }
     public string? NativeLibrary { get; init; }
     public int DefaultMaxTokens { get; init; } = 256;
+    /// <summary>"llama_cpp" (a GGUF file, the default) or "onnx" (a folder from 'edgetune export onnx', ONNX Runtime GenAI on the CPU).</summary>
+    public string Runtime { get; init; } = "llama_cpp";
 }
 
 public sealed record FieldLogConfig
@@ -154,7 +156,7 @@ public sealed record AgentConfig
     private static readonly Dictionary<string, string[]> Keys = new()
     {
         ["server"] = ["listen", "api_token", "tokens", "allow_plain_http", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level", "certificate", "certificate_password"],
-        ["model"] = ["path", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
+        ["model"] = ["path", "runtime", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
         ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
         ["telemetry"] = ["enabled", "sysfs_root", "power_rails", "gpu_devfreq"],
         ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
@@ -217,7 +219,10 @@ public sealed record AgentConfig
         string? modelPath = Str(model, "model", "path");
         if (modelPath is null or "") throw new AgentConfigException($"{model.Location}: model.path: required (the GGUF to serve)");
         modelPath = Resolve(modelPath);
-        if (checkFiles && !System.IO.File.Exists(modelPath)) Fail(pathNode!, "model.path", $"no such file: {modelPath}");
+        string runtime = Str(model, "model", "runtime") ?? "llama_cpp";
+        if (runtime is not ("llama_cpp" or "onnx")) Fail(model["runtime"]!, "model.runtime", $"'{runtime}' is not a runtime (llama_cpp or onnx)");
+        if (checkFiles && runtime == "onnx" && !System.IO.Directory.Exists(modelPath)) Fail(pathNode!, "model.path", $"no such folder: {modelPath} (runtime \"onnx\" serves a folder from 'edgetune export onnx')");
+        if (checkFiles && runtime == "llama_cpp" && !System.IO.File.Exists(modelPath)) Fail(pathNode!, "model.path", $"no such file: {modelPath}");
         var adapters = new List<string>();
         if (model["adapters"] is { } adaptersNode)
         {
@@ -235,6 +240,7 @@ public sealed record AgentConfig
         {
             Name = Str(model, "model", "name") is { Length: > 0 } name ? name : System.IO.Path.GetFileNameWithoutExtension(modelPath),
             Adapters = adapters,
+            Runtime = runtime,
             Context = (int)(Int(model, "model", "context", 16, 1 << 20) ?? modelDefaults.Context),
             Batch = (int)(Int(model, "model", "batch", 1, 1 << 16) ?? modelDefaults.Batch),
             Threads = (int)(Int(model, "model", "threads", 1, 1024) ?? modelDefaults.Threads),

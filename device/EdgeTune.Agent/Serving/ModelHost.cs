@@ -1,6 +1,7 @@
 using EdgeTune.Agent.Config;
 using EdgeTune.Inference;
 using EdgeTune.Inference.LlamaCpp;
+using EdgeTune.Inference.Onnx;
 
 namespace EdgeTune.Agent.Serving;
 
@@ -20,9 +21,9 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
     private ModelState _state = ModelState.Loading;
     private int _stopped;
 
-    /// <summary>The agent's model from its configuration: llama.cpp (the configured native library when there is one).</summary>
+    /// <summary>The agent's model from its configuration: llama.cpp (the configured native library when there is one), or an ONNX folder.</summary>
     public static IInferenceModel Open(ModelConfig model) =>
-        new LlamaCppRuntime(model.NativeLibrary).Open(new ModelOptions
+        (model.Runtime == "onnx" ? (IInferenceRuntime)OnnxGenAiRuntime.Default : new LlamaCppRuntime(model.NativeLibrary)).Open(new ModelOptions
         {
             Path = model.Path,
             Name = model.Name,

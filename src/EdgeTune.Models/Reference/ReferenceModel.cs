@@ -40,58 +40,43 @@ public sealed class ReferenceModel
     /// A Hugging Face folder or a .gguf file, told apart by whether <paramref name="path"/> is a folder.
     /// <paramref name="adapter"/>, when given, is merged into the weights as they are read (W + scale·B·A).
     /// </summary>
-    public static ReferenceModel Open(string path, ReferencePrecision precision = ReferencePrecision.Float32, LoraAdapter? adapter = null) =>
-        Directory.Exists(path) ? FromHuggingFace(path, precision, adapter) : FromGguf(path, precision, adapter);
+    public static ReferenceModel Open(string path, ReferencePrecision precision = ReferencePrecision.Float32, LoraAdapter? adapter = null)
+    {
+        using var weights = ModelWeights.Open(path, adapter);
+        return FromWeights(weights, precision);
+    }
 
     public static ReferenceModel FromHuggingFace(string folder, ReferencePrecision precision = ReferencePrecision.Float32, LoraAdapter? adapter = null)
     {
-        using var hf = HfModelFolder.Open(folder);
-        var c = hf.Config;
-        var factors = c.RopeScaling?.FrequencyFactors(c.RopeTheta, c.HeadDim);
-        var invFreq = Ops.RopeInverseFrequencies(c.RopeTheta, c.HeadDim, factors);
-        var merge = adapter?.Bind(c, hf.Tensors, AdapterLayout.HuggingFace);
-        float[] Read(string ggufName)
-        {
-            var w = hf.ReadFloat32(hf.Tensors.Single(t => t.GgufName == ggufName));
-            return merge is null ? w : merge(ggufName, w);
-        }
-        return Build(c, precision, RopeStyle.Half, invFreq, Read);
+        using var weights = ModelWeights.FromHuggingFace(folder, adapter);
+        return FromWeights(weights, precision);
     }
 
     public static ReferenceModel FromGguf(string path, ReferencePrecision precision = ReferencePrecision.Float32, LoraAdapter? adapter = null)
     {
-        using var file = GgufFile.Open(path);
-        var c = ModelConfig.FromGguf(file);
-        var specs = TensorMap.Tensors(c);
-        var merge = adapter?.Bind(c, specs, AdapterLayout.Gguf);
-        float[] Read(string ggufName)
-        {
-            var spec = specs.Single(t => t.GgufName == ggufName);
-            var info = file.FindTensor(ggufName) ?? throw new FileFormatException(path, $"tensor '{ggufName}'", $"missing; a {c.Architecture} model with this metadata needs it");
-            if (!info.Shape.SequenceEqual(spec.GgufShape))
-                throw new FileFormatException(path, $"tensor '{ggufName}'", $"shape [{string.Join(", ", info.Shape)}] does not match the metadata (expected [{string.Join(", ", spec.GgufShape)}])");
-            if (!Core.Quantization.QuantCodecs.CanDequantize(info.Type))
-                throw new FileFormatException(path, $"tensor '{ggufName}'", $"type {GgmlTypes.Name(info.Type)} cannot be dequantised");
-            var values = new float[spec.Elements];
-            file.ReadRows(info, 0, values); // ggml row-major [ne1][ne0] is PyTorch's [out][in]
-            return merge is null ? values : merge(ggufName, values);
-        }
-        float[]? factors = null;
-        if (file.FindTensor("rope_freqs.weight") is { } rf)
-        {
-            if (rf.ElementCount != c.HeadDim / 2)
-                throw new FileFormatException(path, "tensor 'rope_freqs.weight'", $"has {rf.ElementCount} values, head_dim/2 = {c.HeadDim / 2} expected");
-            factors = new float[rf.ElementCount];
-            file.ReadRows(rf, 0, factors);
-        }
-        var invFreq = Ops.RopeInverseFrequencies(c.RopeTheta, c.HeadDim, factors);
-        return Build(c, precision, c.GgufPermutesQk ? RopeStyle.Interleaved : RopeStyle.Half, invFreq, Read);
+        using var weights = ModelWeights.FromGguf(path, adapter);
+        return FromWeights(weights, precision);
     }
 
-    private static ReferenceModel Build(ModelConfig c, ReferencePrecision precision, RopeStyle rope, double[] invFreq, Func<string, float[]> read) =>
+    /// <summary>
+    /// The forward over <paramref name="weights"/>, each tensor passed through <paramref name="transform"/>
+    /// (GGUF name, values) when given: the forward over weights as an exporter stores them (for example
+    /// quantised and dequantised again). With a transform, a tied output head is read as "output.weight" of
+    /// its own (the embedding's values), since an export may store the head differently from the embedding.
+    /// </summary>
+    public static ReferenceModel FromWeights(ModelWeights weights, ReferencePrecision precision = ReferencePrecision.Float32, Func<string, float[], float[]>? transform = null)
+    {
+        var c = weights.Config;
+        Func<string, float[]> read = transform is null
+            ? weights.Read
+            : name => transform(name, weights.Read(name == "output.weight" && c.TiedEmbeddings ? "token_embd.weight" : name));
+        return Build(c, precision, weights.Rope, weights.InverseFrequencies, read, separateOutput: transform is not null);
+    }
+
+    private static ReferenceModel Build(ModelConfig c, ReferencePrecision precision, RopeStyle rope, double[] invFreq, Func<string, float[]> read, bool separateOutput) =>
         precision == ReferencePrecision.Float64
-            ? new ReferenceModel(c, precision, rope, new Graph<double>(c, rope, invFreq, read).Run)
-            : new ReferenceModel(c, precision, rope, new Graph<float>(c, rope, invFreq, read).Run);
+            ? new ReferenceModel(c, precision, rope, new Graph<double>(c, rope, invFreq, read, separateOutput).Run)
+            : new ReferenceModel(c, precision, rope, new Graph<float>(c, rope, invFreq, read, separateOutput).Run);
 
     /// <summary>Logits of every position: (T, V) row-major, position t predicting token t + 1.</summary>
     public float[] Forward(ReadOnlySpan<int> tokens)
@@ -138,7 +123,7 @@ public sealed class ReferenceModel
         private readonly T[] _embed, _outNorm, _output;
         private readonly Layer[] _layers;
 
-        public Graph(ModelConfig c, RopeStyle rope, double[] invFreq, Func<string, float[]> read)
+        public Graph(ModelConfig c, RopeStyle rope, double[] invFreq, Func<string, float[]> read, bool separateOutput)
         {
             _c = c;
             _rope = rope;
@@ -155,7 +140,7 @@ public sealed class ReferenceModel
                     R(p + "ffn_norm.weight"), R(p + "ffn_gate.weight"), R(p + "ffn_up.weight"), R(p + "ffn_down.weight"));
             }
             _outNorm = R("output_norm.weight");
-            _output = c.TiedEmbeddings ? _embed : R("output.weight");
+            _output = c.TiedEmbeddings && !separateOutput ? _embed : R("output.weight");
         }
 
         public float[] Run(int[] tokens, bool lastOnly)
