@@ -1,4 +1,5 @@
 using EdgeTune.Agent;
+using EdgeTune.Agent.Bundles;
 using EdgeTune.Agent.Config;
 using EdgeTune.Agent.FieldLog;
 using EdgeTune.Core;
@@ -6,14 +7,16 @@ using EdgeTune.Core;
 const string Usage = """
     usage: edgetune-agent --config agent.toml
            edgetune-agent export --config agent.toml [--after CURSOR] [--limit N] --out FILE
+           edgetune-agent install BUNDLE.etb --config agent.toml [--allow-downgrade]
     """;
 
 try
 {
     if (args.Length > 0 && args[0] == "export") return Export(args[1..]);
+    if (args.Length > 0 && args[0] == "install") return await Install(args[1..]);
     var options = Options(args);
     if (!options.TryGetValue("--config", out var configPath)) { Console.Error.WriteLine(Usage); return 2; }
-    var config = AgentConfig.Load(configPath);
+    var config = BundleBoot.Load(configPath, message => Console.Error.WriteLine($"edgetune-agent: {message}"));
     var app = AgentApp.Build(config);
     await app.RunAsync();
     return 0;
@@ -48,6 +51,16 @@ static int Export(string[] args)
         foreach (var e in examples) writer.Write(e.ToJsonLine() + "\n");
     Console.WriteLine($"{examples.Count} records written to {outPath}; next cursor: {next}");
     return 0;
+}
+
+static async Task<int> Install(string[] args)
+{
+    bool allowDowngrade = args.Contains("--allow-downgrade");
+    var rest = args.Where(a => a != "--allow-downgrade").ToArray();
+    if (rest.Length == 0 || rest[0].StartsWith("--", StringComparison.Ordinal)) { Console.Error.WriteLine(Usage); return 2; }
+    var options = Options(rest[1..]);
+    if (!options.TryGetValue("--config", out var configPath)) { Console.Error.WriteLine(Usage); return 2; }
+    return await InstallCommand.RunAsync(rest[0], configPath, allowDowngrade, Console.Out, Console.Error);
 }
 
 static Dictionary<string, string> Options(string[] args)

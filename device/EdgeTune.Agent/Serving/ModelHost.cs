@@ -10,6 +10,8 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, ITextRuntime
 {
     private ITextRuntime? _runtime;
     private int _stopped;
+    private AgentConfig _config = config;
+    private readonly SemaphoreSlim _loading = new(1, 1);
 
     public ITextRuntime? Runtime => Volatile.Read(ref _runtime);
     public string? LoadError { get; private set; }
@@ -17,9 +19,10 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, ITextRuntime
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await _loading.WaitAsync(stoppingToken).ConfigureAwait(false);
         try
         {
-            var runtime = await Task.Run(() => factory(config), stoppingToken).ConfigureAwait(false);
+            var runtime = await Task.Run(() => factory(_config), stoppingToken).ConfigureAwait(false);
             Volatile.Write(ref _runtime, runtime);
             if (Volatile.Read(ref _stopped) != 0)
             {
@@ -28,12 +31,47 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, ITextRuntime
             }
             if (logger.IsEnabled(LogLevel.Information))
                 logger.LogInformation("model {Name} loaded from {Path} (context {Context}, adapters: {Adapters})",
-                runtime.ModelName, config.Model.Path, runtime.ContextSize, runtime.Adapters.Count == 0 ? "none" : string.Join(", ", runtime.Adapters));
+                runtime.ModelName, _config.Model.Path, runtime.ContextSize, runtime.Adapters.Count == 0 ? "none" : string.Join(", ", runtime.Adapters));
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             LoadError = e.Message;
             logger.LogError("model did not load: {Message}", e.Message);
+        }
+        finally
+        {
+            _loading.Release();
+        }
+    }
+
+    /// <summary>
+    /// Serves <paramref name="next"/>'s model instead (a bundle install or its rollback). The current runtime is
+    /// unloaded first (a board has memory for one model); if the new one does not load, Runtime stays null and
+    /// the exception says why.
+    /// </summary>
+    public async Task ReloadAsync(AgentConfig next, CancellationToken cancellationToken)
+    {
+        await _loading.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            Unload();
+            LoadError = null;
+            _config = next;
+            try
+            {
+                var runtime = await Task.Run(() => factory(next), cancellationToken).ConfigureAwait(false);
+                Volatile.Write(ref _runtime, runtime);
+                if (logger.IsEnabled(LogLevel.Information)) logger.LogInformation("model {Name} loaded from {Path}", runtime.ModelName, next.Model.Path);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LoadError = e.Message;
+                throw;
+            }
+        }
+        finally
+        {
+            _loading.Release();
         }
     }
 
