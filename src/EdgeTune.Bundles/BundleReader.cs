@@ -19,6 +19,7 @@ public sealed class BundleReader : IDisposable
 
     private readonly FileStream _stream;
     private readonly TarReader _tar;
+    private long _nextHeader;
     private TarEntry? _pending;
     private bool _payloadRead;
 
@@ -28,8 +29,9 @@ public sealed class BundleReader : IDisposable
     public BundleSignature? Signature { get; }
     public long ArchiveBytes { get; }
 
-    private BundleReader(string path, FileStream stream, TarReader tar, BundleManifest manifest, byte[] manifestBytes, BundleSignature? signature, TarEntry? pending)
+    private BundleReader(string path, FileStream stream, TarReader tar, BundleManifest manifest, byte[] manifestBytes, BundleSignature? signature, TarEntry? pending, long nextHeader)
     {
+        _nextHeader = nextHeader;
         Path = path;
         _stream = stream;
         _tar = tar;
@@ -47,25 +49,28 @@ public sealed class BundleReader : IDisposable
         try
         {
             var tar = new TarReader(stream, leaveOpen: true);
-            var first = Next(tar, stream, path) ?? throw new BundleException($"{path}: empty archive (not a bundle)");
+            long header = 0;
+            var first = Next(tar, stream, path, ref header) ?? throw new BundleException($"{path}: empty archive (not a bundle)");
             if (first.Name != BundleManifest.FileName) throw new BundleException($"{path}: the first entry is '{BundleManifest.Printable(first.Name)}', not {BundleManifest.FileName} (not an EdgeTune bundle)");
             byte[] manifestBytes = ReadSmall(first, BundleManifest.MaxBytes, stream, path);
+            CheckPadding(stream, manifestBytes.Length, BundleManifest.FileName, path);
             var manifest = BundleManifest.Parse(manifestBytes, path);
             BundleSignature? signature = null;
             long signatureEntryBytes = 0;
-            var second = Next(tar, stream, path);
+            var second = Next(tar, stream, path, ref header);
             if (second?.Name == BundleManifest.SignatureFileName)
             {
                 byte[] sig = ReadSmall(second, BundleSignature.MaxBytes, stream, path);
+                CheckPadding(stream, sig.Length, BundleManifest.SignatureFileName, path);
                 signature = BundleSignature.Parse(sig, path);
                 signatureEntryBytes = Block + Padded(sig.Length);
-                second = Next(tar, stream, path);
+                second = Next(tar, stream, path, ref header);
             }
             long expected = Block + Padded(manifestBytes.Length) + signatureEntryBytes + manifest.Files.Sum(f => Block + Padded(f.Size)) + 2 * Block;
             long allowed = (expected + RecordSlack - 1) / RecordSlack * RecordSlack;
             if (stream.Length > allowed)
                 throw new BundleException(BundleRefusal.Oversize, $"{path}: the archive is {stream.Length} bytes, larger than its manifest accounts for ({expected} bytes): refused");
-            return new BundleReader(path, stream, tar, manifest, manifestBytes, signature, second);
+            return new BundleReader(path, stream, tar, manifest, manifestBytes, signature, second, header);
         }
         catch
         {
@@ -129,18 +134,41 @@ public sealed class BundleReader : IDisposable
         for (int i = 0; i < Manifest.Files.Count; i++)
         {
             var file = Manifest.Files[i];
-            var entry = i == 0 ? _pending : Next(_tar, _stream, Path);
+            var entry = i == 0 ? _pending : Next(_tar, _stream, Path, ref _nextHeader);
             string expectedName = BundleManifest.PayloadPrefix + file.Path;
             if (entry is null) throw new BundleException(BundleRefusal.Tampered, $"{Path}: the archive ends before {expectedName} (entry {i + 1} of {Manifest.Files.Count})");
             CheckEntry(entry, expectedName);
             if (entry.Length != file.Size)
                 throw new BundleException(entry.Length > file.Size ? BundleRefusal.Oversize : BundleRefusal.Tampered,
                     $"{Path}: {expectedName} is {entry.Length} bytes in the archive, the manifest says {file.Size}: refused before reading it");
-            visit(file, output => CopyChecked(entry, file, output));
+            visit(file, output =>
+            {
+                CopyChecked(entry, file, output);
+                CheckPadding(_stream, file.Size, file.Path, Path);
+            });
         }
-        var extra = Manifest.Files.Count == 0 ? _pending : Next(_tar, _stream, Path);
+        long end = _stream.Position;
+        var extra = Manifest.Files.Count == 0 ? _pending : Next(_tar, _stream, Path, ref _nextHeader);
         if (extra is not null)
             throw new BundleException(BundleRefusal.Oversize, $"{Path}: the archive holds '{BundleManifest.Printable(extra.Name)}', which the manifest does not list: refused");
+        // Only zeros may follow (the end-of-archive blocks and record padding, at most RecordSlack bytes by Open's check).
+        _stream.Position = end;
+        int b;
+        while ((b = _stream.ReadByte()) >= 0)
+            if (b != 0) throw new BundleException(BundleRefusal.Tampered, $"{Path}: at byte {_stream.Position - 1}: data after the last entry: refused");
+    }
+
+    /// <summary>The zeros that fill an entry's data to a 512-byte block: a flipped byte there is tampering too.</summary>
+    private static void CheckPadding(FileStream stream, long size, string what, string path)
+    {
+        int pad = (int)(Padded(size) - size);
+        if (pad == 0) return;
+        long at = stream.Position;
+        Span<byte> bytes = stackalloc byte[Block];
+        int n = stream.ReadAtLeast(bytes[..pad], pad, throwOnEndOfStream: false);
+        if (n < pad) throw new BundleException(BundleRefusal.Tampered, $"{path}: the archive ends inside the padding after {what} (truncated)");
+        int bad = bytes[..pad].IndexOfAnyExcept((byte)0);
+        if (bad >= 0) throw new BundleException(BundleRefusal.Tampered, $"{path}: at byte {at + bad}: the padding after {what} is not zero: refused");
     }
 
     private void CheckEntry(TarEntry entry, string expectedName)
@@ -182,14 +210,34 @@ public sealed class BundleReader : IDisposable
             throw new BundleException(BundleRefusal.Tampered, $"{Path}: {file.Path}: SHA-256 {actual[..16]}… does not match the manifest's {file.Sha256[..16]}… (the file was changed): refused");
     }
 
-    private static TarEntry? Next(TarReader tar, FileStream stream, string path)
+    /// <summary>
+    /// The next entry, whose header must sit exactly at <paramref name="header"/> (one ustar block per entry: no
+    /// extension headers) and carry a correct checksum (TarReader does not check it); advances past its data.
+    /// </summary>
+    private static TarEntry? Next(TarReader tar, FileStream stream, string path, ref long header)
     {
-        long at = stream.Position;
-        try { return tar.GetNextEntry(copyData: false); }
+        TarEntry? entry;
+        try { entry = tar.GetNextEntry(copyData: false); }
         catch (Exception e) when (e is InvalidDataException or FormatException or EndOfStreamException or ArgumentException or OverflowException)
         {
-            throw new BundleException(BundleRefusal.Format, $"{path}: at byte {at}: not a readable tar entry ({e.Message})");
+            throw new BundleException(BundleRefusal.Format, $"{path}: at byte {header}: not a readable tar entry ({e.Message})");
         }
+        if (entry is null) return null;
+        Span<byte> block = stackalloc byte[Block];
+        if (RandomAccess.Read(stream.SafeFileHandle, block, header) != Block)
+            throw new BundleException(BundleRefusal.Tampered, $"{path}: at byte {header}: the archive ends inside a header (truncated)");
+        long sum = 0;
+        for (int i = 0; i < Block; i++) sum += i is >= 148 and < 156 ? (byte)' ' : block[i];
+        var field = System.Text.Encoding.ASCII.GetString(block.Slice(148, 8)).Trim(' ', '\0');
+        long stored;
+        try { stored = Convert.ToInt64(field, 8); }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException) { stored = -1; }
+        if (stored != sum)
+            throw new BundleException(BundleRefusal.Tampered, $"{path}: at byte {header}: the header of '{BundleManifest.Printable(entry.Name)}' has a wrong checksum (changed or not a plain ustar header): refused");
+        if (!block.Slice(257, 6).SequenceEqual("ustar\0"u8) || !block.Slice(263, 2).SequenceEqual("00"u8))
+            throw new BundleException(BundleRefusal.Format, $"{path}: at byte {header}: '{BundleManifest.Printable(entry.Name)}' is not a plain ustar entry (bundles use no extension headers): refused");
+        header += Block + (entry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile ? Padded(entry.Length) : 0);
+        return entry;
     }
 
     private static byte[] ReadSmall(TarEntry entry, int max, FileStream stream, string path)
