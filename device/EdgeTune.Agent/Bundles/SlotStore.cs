@@ -91,11 +91,17 @@ public sealed class SlotStore(string stateDir)
             return;
         }
         string temp = CurrentLink + ".new";
-        if (new FileInfo(temp).LinkTarget is not null || File.Exists(temp)) File.Delete(temp);
+        File.Delete(temp); // a link left by a cut-off switch (no error when there is none)
         File.CreateSymbolicLink(temp, Path.Combine("slots", slot)); // relative: the state directory may be moved or mounted elsewhere
-        File.Move(temp, CurrentLink, overwrite: true); // rename(2): atomic replacement of the link
+        // rename(2) replaces the old link atomically. File.Move cannot: it insists its source is a file, and a link to a folder is not.
+        if (Rename(temp, CurrentLink) != 0)
+            throw new IOException($"{CurrentLink}: could not switch to slot {slot} (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()})");
         FsyncDirectory(StateDir);
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "rename", SetLastError = true)]
+    private static extern int Rename([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string from,
+        [System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string to);
 
     /// <summary>Makes the directory entries (renames) durable, not only the files' bytes.</summary>
     private static void FsyncDirectory(string path)
