@@ -29,6 +29,7 @@ public static class AgentApp
             }
         });
         builder.Host.UseSystemd();
+        builder.Services.AddHostedService<SystemdWatchdog>();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(config.Server.LogLevel, true));
