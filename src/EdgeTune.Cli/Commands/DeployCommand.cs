@@ -99,9 +99,10 @@ internal static class DeployCommand
             try
             {
                 using var run = ssh.RunCommand($"{agent} install {Quote(remote)} --config {Quote(config)}{(allowDowngrade ? " --allow-downgrade" : "")}");
-                string output = (run.Result + run.Error).Trim();
-                string last = output.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim() ?? "";
-                if (run.ExitStatus == 0) return ParseInstalled(last);
+                // The agent prints its one-line result on stdout when installed, on stderr otherwise.
+                static string Last(string text) => text.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim() ?? "";
+                if (run.ExitStatus == 0) return ParseInstalled(Last(run.Result));
+                string last = Last(run.Error);
                 return new InstallResult(InstallResult.Refused, null, null, last.Length > 0 ? last : $"the remote install exited {run.ExitStatus}", "remote_failed");
             }
             finally
