@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using EdgeTune.Agent.Api;
+using EdgeTune.Agent.Bundles;
 using EdgeTune.Agent.Config;
 using EdgeTune.Agent.FieldLog;
 using EdgeTune.Agent.Serving;
@@ -32,6 +33,7 @@ public static class AgentApp
             }
         });
         builder.Host.UseSystemd();
+        builder.Services.AddHostedService<SystemdWatchdog>();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.SetMinimumLevel(Enum.Parse<LogLevel>(config.Server.LogLevel, true));
@@ -51,6 +53,8 @@ public static class AgentApp
         var authenticator = new TokenAuthenticator(config.Server.AllTokens);
         if (fieldLog is not null) builder.Services.AddSingleton(fieldLog);
         builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics, redactor));
+
+        BundleEndpoints.AddServices(builder.Services, config);
 
         if (config.Gpio.Enabled)
             builder.Services.AddHostedService(sp => new GpioService(config,
@@ -204,6 +208,7 @@ public static class AgentApp
                 : new[] { "", "-wal", "-shm" }.Select(x => new FileInfo(fieldLog.Path + x)).Where(f => f.Exists).Sum(f => f.Length);
             var text = new StringBuilder(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes, fieldLog?.Unexported, fieldLog?.Evicted, fieldLog?.Refused));
             if (sensors is not null) AgentMetrics.WriteTelemetry(text, sensors.Value.Read(System.Diagnostics.Stopwatch.GetTimestamp()));
+            app.Services.GetRequiredService<BundleStatus>().Write(text);
             return Results.Text(text.ToString(), "text/plain; version=0.0.4; charset=utf-8");
         }).RequireScope(Scope.Fleet | Scope.Admin);
 
@@ -236,6 +241,7 @@ public static class AgentApp
             return Results.Json(new { @object = "adapter", active = runtime.ActiveAdapter });
         }).RequireScope(Scope.Admin);
 
+        BundleEndpoints.Map(app, config);
         app.MapFallback(() => new ApiException(404, "no such endpoint", code: "not_found").ToResult()).RequireScope(Scope.All);
         app.Lifetime.ApplicationStopped.Register(() => fieldLog?.Dispose());
         return app;

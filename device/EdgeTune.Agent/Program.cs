@@ -1,5 +1,6 @@
 using System.Globalization;
 using EdgeTune.Agent;
+using EdgeTune.Agent.Bundles;
 using EdgeTune.Agent.Config;
 using EdgeTune.Agent.FieldLog;
 using EdgeTune.Core;
@@ -8,12 +9,15 @@ const string Usage = """
     usage: edgetune-agent --config agent.toml
            edgetune-agent export --config agent.toml [--after CURSOR] [--limit N] --out FILE
            edgetune-agent ack --config agent.toml --through CURSOR
+           edgetune-agent install BUNDLE.etb --config agent.toml [--allow-downgrade]
 
       (serve)  serve the model and keep the field log, until stopped
       export   write field records after CURSOR (default 0) to FILE as JSONL, reading the field log directly (the
                agent may be running or stopped); prints the next cursor. Nothing is acknowledged by reading.
       ack      acknowledge every record up to CURSOR, a cursor an export printed: from then on field_log.max_records
                may evict them
+      install  verify a signed bundle against [bundles] trust, unpack it into the inactive slot, switch, health-check;
+               roll back to the previous slot on any failure
     """;
 
 try
@@ -25,8 +29,9 @@ try
     }
     if (args.Length > 0 && args[0] == "export") return Export(Options(args[1..], "--config", "--out", "--after", "--limit"));
     if (args.Length > 0 && args[0] == "ack") return Ack(Options(args[1..], "--config", "--through"));
+    if (args.Length > 0 && args[0] == "install") return await Install(args[1..]);
     var options = Options(args, "--config");
-    var config = AgentConfig.Load(Required(options, "--config"));
+    var config = BundleBoot.Load(Required(options, "--config"), message => Console.Error.WriteLine($"edgetune-agent: {message}"));
     var app = AgentApp.Build(config);
     await app.RunAsync();
     return 0;
@@ -122,6 +127,15 @@ static long Number(Dictionary<string, string> options, string name, long fallbac
     if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long value) || value < min || value > max)
         throw new UsageException($"{name}: '{text}' is not a whole number{(min > 0 ? $" of at least {min}" : " (0 or more)")}");
     return value;
+}
+
+static async Task<int> Install(string[] args)
+{
+    bool allowDowngrade = args.Contains("--allow-downgrade");
+    var rest = args.Where(a => a != "--allow-downgrade").ToArray();
+    if (rest.Length == 0 || rest[0].StartsWith("--", StringComparison.Ordinal)) throw new UsageException("install needs the bundle file: install BUNDLE.etb --config agent.toml");
+    var options = Options(rest[1..], "--config");
+    return await InstallCommand.RunAsync(rest[0], Required(options, "--config"), allowDowngrade, Console.Out, Console.Error);
 }
 
 static Dictionary<string, string> Options(string[] args, params string[] known)

@@ -33,6 +33,8 @@ public static class CliApp
             EvalCommand.Baseline(console),
             EvalCommand.Eval(console),
             ReviewCommand.Create(console),
+            BundleCommand.Create(console),
+            DeployCommand.Create(console),
         };
 
         if (args.Length == 0)

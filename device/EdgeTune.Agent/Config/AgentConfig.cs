@@ -137,6 +137,20 @@ public sealed record TelemetryConfig
     public IReadOnlyList<string> GpuDevfreq { get; init; } = ["ga10b", "gv11b", "gpu"];
 }
 
+/// <summary>Signed bundle installs (device/EdgeTune.Agent/Bundles): trusted keys, the A/B slots' home, health check.</summary>
+public sealed record BundlesConfig
+{
+    /// <summary>A public key file or a folder of *.pub; null refuses every install.</summary>
+    public string? Trust { get; init; }
+    public string StateDir { get; init; } = "/var/lib/edgetune";
+    /// <summary>The board id bundles must name in <c>compatible</c> (a profile name such as jetson-orin-nano-8gb).</summary>
+    public string? Board { get; init; }
+    public int BootAttempts { get; init; } = 3;
+    public string CanaryPrompt { get; init; } = "Reply with OK.";
+    public double HealthTimeoutSeconds { get; init; } = 120;
+    public long MaxBundleBytes { get; init; } = 64L << 30;
+}
+
 /// <summary>
 /// agent.toml: [server], [model], [field_log]. Every key is documented in device/EdgeTune.Agent/README.md;
 /// an unknown key, a wrong type or a bad value is refused with the file, line and column. Relative paths are
@@ -150,6 +164,13 @@ public sealed record AgentConfig
     public FieldLogConfig FieldLog { get; init; } = new();
     public GpioConfig Gpio { get; init; } = new();
     public TelemetryConfig Telemetry { get; init; } = new();
+    public BundlesConfig Bundles { get; init; } = new();
+
+    /// <summary>
+    /// Where relative state paths (field_log.path) resolve: an explicit bundles.state_dir, else systemd's
+    /// $STATE_DIRECTORY, else the configuration's folder. /etc is read-only under ProtectSystem=full.
+    /// </summary>
+    public const string StateDirectoryVariable = "STATE_DIRECTORY";
 
     public const string TokenVariable = "EDGETUNE_AGENT_TOKEN";
 
@@ -159,14 +180,18 @@ public sealed record AgentConfig
         ["model"] = ["path", "runtime", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
         ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
         ["telemetry"] = ["enabled", "sysfs_root", "power_rails", "gpu_devfreq"],
+        ["bundles"] = ["trust", "state_dir", "board", "boot_attempts", "canary_prompt", "health_timeout_seconds", "max_bundle_bytes"],
         ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
     };
 
     private static readonly string[] TokenKeys = ["token", "token_file", "scopes"];
 
-    /// <summary>Load and validate; <paramref name="checkFiles"/> also requires the model and adapter files to exist and
-    /// reads token files (offline verbs such as export load without them).</summary>
-    public static AgentConfig Load(string file, bool checkFiles = true)
+    /// <summary>
+    /// Load and validate; <paramref name="checkFiles"/> also requires the model and adapter files to exist and
+    /// reads token files (offline verbs such as export load without them). <paramref name="requireToken"/> false
+    /// reads a bundle's slot configuration, which supplies [model] only.
+    /// </summary>
+    public static AgentConfig Load(string file, bool checkFiles = true, bool requireToken = true)
     {
         if (!System.IO.File.Exists(file)) throw new AgentConfigException($"{file}: no such configuration file");
         var diagnostics = new List<ProfileDiagnostic>();
@@ -211,9 +236,11 @@ public sealed record AgentConfig
             Fail(ll, "server.log_level", "expected Trace, Debug, Information, Warning, Error, Critical or None");
         if (server?["listen"] is { } listen && !Uri.TryCreate(serverConfig.Listen, UriKind.Absolute, out _))
             Fail(listen, "server.listen", "expected a URL such as \"http://127.0.0.1:8080\"");
-        // A token file not read (offline verbs) is not a problem here; AgentApp.Build refuses it.
-        foreach (var (key, message) in serverConfig.Problems(tokenFilesRead: checkFiles))
-            throw new AgentConfigException($"{Where(root, server, key).Location}: {key}: {message}");
+        // A token file not read (offline verbs) is not a problem here; AgentApp.Build refuses it. A bundle's slot
+        // configuration supplies [model] only, so its [server] is not checked.
+        if (requireToken)
+            foreach (var (key, message) in serverConfig.Problems(tokenFilesRead: checkFiles))
+                throw new AgentConfigException($"{Where(root, server, key).Location}: {key}: {message}");
 
         var pathNode = model["path"];
         string? modelPath = Str(model, "model", "path");
@@ -251,10 +278,26 @@ public sealed record AgentConfig
         if (checkFiles && modelConfig.NativeLibrary is { } native && !System.IO.File.Exists(native))
             Fail(model["native_library"]!, "model.native_library", $"no such file: {native}");
 
+        var bundles = root["bundles"] as TomlTableNode;
+        var bundleDefaults = new BundlesConfig();
+        string? stateDir = Str(bundles, "bundles", "state_dir") is { Length: > 0 } sd ? Resolve(sd) : null;
+        string? systemdState = Environment.GetEnvironmentVariable(StateDirectoryVariable) is { Length: > 0 } sv ? System.IO.Path.GetFullPath(sv.Split(':')[0]) : null;
+        var bundlesConfig = new BundlesConfig
+        {
+            Trust = Str(bundles, "bundles", "trust") is { Length: > 0 } trust ? Resolve(trust) : null,
+            StateDir = stateDir ?? systemdState ?? bundleDefaults.StateDir,
+            Board = Str(bundles, "bundles", "board") is { Length: > 0 } board ? board : null,
+            BootAttempts = (int)(Int(bundles, "bundles", "boot_attempts", 1, 100) ?? bundleDefaults.BootAttempts),
+            CanaryPrompt = Str(bundles, "bundles", "canary_prompt") is { Length: > 0 } canary ? canary : bundleDefaults.CanaryPrompt,
+            HealthTimeoutSeconds = Num(bundles, "bundles", "health_timeout_seconds", 0.001, 86_400) ?? bundleDefaults.HealthTimeoutSeconds,
+            MaxBundleBytes = Int(bundles, "bundles", "max_bundle_bytes", 1024, long.MaxValue) ?? bundleDefaults.MaxBundleBytes,
+        };
+        string stateRoot = stateDir ?? systemdState ?? dir;
+
         var logDefaults = new FieldLogConfig();
         var logConfig = new FieldLogConfig
         {
-            Path = Resolve(Str(log, "field_log", "path") ?? logDefaults.Path),
+            Path = System.IO.Path.GetFullPath(System.IO.Path.Combine(stateRoot, Str(log, "field_log", "path") ?? logDefaults.Path)),
             Enabled = Bool(log, "field_log", "enabled") ?? true,
             DeviceId = Str(log, "field_log", "device_id") ?? logDefaults.DeviceId,
             MaxRecords = Int(log, "field_log", "max_records", 0, long.MaxValue) ?? 0,
@@ -297,7 +340,7 @@ public sealed record AgentConfig
             PowerRails = StrList(telemetry, "telemetry", "power_rails") ?? telemetryDefaults.PowerRails,
             GpuDevfreq = StrList(telemetry, "telemetry", "gpu_devfreq") ?? telemetryDefaults.GpuDevfreq,
         };
-        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig };
+        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig, Bundles = bundlesConfig };
     }
 
     // [[server.tokens]]: each entry has token or token_file (read now when the files are checked) and scopes.

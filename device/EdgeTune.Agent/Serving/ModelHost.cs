@@ -20,6 +20,8 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
 {
     private ModelState _state = ModelState.Loading;
     private int _stopped;
+    private AgentConfig _config = config;
+    private readonly SemaphoreSlim _loading = new(1, 1);
 
     /// <summary>The agent's model from its configuration: llama.cpp (the configured native library when there is one), or an ONNX folder.</summary>
     public static IInferenceModel Open(ModelConfig model) =>
@@ -44,9 +46,10 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await _loading.WaitAsync(stoppingToken).ConfigureAwait(false);
         try
         {
-            var model = await Task.Run(() => factory(config), stoppingToken).ConfigureAwait(false);
+            var model = await Task.Run(() => factory(_config), stoppingToken).ConfigureAwait(false);
             Volatile.Write(ref _state, new ModelState("ok", model, model.ModelName, null));
             if (Volatile.Read(ref _stopped) != 0)
             {
@@ -55,12 +58,47 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
             }
             if (logger.IsEnabled(LogLevel.Information))
                 logger.LogInformation("model {Name} loaded from {Path} (context {Context}, adapters: {Adapters})",
-                model.ModelName, config.Model.Path, model.ContextSize, model.Adapters.Count == 0 ? "none" : string.Join(", ", model.Adapters));
+                model.ModelName, _config.Model.Path, model.ContextSize, model.Adapters.Count == 0 ? "none" : string.Join(", ", model.Adapters));
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             Volatile.Write(ref _state, new ModelState("error", null, null, e.Message));
             logger.LogError("model did not load: {Message}", e.Message);
+        }
+        finally
+        {
+            _loading.Release();
+        }
+    }
+
+    /// <summary>
+    /// Serves <paramref name="next"/>'s model instead (a bundle install or its rollback). The current runtime is
+    /// unloaded first (a board has memory for one model); if the new one does not load, Runtime stays null and
+    /// the exception says why.
+    /// </summary>
+    public async Task ReloadAsync(AgentConfig next, CancellationToken cancellationToken)
+    {
+        await _loading.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            Unload();
+            Volatile.Write(ref _state, ModelState.Loading);
+            _config = next;
+            try
+            {
+                var model = await Task.Run(() => factory(next), cancellationToken).ConfigureAwait(false);
+                Volatile.Write(ref _state, new ModelState("ok", model, model.ModelName, null));
+                if (logger.IsEnabled(LogLevel.Information)) logger.LogInformation("model {Name} loaded from {Path}", model.ModelName, next.Model.Path);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                Volatile.Write(ref _state, new ModelState("error", null, null, e.Message));
+                throw;
+            }
+        }
+        finally
+        {
+            _loading.Release();
         }
     }
 
