@@ -90,6 +90,9 @@ public sealed record AgentConfig
     public GpioConfig Gpio { get; init; } = new();
     public TelemetryConfig Telemetry { get; init; } = new();
 
+    /// <summary>[fleet]: the MQTT outbox (device/EdgeTune.Agent/Fleet); null when the section is absent (nothing changes).</summary>
+    public EdgeTune.Agent.Fleet.FleetConfig? Fleet { get; init; }
+
     public const string TokenVariable = "EDGETUNE_AGENT_TOKEN";
 
     private static readonly Dictionary<string, string[]> Keys = new()
@@ -99,6 +102,7 @@ public sealed record AgentConfig
         ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
         ["telemetry"] = ["enabled", "sysfs_root", "power_rails", "gpu_devfreq"],
         ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
+        ["fleet"] = EdgeTune.Agent.Fleet.FleetConfig.Keys,
     };
 
     /// <summary>Load and validate; <paramref name="checkFiles"/> also requires the model and adapter files to exist.</summary>
@@ -227,13 +231,14 @@ public sealed record AgentConfig
             PowerRails = StrList(telemetry, "telemetry", "power_rails") ?? telemetryDefaults.PowerRails,
             GpuDevfreq = StrList(telemetry, "telemetry", "gpu_devfreq") ?? telemetryDefaults.GpuDevfreq,
         };
-        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig };
+        var fleetConfig = EdgeTune.Agent.Fleet.FleetConfig.Load(root["fleet"] as TomlTableNode, logConfig, Resolve, checkFiles);
+        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig, Fleet = fleetConfig };
     }
 
-    private static void Fail(TomlNode node, string key, string message) =>
+    internal static void Fail(TomlNode node, string key, string message) =>
         throw new AgentConfigException(new ProfileDiagnostic(node.Location, key, message).ToString());
 
-    private static string? Str(TomlTableNode? table, string section, string key)
+    internal static string? Str(TomlTableNode? table, string section, string key)
     {
         if (table?[key] is not { } node) return null;
         if (node is TomlValueNode { Value: string s }) return s;
@@ -262,7 +267,7 @@ public sealed record AgentConfig
         return null;
     }
 
-    private static long? Int(TomlTableNode? table, string section, string key, long min, long max)
+    internal static long? Int(TomlTableNode? table, string section, string key, long min, long max)
     {
         if (table?[key] is not { } node) return null;
         if (node is TomlValueNode { Value: long l })

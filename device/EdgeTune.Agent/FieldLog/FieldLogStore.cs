@@ -98,12 +98,40 @@ public sealed class FieldLogStore : IDisposable
         return (long)command.ExecuteScalar()!;
     }
 
-    private void Acknowledge(long cursor)
+    private void Acknowledge(long cursor, string consumer = "acknowledged")
     {
         using var command = _connection.CreateCommand();
-        command.CommandText = "INSERT INTO state(key, value) VALUES('acknowledged', $c) ON CONFLICT(key) DO UPDATE SET value = max(value, $c)";
+        command.CommandText = "INSERT INTO state(key, value) VALUES($k, $c) ON CONFLICT(key) DO UPDATE SET value = max(value, $c)";
+        command.Parameters.AddWithValue("$k", consumer);
         command.Parameters.AddWithValue("$c", cursor);
         command.ExecuteNonQuery();
+    }
+
+    /// <summary>
+    /// Every row of <c>state</c> is one export consumer's cursor ('acknowledged' for HTTP pulls, others such as the
+    /// fleet outbox's): eviction only takes records at or before the smallest, so no consumer loses a record it has not had.
+    /// </summary>
+    public long ConsumerCursor(string consumer)
+    {
+        lock (_lock)
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "SELECT coalesce((SELECT value FROM state WHERE key = $k), 0)";
+            command.Parameters.AddWithValue("$k", consumer);
+            return (long)command.ExecuteScalar()!;
+        }
+    }
+
+    /// <summary>Registers a consumer at cursor 0 (so eviction waits for it from now on) unless it is known.</summary>
+    public void RegisterConsumer(string consumer)
+    {
+        lock (_lock) Acknowledge(0, consumer);
+    }
+
+    /// <summary>Moves a consumer's cursor forward (never back), durably.</summary>
+    public void AdvanceConsumer(string consumer, long cursor)
+    {
+        lock (_lock) Acknowledge(cursor, consumer);
     }
 
     private void Evict()
@@ -114,7 +142,7 @@ public sealed class FieldLogStore : IDisposable
         command.CommandText = """
             DELETE FROM completions WHERE seq IN (
               SELECT c.seq FROM completions c
-              WHERE c.rev <= coalesce((SELECT value FROM state WHERE key = 'acknowledged'), 0)
+              WHERE c.rev <= coalesce((SELECT min(value) FROM state), 0)
                 AND NOT EXISTS(SELECT 1 FROM feedback f WHERE f.completion_id = c.id)
               ORDER BY c.rev LIMIT $n);
             """;
@@ -221,6 +249,15 @@ public sealed class FieldLogStore : IDisposable
         {
             // Asking for records after a cursor acknowledges everything up to it (eviction may then take those).
             if (after > 0) Acknowledge(after);
+            return Read(after, limit);
+        }
+    }
+
+    /// <summary>Like <see cref="Export"/>, but acknowledges nothing (a consumer with its own cursor, such as the fleet outbox).</summary>
+    public (IReadOnlyList<FieldExample> Examples, long Next) Read(long after, int limit)
+    {
+        lock (_lock)
+        {
             using var command = _connection.CreateCommand();
             command.CommandText = """
                 SELECT c.rev, c.id, c.created, c.device_id, c.kind, c.model, c.adapter, c.messages, c.output, c.sampling,
