@@ -32,6 +32,7 @@ public static class CliApp
             EvalCommand.Baseline(console),
             EvalCommand.Eval(console),
             ReviewCommand.Create(console),
+            FleetCommand.Create(console),
         };
 
         if (args.Length == 0)
