@@ -9,15 +9,6 @@ using EdgeTune.Testing;
 
 namespace EdgeTune.Cli.Tests;
 
-/// <summary>A fact that needs Debian's mosquitto; skipped with the reason where it is not installed.</summary>
-public sealed class MosquittoFactAttribute : FactAttribute
-{
-    public MosquittoFactAttribute()
-    {
-        if (Mosquitto.Binary is null) Skip = Mosquitto.MissingReason;
-    }
-}
-
 /// <summary>
 /// A simulated agent: the agent's real outbox (<see cref="FleetOutbox"/>) over a real SQLite field log, without the
 /// model and HTTP server around them. Records are distinct random sentences, so the ingest rules keep every one.

@@ -171,3 +171,12 @@ public sealed class Mosquitto : IDisposable
         return (caFile, certFile, keyFile);
     }
 }
+
+/// <summary>A fact that needs Debian's mosquitto; skipped with the reason where it is not installed.</summary>
+public sealed class MosquittoFactAttribute : Xunit.FactAttribute
+{
+    public MosquittoFactAttribute()
+    {
+        if (Mosquitto.Binary is null) Skip = Mosquitto.MissingReason;
+    }
+}

@@ -108,7 +108,7 @@ public sealed class FleetOutbox : BackgroundService
         while (!ct.IsCancellationRequested)
         {
             if (!client.IsConnected) throw new FleetException($"connection to {_config.Connection.Broker} lost");
-            if (_status is not null && Stopwatch.GetElapsedTime(statusDue) >= TimeSpan.Zero)
+            if (Stopwatch.GetTimestamp() >= statusDue)
             {
                 await PublishStatusAsync(client, ct);
                 statusDue = Stopwatch.GetTimestamp() + (long)(statusEvery.TotalSeconds * Stopwatch.Frequency);
@@ -270,7 +270,7 @@ public sealed class FleetOutbox : BackgroundService
     {
         while (!ct.IsCancellationRequested && client.IsConnected)
         {
-            if (_status is not null && Stopwatch.GetTimestamp() >= statusDue) return;
+            if (Stopwatch.GetTimestamp() >= statusDue) return;
             if (_reader is not null && ReaderScalar("SELECT coalesce(max(rev), 0) FROM completions", 0) > cursor) return;
             await Task.Delay(PollInterval, ct);
         }

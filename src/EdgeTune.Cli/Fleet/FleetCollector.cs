@@ -22,7 +22,7 @@ public sealed record CollectOptions
     public TimeSpan? UntilIdle { get; init; }
     /// <summary>Most messages written in one batch (one ingest, one fsync round).</summary>
     public int MaxBatch { get; init; } = 2000;
-    /// <summary>How long a batch waits for more messages once one has arrived.</summary>
+    /// <summary>How long a batch waits for more messages once one has arrived, at least; it waits as long as the last batch took to write (up to 2 s), so a slow disk or a big dataset gets fewer, larger batches.</summary>
     public TimeSpan Linger { get; init; } = TimeSpan.FromMilliseconds(50);
 }
 
@@ -52,6 +52,8 @@ public sealed class FleetCollector(CollectOptions options, TextWriter progress)
     private static readonly JsonSerializerOptions RowJson = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private sealed record Incoming(MqttApplicationMessageReceivedEventArgs Args);
+
+    private TimeSpan _lastCommit;
 
     public async Task<CollectResult> RunAsync(CancellationToken ct)
     {
@@ -153,7 +155,7 @@ public sealed class FleetCollector(CollectOptions options, TextWriter progress)
                 return false;
             }
         }
-        var until = DateTime.UtcNow + options.Linger;
+        var until = DateTime.UtcNow + TimeSpan.FromTicks(Math.Clamp(_lastCommit.Ticks, options.Linger.Ticks, TimeSpan.FromSeconds(2).Ticks));
         while (batch.Count < options.MaxBatch)
         {
             if (reader.TryRead(out var m)) { batch.Add(m); continue; }
@@ -189,14 +191,16 @@ public sealed class FleetCollector(CollectOptions options, TextWriter progress)
             rows.Add((p.Device, p.Revision, p.Example.Metadata.Id, Row(p.Device, p.Revision, p.Example)));
         }
         if (rows.Count == 0) return;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var ingest = dataset.Commit(rows);
+        _lastCommit = clock.Elapsed;
         result.Batches++;
         foreach (var (split, n) in ingest.Added) result.Added[split] += n;
         result.Duplicates += ingest.Duplicates;
         result.HeldBack += ingest.HeldBack;
         result.Refused += ingest.Findings.Count;
         foreach (var f in ingest.Findings) progress.WriteLine($"fleet collect: {f}");
-        progress.WriteLine($"fleet collect: batch {result.Batches}: {rows.Count} new record(s), {ingest.Added.Values.Sum()} added, {ingest.Duplicates} duplicate(s), {ingest.HeldBack} held back, {ingest.Findings.Count} refused");
+        progress.WriteLine($"fleet collect: batch {result.Batches}: {rows.Count} new record(s), {ingest.Added.Values.Sum()} added, {ingest.Duplicates} duplicate(s), {ingest.HeldBack} held back, {ingest.Findings.Count} refused ({clock.Elapsed.TotalSeconds:0.00} s)");
     }
 
     private static (string Device, long Revision, long Previous, FieldExample Example)? Parse(MqttApplicationMessage message, out string? problem)
