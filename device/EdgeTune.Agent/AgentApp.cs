@@ -5,6 +5,8 @@ using EdgeTune.Agent.Api;
 using EdgeTune.Agent.Bundles;
 using EdgeTune.Agent.Config;
 using EdgeTune.Agent.FieldLog;
+using EdgeTune.Agent.Fleet;
+using EdgeTune.Formats.FieldData;
 using EdgeTune.Agent.Serving;
 using EdgeTune.Inference;
 
@@ -61,6 +63,12 @@ public static class AgentApp
                 gpioFactory ?? (() => new System.Device.Gpio.GpioController(new System.Device.Gpio.Drivers.LibGpiodDriver(config.Gpio.Chip))),
                 sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), sp.GetRequiredService<CompletionEndpoints>(), fieldLog,
                 sp.GetRequiredService<ILogger<GpioService>>()));
+
+        // [fleet]: the MQTT outbox publishes the field log and a retained status off the request path (Fleet/).
+        Func<FleetStatus>? fleetStatus = null;
+        if (config.Fleet is { } fleet)
+            builder.Services.AddHostedService(sp => new FleetOutbox(fleet, fieldLog, () => fleetStatus!(),
+                message => sp.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeTune.Agent.Fleet").LogWarning("{Message}", message)));
 
         var app = builder.Build();
         fieldLogLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeTune.Agent.FieldLog");
@@ -202,6 +210,7 @@ public static class AgentApp
                 new EdgeTune.Profiles.Sensors.SystemRoot(config.Telemetry.SysfsRoot),
                 new EdgeTune.Profiles.SensorSpec(config.Telemetry.PowerRails.Count > 0 ? "ina3221" : "any", config.Telemetry.PowerRails, [], config.Telemetry.GpuDevfreq, null)))
             : null;
+        fleetStatus = () => AgentStatus.Of(config, host, app.Services.GetRequiredService<RequestQueue>(), metrics, sensors?.Value);
         app.MapGet("/metrics", () =>
         {
             long? bytes = fieldLog is null ? null

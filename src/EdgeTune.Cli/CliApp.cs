@@ -35,6 +35,7 @@ public static class CliApp
             ReviewCommand.Create(console),
             BundleCommand.Create(console),
             DeployCommand.Create(console),
+            FleetCommand.Create(console),
         };
 
         if (args.Length == 0)

@@ -14,6 +14,15 @@ public sealed class AgentMetrics
     private long _promptTokens, _completionTokens, _rejected;
     private double _lastTokensPerSecond;
 
+    /// <summary>Generation speed of the latest completion (tokens/s), null before the first.</summary>
+    public double? LastTokensPerSecond
+    {
+        get
+        {
+            lock (_lock) return _lastTokensPerSecond > 0 ? _lastTokensPerSecond : null;
+        }
+    }
+
     public void Request(string path, int status)
     {
         lock (_lock)

@@ -172,6 +172,9 @@ public sealed record AgentConfig
     /// </summary>
     public const string StateDirectoryVariable = "STATE_DIRECTORY";
 
+    /// <summary>[fleet]: the MQTT outbox (device/EdgeTune.Agent/Fleet); null when the section is absent (nothing changes).</summary>
+    public EdgeTune.Agent.Fleet.FleetConfig? Fleet { get; init; }
+
     public const string TokenVariable = "EDGETUNE_AGENT_TOKEN";
 
     private static readonly Dictionary<string, string[]> Keys = new()
@@ -182,6 +185,7 @@ public sealed record AgentConfig
         ["telemetry"] = ["enabled", "sysfs_root", "power_rails", "gpu_devfreq"],
         ["bundles"] = ["trust", "state_dir", "board", "boot_attempts", "canary_prompt", "health_timeout_seconds", "max_bundle_bytes"],
         ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
+        ["fleet"] = EdgeTune.Agent.Fleet.FleetConfig.Keys,
     };
 
     private static readonly string[] TokenKeys = ["token", "token_file", "scopes"];
@@ -340,7 +344,8 @@ public sealed record AgentConfig
             PowerRails = StrList(telemetry, "telemetry", "power_rails") ?? telemetryDefaults.PowerRails,
             GpuDevfreq = StrList(telemetry, "telemetry", "gpu_devfreq") ?? telemetryDefaults.GpuDevfreq,
         };
-        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig, Bundles = bundlesConfig };
+        var fleetConfig = EdgeTune.Agent.Fleet.FleetConfig.Load(root["fleet"] as TomlTableNode, logConfig, Resolve, checkFiles);
+        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig, Bundles = bundlesConfig, Fleet = fleetConfig };
     }
 
     // [[server.tokens]]: each entry has token or token_file (read now when the files are checked) and scopes.
@@ -390,10 +395,10 @@ public sealed record AgentConfig
         return parts.Length == 2 && server[parts[1]] is { } node ? node : server;
     }
 
-    private static void Fail(TomlNode node, string key, string message) =>
+    internal static void Fail(TomlNode node, string key, string message) =>
         throw new AgentConfigException(new ProfileDiagnostic(node.Location, key, message).ToString());
 
-    private static string? Str(TomlTableNode? table, string section, string key)
+    internal static string? Str(TomlTableNode? table, string section, string key)
     {
         if (table?[key] is not { } node) return null;
         if (node is TomlValueNode { Value: string s }) return s;
@@ -422,7 +427,7 @@ public sealed record AgentConfig
         return null;
     }
 
-    private static long? Int(TomlTableNode? table, string section, string key, long min, long max)
+    internal static long? Int(TomlTableNode? table, string section, string key, long min, long max)
     {
         if (table?[key] is not { } node) return null;
         if (node is TomlValueNode { Value: long l })

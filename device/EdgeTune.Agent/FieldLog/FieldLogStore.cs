@@ -94,6 +94,7 @@ public sealed class FieldLogStore : IDisposable
                   created TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS feedback_completion ON feedback(completion_id);
                 CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                CREATE TABLE IF NOT EXISTS consumers(name TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
                 INSERT OR IGNORE INTO state(key, value) VALUES('acknowledged', 0);
                 INSERT OR IGNORE INTO state(key, value) VALUES('issued', (SELECT value FROM state WHERE key = 'acknowledged'));
                 INSERT OR IGNORE INTO state(key, value)
@@ -144,6 +145,45 @@ public sealed class FieldLogStore : IDisposable
     {
         lock (_lock) return (long)Scalar($"SELECT value FROM state WHERE key = '{key}'")!;
     }
+
+    /// <summary>
+    /// Other export consumers (the fleet outbox) keep their own cursor in <c>consumers</c>; eviction takes only records
+    /// every consumer has had (see <see cref="EvictionBound"/>).
+    /// </summary>
+    public long ConsumerCursor(string consumer)
+    {
+        lock (_lock)
+        {
+            using var command = Command(null, "SELECT coalesce((SELECT cursor FROM consumers WHERE name = $n), 0)");
+            command.Parameters.AddWithValue("$n", consumer);
+            return (long)command.ExecuteScalar()!;
+        }
+    }
+
+    /// <summary>Registers a consumer at cursor 0 (so eviction waits for it from now on) unless it is known.</summary>
+    public void RegisterConsumer(string consumer) => AdvanceConsumer(consumer, 0);
+
+    /// <summary>Moves a consumer's cursor forward (never back), durably.</summary>
+    public void AdvanceConsumer(string consumer, long cursor)
+    {
+        lock (_lock)
+        {
+            using var command = Command(null, "INSERT INTO consumers(name, cursor) VALUES($n, $c) ON CONFLICT(name) DO UPDATE SET cursor = max(cursor, $c)");
+            command.Parameters.AddWithValue("$n", consumer);
+            command.Parameters.AddWithValue("$c", cursor);
+            command.ExecuteNonQuery();
+        }
+    }
+
+    // The newest revision every consumer has had: the HTTP pull's acknowledgement and every registered consumer's
+    // cursor. An agent whose records travel only through the fleet outbox (no HTTP export was ever handed out)
+    // does not wait for an HTTP consumer that does not exist.
+    private const string EvictionBound = """
+        (SELECT min(bound) FROM (
+           SELECT value AS bound FROM state WHERE key = 'acknowledged'
+             AND ((SELECT value FROM state WHERE key = 'issued') > 0 OR NOT EXISTS(SELECT 1 FROM consumers))
+           UNION ALL SELECT cursor FROM consumers))
+        """;
 
     /// <summary>Commits a completion; returns its revision once the record is durable, or null when the log is at its
     /// cap with nothing acknowledged to evict (the record is refused, counted in <see cref="Refused"/>).</summary>
@@ -197,9 +237,9 @@ public sealed class FieldLogStore : IDisposable
     private bool MakeRoom(SqliteTransaction transaction)
     {
         var victims = new List<string>();
-        using (var select = Command(transaction, """
+        using (var select = Command(transaction, $"""
             SELECT c.id FROM completions c
-            WHERE c.rev <= (SELECT value FROM state WHERE key = 'acknowledged')
+            WHERE c.rev <= coalesce({EvictionBound}, 0)
             ORDER BY EXISTS(SELECT 1 FROM feedback f WHERE f.completion_id = c.id), c.rev
             LIMIT $n;
             """))
@@ -340,6 +380,16 @@ public sealed class FieldLogStore : IDisposable
     {
         using var command = Command(null, sql);
         command.ExecuteNonQuery();
+    }
+
+    /// <summary>
+    /// Up to <paramref name="limit"/> examples after <paramref name="after"/> without handing out a cursor (a consumer
+    /// with its own cursor, such as the fleet outbox).
+    /// </summary>
+    public (IReadOnlyList<FieldExample> Examples, long Next) Read(long after, int limit)
+    {
+        using var page = OpenPage(after, limit);
+        return (page.Read().ToList(), page.Next);
     }
 
     public void Dispose() => _connection.Dispose();
