@@ -33,7 +33,7 @@ internal static class FuzzAndLoad
             listen = "http://127.0.0.1:0"
             api_token = "{Token}"
             queue_capacity = {queue}
-            log_level = "Critical"
+            log_level = "{(args.Contains("--log") ? "Warning" : "Critical")}"
             [model]
             path = "{model}"
             name = "tiny"
@@ -53,7 +53,8 @@ internal static class FuzzAndLoad
             using (var probe = new HttpClient { BaseAddress = address })
                 while (!(await probe.GetAsync("/health")).IsSuccessStatusCode) await Task.Delay(50);
             return args[0] == "fuzz"
-                ? await Fuzz(address, int.Parse(Opt("--requests", "10000"), CultureInfo.InvariantCulture), int.Parse(Opt("--seed", "1"), CultureInfo.InvariantCulture), int.Parse(Opt("--concurrency", "8"), CultureInfo.InvariantCulture))
+                ? await Fuzz(address, int.Parse(Opt("--requests", "10000"), CultureInfo.InvariantCulture), int.Parse(Opt("--seed", "1"), CultureInfo.InvariantCulture), int.Parse(Opt("--concurrency", "8"), CultureInfo.InvariantCulture),
+                    Opt("--only", "") is { Length: > 0 } only ? only.Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToHashSet() : null)
                 : await Load(app, address, int.Parse(Opt("--clients", "64"), CultureInfo.InvariantCulture), int.Parse(Opt("--per-client", "16"), CultureInfo.InvariantCulture), int.Parse(Opt("--tokens", "8"), CultureInfo.InvariantCulture));
         }
         finally
@@ -63,11 +64,11 @@ internal static class FuzzAndLoad
         }
     }
 
-    private static async Task<int> Fuzz(Uri address, int requests, int seed, int concurrency)
+    private static async Task<int> Fuzz(Uri address, int requests, int seed, int concurrency, ISet<int>? only)
     {
         Console.WriteLine($"fuzz: {requests} mutated requests, seed {seed}, {concurrency} connections at a time");
         var clock = Stopwatch.StartNew();
-        var (byStatus, problems) = await new HttpFuzzer(address, Token, seed).RunAsync(requests, concurrency, TimeSpan.FromSeconds(120), CancellationToken.None);
+        var (byStatus, problems) = await new HttpFuzzer(address, Token, seed).RunAsync(requests, concurrency, TimeSpan.FromSeconds(120), CancellationToken.None, only);
         Console.WriteLine($"  {clock.Elapsed.TotalSeconds:0.0} s; answers by status: {string.Join(", ", byStatus.Select(kv => $"{kv.Key} x{kv.Value}"))}");
         Console.WriteLine($"  problems (5xx, stack traces, unshaped errors, 429 without Retry-After, no answer): {problems.Count}");
         foreach (var p in problems.Take(20)) Console.WriteLine("    " + p);

@@ -35,7 +35,7 @@ using Microsoft.Extensions.DependencyInjection;
 //
 //   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- [--requests N] [--tokens T] [--threads N] [--rounds R] [--warmup W]
 //     [--each: print every latency] [--cpu: print CPU time by thread per block]
-//   ... -- fuzz [--requests 10000] [--seed S] [--concurrency C]    mutated HTTP requests; exit 1 on any problem
+//   ... -- fuzz [--requests 10000] [--seed S] [--concurrency C] [--only N,M] [--log]   mutated HTTP requests; exit 1 on any problem
 //   ... -- load [--clients 64] [--per-client 16] [--tokens 8] [--queue 8]   latency p50/p95, rejections, memory
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;

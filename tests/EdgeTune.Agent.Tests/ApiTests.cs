@@ -139,6 +139,16 @@ public sealed class ApiTests(AgentFixture agent) : IClassFixture<AgentFixture>
         using var response = await agent.Client.PostAsync("/v1/chat/completions", content);
         Assert.Equal(400, (int)response.StatusCode);
 
+        // Invalid UTF-8 inside a string (the parser reads strings lazily): 400, not an exception in the handler.
+        foreach (var (path, prefix) in new[] { ("/v1/chat/completions", "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\""), ("/v1/feedback", "{\"completion_id\":\"") })
+        {
+            using var lazy = new ByteArrayContent([.. System.Text.Encoding.ASCII.GetBytes(prefix), 0xB0, .. "\"}]}"u8.ToArray()[..(path == "/v1/feedback" ? 2 : 4)]]);
+            lazy.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            using var refused = await agent.Client.PostAsync(path, lazy);
+            Assert.Equal(400, (int)refused.StatusCode);
+            Http.AssertOpenAiError(JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement, "invalid_json");
+        }
+
         // A prompt longer than the context.
         var (s4, b4) = await agent.Client.PostJson("/v1/completions", new { model = "tiny", prompt = new string('x', 2000) });
         Assert.Equal(400, s4);

@@ -276,9 +276,10 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
     public static string? Problem(Outcome o)
     {
         if (o.Status == 0) return o.Incomplete ? null : "the connection closed without a response";
+        bool head = o.Request.StartsWith("HEAD ", StringComparison.Ordinal); // an answer to HEAD has no body, by HTTP's rules
         // 505 is HTTP's own answer to a request line in an unsupported version (Kestrel's, before the API sees it).
         bool otherVersion = !o.Request.Split("\r\n")[0].EndsWith(" HTTP/1.1", StringComparison.Ordinal) && !o.Request.Split("\r\n")[0].EndsWith(" HTTP/1.0", StringComparison.Ordinal);
-        if (o.Status >= 500 && !(o.Status == 505 && otherVersion)) return $"{o.Status}";
+        if (o.Status >= 500 && !(o.Status == 505 && otherVersion)) return $"{o.Status} {o.Body[..Math.Min(300, o.Body.Length)]}";
         foreach (var marker in new[] { "   at ", "Exception", ".cs:line", "System." })
             if (o.Body.Contains(marker, StringComparison.Ordinal)) return $"{o.Status} with '{marker}' in the body";
         if (o.Status == 429 && !o.Headers.Contains("Retry-After:", StringComparison.OrdinalIgnoreCase)) return "429 without Retry-After";
@@ -297,7 +298,7 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
                 return $"{o.Status} whose body is not an OpenAI-shaped error: {o.Body[..Math.Min(200, o.Body.Length)]}";
             }
         }
-        else if (o.Status is >= 400 and not (400 or 404 or 405 or 411 or 413 or 414 or 431 or 505))
+        else if (!head && o.Status is >= 400 and not (400 or 404 or 405 or 411 or 413 or 414 or 431 or 505))
         {
             return $"{o.Status} without a body";
         }
@@ -306,7 +307,8 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
 
     /// <summary>Sends <paramref name="count"/> requests over <paramref name="concurrency"/> connections at a time;
     /// returns the tally by status and every problem found.</summary>
-    public async Task<(SortedDictionary<int, int> ByStatus, List<string> Problems)> RunAsync(int count, int concurrency, TimeSpan perRequest, CancellationToken cancellationToken)
+    /// <param name="only">Send only these request numbers (to reproduce a problem; all are still drawn, so numbers keep their requests).</param>
+    public async Task<(SortedDictionary<int, int> ByStatus, List<string> Problems)> RunAsync(int count, int concurrency, TimeSpan perRequest, CancellationToken cancellationToken, ISet<int>? only = null)
     {
         var requests = Enumerable.Range(0, count).Select(_ => Next()).ToArray(); // drawn in order: the seed fixes them
         var byStatus = new SortedDictionary<int, int>();
@@ -317,6 +319,7 @@ public sealed class HttpFuzzer(Uri server, string token, int seed)
             int i;
             while ((i = Interlocked.Increment(ref next)) < requests.Length)
             {
+                if (only is not null && !only.Contains(i)) continue;
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 timeout.CancelAfter(perRequest);
                 Outcome outcome;

@@ -11,9 +11,10 @@ internal sealed record CompletionRequest(
 {
     public static async Task<JsonDocument> ReadJsonAsync(HttpRequest request, CancellationToken cancellationToken)
     {
+        JsonDocument document;
         try
         {
-            return await JsonDocument.ParseAsync(request.Body, default, cancellationToken).ConfigureAwait(false);
+            document = await JsonDocument.ParseAsync(request.Body, default, cancellationToken).ConfigureAwait(false);
         }
         catch (JsonException e)
         {
@@ -26,6 +27,38 @@ internal sealed record CompletionRequest(
         catch (Microsoft.AspNetCore.Http.BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
             throw new ApiException(413, "the request body is larger than server.max_body_bytes", code: "request_too_large");
+        }
+        // The parser checks strings' UTF-8 only when they are read: read them all now, so invalid bytes inside a
+        // string are a 400 here rather than an exception wherever a handler happens to read that string.
+        try
+        {
+            CheckStrings(document.RootElement);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is System.Text.DecoderFallbackException)
+        {
+            document.Dispose();
+            throw new ApiException(400, "the request body is not valid JSON (a string is not valid UTF-8)", code: "invalid_json");
+        }
+        return document;
+    }
+
+    private static void CheckStrings(JsonElement element)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                _ = element.GetString();
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray()) CheckStrings(item);
+                break;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    _ = property.Name;
+                    CheckStrings(property.Value);
+                }
+                break;
         }
     }
 
