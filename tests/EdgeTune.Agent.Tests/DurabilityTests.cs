@@ -173,11 +173,14 @@ public sealed class CommandLineTests
         string root = AppContext.BaseDirectory;
         while (!File.Exists(Path.Combine(root, "EdgeTune.sln"))) root = Path.GetDirectoryName(root)!;
         var config = EdgeTune.Agent.Config.AgentConfig.Load(Path.Combine(root, "device/EdgeTune.Agent/deploy/agent.toml"), checkFiles: false);
-        Assert.Equal("base", config.Model.Name);
+        Assert.Equal("model", config.Model.Name);
         Assert.Equal(2048, config.Model.Context);
-        Assert.Single(config.Model.Adapters);
+        Assert.Empty(config.Model.Adapters);
         Assert.Equal([Scope.Chat, Scope.Fleet, Scope.Admin], config.Server.Tokens.Select(t => t.Scopes));
         Assert.Equal(EdgeTune.Agent.FieldLog.Redactor.DefaultRules, config.FieldLog.Redact);
+        Assert.Equal("jetson-orin-nano-8gb", config.Bundles.Board);
+        Assert.Equal("/etc/edgetune/trusted", config.Bundles.Trust);
+        Assert.Equal("/var/lib/edgetune/data/field.db", config.FieldLog.Path); // under the state directory, not /etc
     }
 
     [Fact]
