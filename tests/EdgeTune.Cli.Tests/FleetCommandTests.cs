@@ -25,6 +25,27 @@ public class FleetCommandTests
         ["fleet", "collect", "--broker", broker.Url, "--into", data, "--fleet", "f1", "--until-idle", untilIdle.ToString(System.Globalization.CultureInfo.InvariantCulture),
          "--username", Mosquitto.User, "--password-file", broker.PasswordFile, .. extra];
 
+    [Fact]
+    public void Fleet_commands_have_help_and_refuse_bad_usage()
+    {
+        foreach (var verb in new[] { "collect", "status" })
+        {
+            var help = CliRunner.Run("fleet", verb, "--help");
+            Assert.Equal(0, help.ExitCode);
+            Assert.Contains("--broker", help.Stdout);
+        }
+        var missing = CliRunner.Run("fleet", "collect", "--broker", "mqtt://127.0.0.1:1");
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("--into", missing.Stderr);
+        using var dir = new TempDir();
+        var noSplit = CliRunner.Run("fleet", "collect", "--broker", "mqtt://127.0.0.1:1", "--into", dir.Path);
+        Assert.Equal(1, noSplit.ExitCode);
+        Assert.Contains("make the split first", noSplit.Stderr);
+        var unreachable = CliRunner.Run("fleet", "status", "--broker", "mqtt://127.0.0.1:1");
+        Assert.Equal(1, unreachable.ExitCode);
+        Assert.StartsWith("edgetune: cannot reach broker mqtt://127.0.0.1:1:", unreachable.Stderr);
+    }
+
     [MosquittoFact]
     public async Task Fifty_agents_through_a_broker_restart_and_an_offline_agent_are_collected_exactly_once()
     {
