@@ -8,12 +8,6 @@ namespace EdgeTune.Agent.Bundles;
 /// <summary>POST /v1/admin/bundles: the body is the .etb; the answer is the install's outcome.</summary>
 public static class BundleEndpoints
 {
-    /// <summary>
-    /// The admin-scope gate for bundle installs. Today every route already needs server.api_token (the middleware in
-    /// AgentApp); when scoped tokens land, this is the one place to require the admin scope.
-    /// </summary>
-    public static void RequireAdminScope(HttpContext context) => _ = context;
-
     /// <summary>The installer behind the running agent (its ModelHost and request queue), the outcome counters, and the post-restart health check.</summary>
     public static void AddServices(IServiceCollection services, AgentConfig config)
     {
@@ -30,7 +24,6 @@ public static class BundleEndpoints
         var installer = app.Services.GetRequiredService<BundleInstaller>();
         app.MapPost("/v1/admin/bundles", async (HttpContext c) =>
         {
-            RequireAdminScope(c);
             if (c.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = config.Bundles.MaxBundleBytes;
             if (c.Request.ContentLength is { } length && length > config.Bundles.MaxBundleBytes)
                 throw new ApiException(413, $"the bundle is {length} bytes, more than bundles.max_bundle_bytes ({config.Bundles.MaxBundleBytes})", code: "request_too_large");
@@ -52,7 +45,7 @@ public static class BundleEndpoints
             {
                 File.Delete(upload);
             }
-        });
+        }).RequireScope(Scope.Admin);
     }
 
     public static Dictionary<string, object?> ToJson(InstallResult r) => new()

@@ -1,5 +1,6 @@
 // An install logs a handful of lines; evaluating their arguments is not worth guarding.
 #pragma warning disable CA1873
+using EdgeTune.Inference;
 using EdgeTune.Agent.Config;
 using EdgeTune.Agent.Serving;
 using EdgeTune.Bundles;
@@ -19,7 +20,7 @@ public sealed record InstallResult(string Outcome, string? Version, string? Slot
 public interface ISlotServer
 {
     /// <summary>Loads and serves <paramref name="config"/>'s model; throws when it does not load.</summary>
-    Task<ITextRuntime> ServeAsync(AgentConfig config, CancellationToken cancellationToken);
+    Task<IInferenceModel> ServeAsync(AgentConfig config, CancellationToken cancellationToken);
 
     /// <summary>Runs one generation with the runtime to itself (behind requests being answered).</summary>
     Task<GenerationResult> ExclusiveAsync(Func<Task<GenerationResult>> generate, CancellationToken cancellationToken);

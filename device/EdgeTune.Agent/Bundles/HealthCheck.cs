@@ -1,3 +1,5 @@
+using EdgeTune.Models.Chat;
+using EdgeTune.Inference;
 using System.Text.Json;
 using EdgeTune.Agent.Serving;
 using EdgeTune.Bundles;
@@ -16,7 +18,7 @@ public static class HealthCheck
 
     /// <summary>Throws <see cref="HealthCheckException"/> with the reason when the slot is not healthy.</summary>
     /// <param name="exclusive">Runs a generation with the runtime to itself (the agent's request queue).</param>
-    public static async Task CheckAsync(ITextRuntime runtime, string canaryPrompt, HealthSet? scored, string slotFolder, TimeSpan deadline,
+    public static async Task CheckAsync(IInferenceModel runtime, string canaryPrompt, HealthSet? scored, string slotFolder, TimeSpan deadline,
         Func<Func<Task<GenerationResult>>, CancellationToken, Task<GenerationResult>> exclusive, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -48,7 +50,7 @@ public static class HealthCheck
         }
     }
 
-    private static Task<GenerationResult> GenerateAsync(ITextRuntime runtime, string prompt, int maxTokens,
+    private static Task<GenerationResult> GenerateAsync(IInferenceModel runtime, string prompt, int maxTokens,
         Func<Func<Task<GenerationResult>>, CancellationToken, Task<GenerationResult>> exclusive, CancellationToken ct)
     {
         string text;

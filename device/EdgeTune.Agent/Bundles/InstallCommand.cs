@@ -20,7 +20,7 @@ public static class InstallCommand
         {
             using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; }).AddFilter(l => l >= LogLevel.Information)
                 .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
-            using var server = new OfflineSlotServer(c => new LlamaSharpRuntime(c.Model));
+            using var server = new OfflineSlotServer(c => ModelHost.Open(c.Model));
             var installer = new BundleInstaller(config, server, loggers.CreateLogger("edgetune-agent install"), new BundleStatus());
             result = await installer.InstallAsync(bundlePath, allowDowngrade, CancellationToken.None);
         }

@@ -1,3 +1,4 @@
+using EdgeTune.Inference;
 using EdgeTune.Agent.Config;
 using EdgeTune.Agent.Serving;
 
@@ -6,7 +7,7 @@ namespace EdgeTune.Agent.Bundles;
 /// <summary>The running agent: models load through its ModelHost; health-check generations wait in its request queue.</summary>
 public sealed class HostSlotServer(ModelHost host, RequestQueue queue) : ISlotServer
 {
-    public async Task<ITextRuntime> ServeAsync(AgentConfig config, CancellationToken cancellationToken)
+    public async Task<IInferenceModel> ServeAsync(AgentConfig config, CancellationToken cancellationToken)
     {
         await host.ReloadAsync(config, cancellationToken);
         return host.Runtime ?? throw new InvalidOperationException(host.LoadError ?? "the model did not load");
@@ -24,11 +25,11 @@ public sealed class HostSlotServer(ModelHost host, RequestQueue queue) : ISlotSe
 }
 
 /// <summary>The command line with no agent running: the installer loads the model itself for the health check, then lets it go.</summary>
-public sealed class OfflineSlotServer(Func<AgentConfig, ITextRuntime> factory) : ISlotServer, IDisposable
+public sealed class OfflineSlotServer(Func<AgentConfig, IInferenceModel> factory) : ISlotServer, IDisposable
 {
-    private ITextRuntime? _runtime;
+    private IInferenceModel? _runtime;
 
-    public async Task<ITextRuntime> ServeAsync(AgentConfig config, CancellationToken cancellationToken)
+    public async Task<IInferenceModel> ServeAsync(AgentConfig config, CancellationToken cancellationToken)
     {
         Dispose();
         _runtime = await Task.Run(() => factory(config), cancellationToken);
