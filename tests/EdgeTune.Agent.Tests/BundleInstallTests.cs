@@ -32,7 +32,7 @@ public sealed class BundleInstallTests
         return body.GetProperty("model").GetString()!;
     }
 
-    private static async Task<string> FieldData(HttpClient client) => await client.GetStringAsync("/v1/field-data?after=0&limit=100000");
+    private static async Task<string> FieldData(HttpClient client) => await client.GetStringAsync("/v1/field-data?after=0&limit=10000");
 
     [Fact]
     public async Task A_signed_bundle_installs_and_the_new_model_answers_and_the_field_log_is_untouched()

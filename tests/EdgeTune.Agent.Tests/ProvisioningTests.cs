@@ -69,6 +69,8 @@ public sealed partial class ProvisioningTests
         File.WriteAllText(Rooted(configPath), config);
         Directory.CreateDirectory(Rooted(stateDir) + "/factory");
         TinyAgentModel.Write(Rooted(stateDir) + "/factory", "model.gguf");
+        foreach (var scope in new[] { "chat", "fleet", "admin" }) // the sample's [[server.tokens]] files, as provisioning writes them
+            File.WriteAllText(Rooted($"/etc/edgetune/{scope}.token"), $"{scope}-token-{Guid.NewGuid():N}\n");
 
         using var agent = new AgentChild(new Dictionary<string, string> { ["STATE_DIRECTORY"] = Rooted(stateDir), ["EDGETUNE_AGENT_TOKEN"] = TinyAgentModel.Token }, "--config", Rooted(configPath));
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };

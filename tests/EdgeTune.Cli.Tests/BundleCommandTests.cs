@@ -29,7 +29,7 @@ internal sealed class BundleInputs : IDisposable
         vocabulary.Add(new("tokenizer.chat_template", GgufValue.String(
             "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")));
         TinyLlama.WriteGguf(Model, config, vocabulary: vocabulary);
-        File.WriteAllText(Author, "[server]\napi_token = \"author-secret\"\n[model]\npath = \"tiny.gguf\"\nname = \"shipped\"\ncontext = 256\nthreads = 2\ndefault_max_tokens = 8\n");
+        File.WriteAllText(Author, "[server]\napi_token = \"author-secret-0123456789\"\n[model]\npath = \"tiny.gguf\"\nname = \"shipped\"\ncontext = 256\nthreads = 2\ndefault_max_tokens = 8\n");
         Assert.Equal(0, CliRunner.Run("bundle", "keygen", "--out", Dir.File("release")).ExitCode);
     }
 
@@ -206,7 +206,7 @@ public sealed class DeployCommandTests
             File.WriteAllText(Config, $"""
                 [server]
                 listen = "http://127.0.0.1:{Port}"
-                api_token = "device-token"
+                api_token = "device-token-0123456789"
                 log_level = "Warning"
                 [model]
                 path = "factory.gguf"
@@ -218,11 +218,11 @@ public sealed class DeployCommandTests
                 state_dir = "state"
                 board = "x86-64-generic"
                 """);
-            File.WriteAllText(Dir.File("token"), "device-token\n");
+            File.WriteAllText(Dir.File("token"), "device-token-0123456789\n");
             App = AgentApp.Build(BundleBoot.Load(Config, _ => { }));
             await App.StartAsync();
             Client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{Port}"), Timeout = TimeSpan.FromSeconds(60) };
-            Client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "device-token");
+            Client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "device-token-0123456789");
             for (int i = 0; i < 600; i++)
             {
                 try { if ((await Client.GetAsync("/health")).IsSuccessStatusCode) break; }
