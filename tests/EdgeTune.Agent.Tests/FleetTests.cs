@@ -55,18 +55,21 @@ public sealed class FleetTests
         using var log = new FieldLogStore(dir.File("f.db"), maxRecords: 5);
         var config = new FleetConfig { Connection = Connection(broker, "dev-a"), Device = "dev-a", Fleet = "t" };
         using var outbox = new FleetOutbox(config, log) { InitialBackoff = TimeSpan.FromMilliseconds(20), MaxBackoff = TimeSpan.FromMilliseconds(100) };
+        // Over the cap with nothing published or acknowledged: the log refuses new records (counted), never evicts.
         for (int i = 1; i <= 10; i++) log.Add(Record(i));
+        Assert.Equal(5, log.Count);
+        Assert.Equal(5, log.Refused);
         await outbox.StartAsync(default);
 
         // No collector holds a session yet: the broker answers "no matching subscribers", so nothing counts as sent.
         await Until(() => outbox.LastError?.Contains("no collector is subscribed", StringComparison.Ordinal) == true);
-        // An HTTP consumer that has read everything does not let eviction take what the broker has not had.
+        // An HTTP consumer that has read and acknowledged everything does not let eviction take what the broker has not had.
         var (all, next) = log.Export(0, 100);
-        log.Export(next, 1);
-        log.Add(Record(11));
-        Assert.Equal(11, log.Count);
+        log.Acknowledge(next);
+        Assert.Null(log.Add(Record(11)));
+        Assert.Equal(5, log.Count);
         Assert.Equal(0, log.Evicted);
-        Assert.Equal(11, outbox.Lag);
+        Assert.Equal(5, outbox.Lag);
 
         var received = new ConcurrentQueue<(string Id, string Previous, FieldExample Example)>();
         using var collector = await Subscribe(broker, "collector-t", FleetProtocol.AllRecords("t"), m => received.Enqueue((
@@ -74,15 +77,16 @@ public sealed class FleetTests
             m.UserProperties.Single(p => p.Name == FleetProtocol.PreviousProperty).ReadValueAsString(),
             FieldExample.FromJsonLine(System.Text.Encoding.UTF8.GetString(m.Payload.ToArray()))!)));
         await Until(() => outbox.Lag == 0);
-        await Until(() => received.Count >= 11);
+        await Until(() => received.Count >= 5);
         var messages = received.DistinctBy(r => r.Id).OrderBy(r => r.Example.Metadata.Cursor).ToList();
-        Assert.Equal(Enumerable.Range(1, 11).Select(i => $"dev-a/{i}"), messages.Select(m => m.Id));
-        Assert.Equal(Enumerable.Range(0, 11).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), messages.Select(m => m.Previous));
-        Assert.Equal(11, log.ConsumerCursor(FleetOutbox.Consumer));
+        Assert.Equal(Enumerable.Range(1, 5).Select(i => $"dev-a/{i}"), messages.Select(m => m.Id));
+        Assert.Equal(Enumerable.Range(0, 5).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), messages.Select(m => m.Previous));
+        Assert.Equal(5, log.ConsumerCursor(FleetOutbox.Consumer));
 
-        // Published and acknowledged: now the cap applies again.
-        log.Add(Record(12));
+        // Published and acknowledged by both consumers: now the cap evicts again.
+        Assert.NotNull(log.Add(Record(12)));
         Assert.Equal(5, log.Count);
+        Assert.Equal(1, log.Evicted);
         await outbox.StopAsync(default);
     }
 
