@@ -129,7 +129,10 @@ public class SensorTests
         var sensors = BoardSensors.Discover(board.Root, OrinSensors);
         using var sampler = new SensorSampler(sensors, TimeProvider.System, TimeSpan.FromMilliseconds(5));
         sampler.Start();
-        Thread.Sleep(60);
+        // Until the loop has read once on its own (a liveness bound, not a timing assertion: a loaded machine may
+        // take longer than the 5 ms interval).
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (sampler.Count < 2 && DateTime.UtcNow < deadline) Thread.Sleep(5);
         var trace = sampler.Stop();
         Assert.True(trace.Readings.Count >= 3, $"{trace.Readings.Count} readings");
         Assert.All(trace.Readings, r => Assert.Equal(6.0, r.PowerWatts!.Value, 12));

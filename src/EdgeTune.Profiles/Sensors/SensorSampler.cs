@@ -44,6 +44,12 @@ public sealed class SensorSampler : IDisposable
         lock (_lock) return new SensorTrace(_readings.ToList(), _memory.ToList(), _time.TimestampFrequency);
     }
 
+    /// <summary>Readings taken so far (the one at start included).</summary>
+    public int Count
+    {
+        get { lock (_lock) return _readings.Count; }
+    }
+
     /// <summary>Why sampling stopped early, when a sensor read failed in a way the readers do not expect.</summary>
     public string? Failure { get; private set; }
 
