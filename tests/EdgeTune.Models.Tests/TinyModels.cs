@@ -35,18 +35,4 @@ public sealed class TinyModels : IDisposable
     public string Dir => _dir.Path;
 
     public void Dispose() => _dir.Dispose();
-
-    /// <summary>‖a − b‖₂ / ‖b‖₂, computed in double.</summary>
-    public static double RelativeL2(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        Assert.Equal(b.Length, a.Length);
-        double diff = 0, norm = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            double d = (double)a[i] - b[i];
-            diff += d * d;
-            norm += (double)b[i] * b[i];
-        }
-        return Math.Sqrt(diff / norm);
-    }
 }
