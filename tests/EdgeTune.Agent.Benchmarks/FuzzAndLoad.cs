@@ -79,6 +79,7 @@ internal static class FuzzAndLoad
     {
         var queue = app.Services.GetRequiredService<RequestQueue>();
         var store = app.Services.GetRequiredService<EdgeTune.Agent.FieldLog.FieldLogStore>();
+        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {(File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?")} at start");
         Console.WriteLine($"load: {clients} clients x {perClient} chat requests, {tokens} tokens each, queue capacity {queue.Capacity}");
         long heapBefore = GC.GetTotalMemory(true);
         using var process = Process.GetCurrentProcess();
@@ -90,6 +91,8 @@ internal static class FuzzAndLoad
         var ok = result.LatenciesMs; // every request's latency, answered or refused
         Console.WriteLine($"  {seconds:0.0} s: {result.Answered.Count} answered (200), {result.Rejected} rejected (429 with Retry-After), {result.Unexpected.Count} other");
         Console.WriteLine($"  latency over all requests: p50 {AgentLoad.Percentile(ok, 0.5):0.0} ms, p95 {AgentLoad.Percentile(ok, 0.95):0.0} ms; answered per second {result.Answered.Count / seconds:0.0}");
+        var answered = result.AnsweredLatenciesMs;
+        Console.WriteLine($"  latency of answered requests (200): p50 {AgentLoad.Percentile(answered, 0.5):0.0} ms, p95 {AgentLoad.Percentile(answered, 0.95):0.0} ms");
         Console.WriteLine($"  deepest queue seen {result.MaxQueueDepth} (capacity {queue.Capacity}); managed heap {heapBefore >> 20} -> {heapAfter >> 20} MiB; peak working set {process.PeakWorkingSet64 >> 20} MiB");
         Console.WriteLine($"  field log: {store.Count} records for {result.Answered.Count} answers");
         foreach (var u in result.Unexpected.Take(5)) Console.WriteLine("    " + u);

@@ -13,7 +13,7 @@ public static class AgentLoad
 {
     /// <param name="Answered">Ids of the completions answered 200.</param>
     /// <param name="Unexpected">Anything but 200, or 429 with Retry-After: status and body.</param>
-    public sealed record Result(List<string> Answered, int Rejected, List<string> Unexpected, List<double> LatenciesMs, int MaxQueueDepth);
+    public sealed record Result(List<string> Answered, int Rejected, List<string> Unexpected, List<double> LatenciesMs, int MaxQueueDepth, List<double> AnsweredLatenciesMs);
 
     public static async Task<Result> RunAsync(Uri server, string token, int clients, int requestsPerClient, int maxTokens, Func<int>? queueDepth = null)
     {
@@ -22,6 +22,7 @@ public static class AgentLoad
         var answered = new List<string>();
         var unexpected = new List<string>();
         var latencies = new List<double>();
+        var answeredLatencies = new List<double>();
         int rejected = 0, maxDepth = 0;
         using var done = new CancellationTokenSource();
         var sampler = queueDepth is null ? Task.CompletedTask : Task.Run(async () =>
@@ -48,7 +49,11 @@ public static class AgentLoad
                 lock (answered)
                 {
                     latencies.Add(ms);
-                    if ((int)response.StatusCode == 200) answered.Add(JsonDocument.Parse(body).RootElement.GetProperty("id").GetString()!);
+                    if ((int)response.StatusCode == 200)
+                    {
+                        answered.Add(JsonDocument.Parse(body).RootElement.GetProperty("id").GetString()!);
+                        answeredLatencies.Add(ms);
+                    }
                     else if ((int)response.StatusCode == 429 && response.Headers.RetryAfter?.Delta is { } wait && wait >= TimeSpan.FromSeconds(1)) rejected++;
                     else unexpected.Add($"{(int)response.StatusCode} {response.Headers.RetryAfter} {body}");
                 }
@@ -57,7 +62,7 @@ public static class AgentLoad
         await Task.WhenAll(Enumerable.Range(0, clients).Select(c => Task.Run(() => Client(c))));
         await done.CancelAsync();
         await sampler;
-        return new Result(answered, rejected, unexpected, latencies, maxDepth);
+        return new Result(answered, rejected, unexpected, latencies, maxDepth, answeredLatencies);
     }
 
     public static double Percentile(IReadOnlyList<double> values, double p)
