@@ -286,6 +286,38 @@ public sealed class FleetRolloutTests
     }
 
     [MosquittoFact]
+    public async Task A_canary_under_min_score_stops_the_rollout()
+    {
+        using var broker = new Mosquitto();
+        using var inputs = new BundleInputs();
+        await using var a = new FleetDevice("kiosk-1", broker, inputs);
+        await using var b = new FleetDevice("kiosk-2", broker, inputs);
+        foreach (var d in new[] { a, b }) await d.Start();
+        await WaitHealthy(broker, a, b);
+        // The device's own bar is 0 (it installs whatever the score); the rollout's is 0.5, and a random tiny model answers nothing exactly.
+        File.WriteAllText(inputs.Dir.File("health.jsonl"), "{\"prompt\": \"Capital of France?\", \"expected\": \"Paris\"}\n");
+        string scored = inputs.Dir.File("scored.etb");
+        var created = CliRunner.Run("bundle", "create", "--model", inputs.Model, "--config", inputs.Author, "--profile", "x86-64-generic", "--version", "2.0.0",
+            "--key", inputs.Key, "--health-set", inputs.Dir.File("health.jsonl"), "--health-threshold", "0", "--out", scored);
+        Assert.True(created.ExitCode == 0, created.Stderr);
+
+        var unscored = CliRunner.Run(RolloutArgs(broker, inputs, inputs.Create("2.0.0"), "kiosk-*", 1, "--min-score", "0.5"));
+        Assert.Equal(1, unscored.ExitCode);
+        Assert.Contains("--min-score needs a bundle with a scored health set", unscored.Stderr);
+
+        var r = CliRunner.Run(RolloutArgs(broker, inputs, scored, "kiosk-*", 1, "--min-score", "0.5"));
+        Assert.Equal(1, r.ExitCode);
+        var report = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.True(report.GetProperty("stopped").GetBoolean());
+        var canary = Device(report, "kiosk-1");
+        Assert.Equal("below_min_score", canary.GetProperty("outcome").GetString());
+        Assert.Equal(0.0, canary.GetProperty("score").GetDouble());
+        Assert.Equal("not_started", Device(report, "kiosk-2").GetProperty("outcome").GetString());
+        Assert.Null(b.Store.Active);
+        Assert.Empty(await RetainedCommands(broker));
+    }
+
+    [MosquittoFact]
     public async Task A_device_refuses_a_download_that_is_not_what_the_rollout_announced()
     {
         using var broker = new Mosquitto();

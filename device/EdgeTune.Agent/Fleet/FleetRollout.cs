@@ -103,15 +103,23 @@ public sealed class FleetRollout(FleetConfig config, BundleInstaller installer, 
         {
             await foreach (var command in _commands.Reader.ReadAllAsync(ct))
             {
-                if (ReadLedger().FirstOrDefault(e => e.Result.RolloutId == command.RolloutId) is { } done)
+                try
                 {
-                    logger.LogInformation("fleet rollout {Id}: already handled ({Outcome}); answering again without installing", command.RolloutId, done.Result.Outcome);
-                    await PublishAsync(done.Result, ct);
-                    continue;
+                    if (ReadLedger().FirstOrDefault(e => e.Result.RolloutId == command.RolloutId) is { } done)
+                    {
+                        logger.LogInformation("fleet rollout {Id}: already handled ({Outcome}); answering again without installing", command.RolloutId, done.Result.Outcome);
+                        await PublishAsync(done.Result, ct);
+                        continue;
+                    }
+                    var result = await HandleAsync(command, ct);
+                    Remember(result);
+                    await PublishAsync(result, ct);
                 }
-                var result = await HandleAsync(command, ct);
-                Remember(result);
-                await PublishAsync(result, ct);
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    // An unreadable ledger or a full disk must not take the serving agent down with it: say so, take the next command.
+                    logger.LogError("fleet rollout {Id}: not handled: {Message}", command.RolloutId, e.Message);
+                }
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
