@@ -82,7 +82,7 @@ public sealed class RolloutCoordinator(RolloutOptions options, TextWriter progre
             var m = e.ApplicationMessage;
             if (FleetProtocol.DeviceOf(m.Topic) is not { } device || m.Payload.IsEmpty) return Task.CompletedTask;
             if (m.Topic.EndsWith("/" + FleetProtocol.StatusLeaf, StringComparison.Ordinal) && FleetStatus.Parse(m.Payload.ToArray()) is { } status)
-                _status.AddOrUpdate(device, status, (_, old) => status.Time >= old.Time ? status : old);
+                _status.AddOrUpdate(device, status with { Device = device }, (_, old) => status.Time >= old.Time ? status with { Device = device } : old);
             else if (m.Topic.EndsWith("/" + FleetProtocol.RolloutResultLeaf, StringComparison.Ordinal) && RolloutResult.Parse(m.Payload.ToArray()) is { } result
                      && result.RolloutId == _rolloutId)
                 _results[device] = result;
