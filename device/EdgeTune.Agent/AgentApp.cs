@@ -67,8 +67,13 @@ public static class AgentApp
         // [fleet]: the MQTT outbox publishes the field log and a retained status off the request path (Fleet/).
         Func<FleetStatus>? fleetStatus = null;
         if (config.Fleet is { } fleet)
+        {
             builder.Services.AddHostedService(sp => new FleetOutbox(fleet, fieldLog, () => fleetStatus!(),
                 message => sp.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeTune.Agent.Fleet").LogWarning("{Message}", message)));
+            // ... and takes staged rollouts (edgetune fleet rollout) through the bundle installer.
+            builder.Services.AddHostedService(sp => new FleetRollout(fleet, sp.GetRequiredService<BundleInstaller>(), config.Bundles.MaxBundleBytes,
+                () => AgentStatus.Health(sp.GetRequiredService<ModelHost>()), sp.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeTune.Agent.Fleet")));
+        }
 
         var app = builder.Build();
         fieldLogLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeTune.Agent.FieldLog");
@@ -210,7 +215,11 @@ public static class AgentApp
                 new EdgeTune.Profiles.Sensors.SystemRoot(config.Telemetry.SysfsRoot),
                 new EdgeTune.Profiles.SensorSpec(config.Telemetry.PowerRails.Count > 0 ? "ina3221" : "any", config.Telemetry.PowerRails, [], config.Telemetry.GpuDevfreq, null)))
             : null;
-        fleetStatus = () => AgentStatus.Of(config, host, app.Services.GetRequiredService<RequestQueue>(), metrics, sensors?.Value);
+        var installer = app.Services.GetRequiredService<BundleInstaller>();
+        fleetStatus = () => AgentStatus.Of(config, host, app.Services.GetRequiredService<RequestQueue>(), metrics, sensors?.Value) with
+        {
+            Bundle = installer.Store.Active is { } slot ? installer.InstalledVersion(slot) : null,
+        };
         app.MapGet("/metrics", () =>
         {
             long? bytes = fieldLog is null ? null

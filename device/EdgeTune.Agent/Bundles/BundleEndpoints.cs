@@ -50,7 +50,7 @@ public static class BundleEndpoints
 
     public static Dictionary<string, object?> ToJson(InstallResult r) => new()
     {
-        ["object"] = "bundle_install", ["outcome"] = r.Outcome, ["version"] = r.Version, ["slot"] = r.Slot, ["reason"] = r.Reason, ["code"] = r.Code,
+        ["object"] = "bundle_install", ["outcome"] = r.Outcome, ["version"] = r.Version, ["slot"] = r.Slot, ["reason"] = r.Reason, ["code"] = r.Code, ["score"] = r.Score,
     };
 
     public static string Line(InstallResult r) => r.Outcome switch

@@ -11,6 +11,8 @@ namespace EdgeTune.Agent.Bundles;
 public sealed record InstallResult(string Outcome, string? Version, string? Slot, string? Reason, string? Code)
 {
     public bool Ok => Outcome == Installed;
+    /// <summary>The share of the bundle's scored health set answered exactly (null: no scored set, or not installed).</summary>
+    public double? Score { get; init; }
     public const string Installed = "installed";
     public const string RolledBack = "rolled_back";
     public const string Refused = "refused";
@@ -114,10 +116,11 @@ public sealed class BundleInstaller(AgentConfig device, ISlotServer server, ILog
         Store.Switch(target);
         PauseIfAsked("switched");
         logger.LogInformation("switched to slot {Slot} (version {Version}); checking its health", target, manifest.Version);
+        double? score;
         try
         {
             var runtime = await server.ServeAsync(candidate, cancellationToken);
-            await HealthCheck.CheckAsync(runtime, device.Bundles.CanaryPrompt, manifest.Health, Store.SlotPath(target),
+            score = await HealthCheck.CheckAsync(runtime, device.Bundles.CanaryPrompt, manifest.Health, Store.SlotPath(target),
                 TimeSpan.FromSeconds(device.Bundles.HealthTimeoutSeconds), server.ExclusiveAsync, cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -128,7 +131,7 @@ public sealed class BundleInstaller(AgentConfig device, ISlotServer server, ILog
         }
         Store.Write(new SlotState { Good = target, Attempts = 0, LastOutcome = InstallResult.Installed, LastVersion = manifest.Version });
         logger.LogInformation("slot {Slot} marked good: version {Version} is serving", target, manifest.Version);
-        return Done(new InstallResult(InstallResult.Installed, manifest.Version, target, null, null));
+        return Done(new InstallResult(InstallResult.Installed, manifest.Version, target, null, null) { Score = score });
     }
 
     /// <summary>Switches back to the slot last marked good (none: the configuration's own model) and serves it.</summary>

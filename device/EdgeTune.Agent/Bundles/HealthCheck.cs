@@ -16,9 +16,9 @@ public static class HealthCheck
     public const int CanaryTokens = 16;
     public const int MaxScoredItems = 200;
 
-    /// <summary>Throws <see cref="HealthCheckException"/> with the reason when the slot is not healthy.</summary>
+    /// <summary>Throws <see cref="HealthCheckException"/> with the reason when the slot is not healthy; returns the scored set's score (null: the bundle has none).</summary>
     /// <param name="exclusive">Runs a generation with the runtime to itself (the agent's request queue).</param>
-    public static async Task CheckAsync(IInferenceModel runtime, string canaryPrompt, HealthSet? scored, string slotFolder, TimeSpan deadline,
+    public static async Task<double?> CheckAsync(IInferenceModel runtime, string canaryPrompt, HealthSet? scored, string slotFolder, TimeSpan deadline,
         Func<Func<Task<GenerationResult>>, CancellationToken, Task<GenerationResult>> exclusive, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -28,7 +28,7 @@ public static class HealthCheck
             var canary = await GenerateAsync(runtime, canaryPrompt, CanaryTokens, exclusive, timeout.Token);
             if (canary.CompletionTokens == 0 || canary.Text.Trim().Length == 0)
                 throw new HealthCheckException($"the canary prompt got an empty answer ({canary.FinishReason})");
-            if (scored is null) return;
+            if (scored is null) return null;
             var items = ReadScoredSet(Path.Combine(slotFolder, scored.Path));
             int right = 0;
             foreach (var (prompt, expected) in items)
@@ -39,6 +39,7 @@ public static class HealthCheck
             double score = items.Count == 0 ? 0 : (double)right / items.Count;
             if (score < scored.Threshold)
                 throw new HealthCheckException($"the scored set {scored.Path} scored {right}/{items.Count} = {score:0.00}, below the bundle's threshold {scored.Threshold:0.00}");
+            return score;
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {

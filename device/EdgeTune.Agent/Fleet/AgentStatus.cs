@@ -9,6 +9,9 @@ namespace EdgeTune.Agent.Fleet;
 /// <summary>The agent's half of the fleet status message: health, what it serves, speed, queue and sensors.</summary>
 internal static class AgentStatus
 {
+    /// <summary>ok (a model serves), loading, or error (it did not load).</summary>
+    public static string Health(ModelHost host) => host.Runtime is not null ? "ok" : host.LoadError is null ? "loading" : "error";
+
     public static FleetStatus Of(AgentConfig config, ModelHost host, RequestQueue queue, AgentMetrics metrics, BoardSensors? sensors)
     {
         var runtime = host.Runtime;
@@ -18,7 +21,7 @@ internal static class AgentStatus
         return new FleetStatus
         {
             Device = config.Fleet?.Device ?? config.FieldLog.DeviceId,
-            Health = runtime is not null ? "ok" : host.LoadError is null ? "loading" : "error",
+            Health = Health(host),
             Error = host.LoadError,
             Model = runtime?.ModelName ?? config.Model.Name,
             Adapter = runtime?.ActiveAdapter,

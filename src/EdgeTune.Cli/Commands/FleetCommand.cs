@@ -8,17 +8,17 @@ using EdgeTune.Formats.FieldData;
 
 namespace EdgeTune.Cli.Commands;
 
-/// <summary><c>edgetune fleet collect|status</c>: field data and health of many agents through an MQTT broker.</summary>
+/// <summary><c>edgetune fleet collect|status|rollout</c>: field data, health and staged bundle rollouts of many agents through an MQTT broker.</summary>
 internal static class FleetCommand
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static Command Create(CliConsole console) =>
         new("fleet",
-            "Many agents through an MQTT broker (Mosquitto for a site; any MQTT 5 broker): collect their field data exactly once, see their status.\n\n" +
+            "Many agents through an MQTT broker (Mosquitto for a site; any MQTT 5 broker): collect their field data exactly once, see their status, roll a bundle out in stages.\n\n" +
             "Example: edgetune fleet collect --broker mqtts://broker.lan --into data/ --username collector --password-file ~/.config/edgetune/broker.pw")
         {
-            Collect(console), Status(console),
+            Collect(console), Status(console), Rollout(console),
         };
 
     private sealed record BrokerOptions(Option<string> Broker, Option<string> Fleet, Option<string?> Username, Option<string?> PasswordFile, Option<string?> CaFile,
@@ -143,6 +143,79 @@ internal static class FleetCommand
             var widths = header.Select((h, i) => Math.Max(h.Length, rows.Max(r => r[i].Length))).ToArray();
             foreach (var row in rows.Prepend(header)) console.Out.WriteLine(string.Join("  ", row.Select((c, i) => c.PadRight(widths[i]))).TrimEnd());
             return CliApp.Success;
+        });
+        return command;
+    }
+
+    private static Command Rollout(CliConsole console)
+    {
+        var broker = BrokerOptions.Create();
+        var bundle = new Argument<string>("bundle") { Description = "The signed .etb to roll out" };
+        var trust = new Option<string>("--trust") { Description = "A public key file, or a folder of *.pub: the bundle's signature is checked against it here before anything is published", Required = true };
+        var devices = new Option<string>("--devices") { Description = "Which devices: a glob (* and ?) over the device names in their retained status, e.g. 'shop-*'", Required = true };
+        var canary = new Option<int>("--canary") { Description = "How many of the matched devices install first; the rest only once these are healthy on the new version", Required = true };
+        var minScore = new Option<double?>("--min-score") { Description = "Stop unless every canary scores at least this (0..1) on the bundle's scored health set (bundle create --health-set)" };
+        var url = new Option<string?>("--url") { Description = "Where devices fetch the bundle: http(s)://… or a path on the devices (default: this bundle's absolute path, for devices that share this file system)" };
+        var timeout = new Option<double>("--timeout") { Description = "Seconds each stage (canary, rest) waits for the devices' answers and healthy status", DefaultValueFactory = _ => 600 };
+        var discover = new Option<double>("--wait") { Description = "Seconds to listen for the devices' retained status messages", DefaultValueFactory = _ => 2 };
+        var rolloutId = new Option<string?>("--rollout-id") { Description = "Reuse a rollout id (follow up a rollout: devices that handled it answer again without installing); a new one by default" };
+        var json = new Option<bool>("--json") { Description = "Print the report as JSON" };
+        canary.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--canary must be 1 or more"); });
+        minScore.Validators.Add(r => { if (r.GetValueOrDefault<double?>() is { } m && !(m >= 0 && m <= 1)) r.AddError("--min-score must be in 0..1"); });
+        timeout.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--timeout must be more than 0"); });
+        discover.Validators.Add(r => { if (!(r.GetValueOrDefault<double>() >= 0)) r.AddError("--wait must be 0 or more"); });
+        var command = new Command("rollout",
+            "Roll a signed bundle out in stages: verify it here (signature against --trust, every file's SHA-256), publish a retained rollout command " +
+            "(QoS 1, on edgetune/FLEET/DEVICE/rollout: an offline device gets it when it reconnects) to --canary devices first, wait for their install " +
+            "result and a healthy status on the new version, then the rest. A canary that rolls back, fails, or scores under --min-score stops the rollout: " +
+            "the other devices are not touched and unanswered commands are withdrawn. Each device fetches the bundle from --url, checks its size and SHA-256 " +
+            "and installs it through its own install path (signature against bundles.trust, canary prompt, rollback). " +
+            "Progress on stderr, the report on stdout. Exit 0 when every device installed, 1 when the rollout stopped or a device failed.\n\n" +
+            "Example: edgetune fleet rollout tuned-1.3.0.etb --trust release.pub --url https://files.lan/tuned-1.3.0.etb --broker mqtts://broker.lan --devices 'shop-*' --canary 2 --min-score 0.9")
+        {
+            bundle, trust, devices, canary, minScore, url, timeout, discover, rolloutId, json,
+        };
+        foreach (var o in broker.All) command.Add(o);
+        command.SetAction(async (parse, ct) =>
+        {
+            string fleet = parse.GetValue(broker.Fleet)!;
+            var options = new RolloutOptions
+            {
+                Connection = broker.Connection(parse, $"edgetune-rollout-{Guid.NewGuid():N}", persistent: false),
+                Fleet = fleet,
+                Bundle = parse.GetValue(bundle)!,
+                Trust = parse.GetValue(trust)!,
+                Url = parse.GetValue(url),
+                Devices = parse.GetValue(devices)!,
+                Canary = parse.GetValue(canary),
+                MinScore = parse.GetValue(minScore),
+                Timeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                Discover = TimeSpan.FromSeconds(parse.GetValue(discover)),
+                RolloutId = parse.GetValue(rolloutId),
+            };
+            var report = await new RolloutCoordinator(options, console.Error).RunAsync(ct);
+            if (parse.GetValue(json))
+                console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    rollout_id = report.RolloutId, version = report.Version, sha256 = report.Sha256, size = report.Size, url = report.Url,
+                    stopped = report.Stopped, reason = report.StopReason, all_installed = report.AllInstalled,
+                    devices = report.Devices.Select(d => new { device = d.Device, stage = d.Stage, outcome = d.Outcome, version = d.Version, health = d.Health, score = d.Score, reason = d.Reason }),
+                }, Json));
+            else
+            {
+                int installed = report.Devices.Count(d => d.Outcome == "installed");
+                console.Out.WriteLine(report.Stopped
+                    ? $"rollout {report.RolloutId} of {report.Version} stopped: {report.StopReason}"
+                    : $"rollout {report.RolloutId} of {report.Version}: {installed} of {report.Devices.Count} device(s) installed");
+                string[] header = ["DEVICE", "STAGE", "OUTCOME", "VERSION", "HEALTH", "SCORE", "REASON"];
+                var rows = report.Devices.Select(d => new[]
+                {
+                    d.Device, d.Stage, d.Outcome, d.Version ?? "-", d.Health ?? "-", d.Score is { } sc ? sc.ToString("0.00", CultureInfo.InvariantCulture) : "-", d.Reason ?? "",
+                }).ToList();
+                var widths = header.Select((h, i) => Math.Max(h.Length, rows.Max(r => r[i].Length))).ToArray();
+                foreach (var row in rows.Prepend(header)) console.Out.WriteLine(string.Join("  ", row.Select((c, i) => c.PadRight(widths[i]))).TrimEnd());
+            }
+            return report.AllInstalled ? CliApp.Success : CliApp.Failure;
         });
         return command;
     }

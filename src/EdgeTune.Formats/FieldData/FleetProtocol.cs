@@ -23,7 +23,15 @@ public static class FleetProtocol
     /// <summary>MQTT 5 user property carrying the revision this device published before this one (0: none), so a collector can see a gap.</summary>
     public const string PreviousProperty = "edgetune-previous";
 
+    /// <summary>A device's rollout command (<see cref="RolloutCommand"/>, retained, QoS 1) and its answer (<see cref="RolloutResult"/>, retained, QoS 1).</summary>
+    public const string RolloutLeaf = "rollout";
+    public const string RolloutResultLeaf = "rollout-result";
+
     public static string RecordsTopic(string fleet, string device) => $"{Root}/{fleet}/{device}/{RecordsLeaf}";
+    public static string RolloutTopic(string fleet, string device) => $"{Root}/{fleet}/{device}/{RolloutLeaf}";
+    public static string RolloutResultTopic(string fleet, string device) => $"{Root}/{fleet}/{device}/{RolloutResultLeaf}";
+    public static string AllRollouts(string fleet) => $"{Root}/{fleet}/+/{RolloutLeaf}";
+    public static string AllRolloutResults(string fleet) => $"{Root}/{fleet}/+/{RolloutResultLeaf}";
     public static string StatusTopic(string fleet, string device) => $"{Root}/{fleet}/{device}/{StatusLeaf}";
     public static string AllRecords(string fleet) => $"{Root}/{fleet}/+/{RecordsLeaf}";
     public static string AllStatus(string fleet) => $"{Root}/{fleet}/+/{StatusLeaf}";
@@ -87,6 +95,69 @@ public sealed record FleetStatus
     public static FleetStatus? Parse(ReadOnlySpan<byte> payload)
     {
         try { return JsonSerializer.Deserialize<FleetStatus>(payload, JsonOptions); }
+        catch (JsonException) { return null; }
+    }
+}
+
+/// <summary>
+/// <c>edgetune fleet rollout</c>'s order to one device, retained on its rollout topic so a device that is offline
+/// gets it when it reconnects: fetch the bundle (bounded by <see cref="Size"/>, checked against
+/// <see cref="Sha256"/>), install it through the agent's own install path, answer with a <see cref="RolloutResult"/>.
+/// An empty retained message withdraws it. A device handles one rollout id once.
+/// </summary>
+public sealed record RolloutCommand
+{
+    [JsonPropertyName("rollout_id")] public required string RolloutId { get; init; }
+    /// <summary>http(s):// URL or a file path on the device.</summary>
+    [JsonPropertyName("url")] public required string Url { get; init; }
+    [JsonPropertyName("sha256")] public required string Sha256 { get; init; }
+    [JsonPropertyName("size")] public required long Size { get; init; }
+    [JsonPropertyName("version")] public required string Version { get; init; }
+    [JsonPropertyName("time")] public DateTimeOffset Time { get; init; }
+
+    public string ToJson() => JsonSerializer.Serialize(this, FleetStatus.JsonOptions);
+
+    /// <summary>Null when the payload is not a usable command (the reason in <paramref name="problem"/>).</summary>
+    public static RolloutCommand? Parse(ReadOnlySpan<byte> payload, out string? problem)
+    {
+        problem = null;
+        RolloutCommand? command;
+        try { command = JsonSerializer.Deserialize<RolloutCommand>(payload, FleetStatus.JsonOptions); }
+        catch (JsonException e) { problem = $"not a rollout command ({e.Message})"; return null; }
+        if (command is null) problem = "not a rollout command (null)";
+        else if (FleetProtocol.CheckName(command.RolloutId) is { } bad) problem = $"rollout_id '{command.RolloutId}': {bad}";
+        else if (command.Size <= 0) problem = $"size {command.Size}: must be positive";
+        else if (command.Sha256.Length != 64 || !command.Sha256.All(char.IsAsciiHexDigit)) problem = "sha256: expected 64 hex digits";
+        return problem is null ? command : null;
+    }
+}
+
+/// <summary>A device's answer to a <see cref="RolloutCommand"/>, retained on its rollout-result topic.</summary>
+public sealed record RolloutResult
+{
+    public const string Installed = "installed";
+    public const string RolledBack = "rolled_back";
+    public const string Refused = "refused";
+    /// <summary>The bundle could not be fetched or did not match its announced size or SHA-256: nothing was installed.</summary>
+    public const string Failed = "failed";
+
+    [JsonPropertyName("rollout_id")] public required string RolloutId { get; init; }
+    [JsonPropertyName("device")] public required string Device { get; init; }
+    [JsonPropertyName("outcome")] public required string Outcome { get; init; }
+    [JsonPropertyName("version")] public string? Version { get; init; }
+    [JsonPropertyName("code")] public string? Code { get; init; }
+    [JsonPropertyName("reason")] public string? Reason { get; init; }
+    /// <summary>The agent's health after the install: ok, loading or error.</summary>
+    [JsonPropertyName("health")] public string? Health { get; init; }
+    /// <summary>The share of the bundle's scored health set answered exactly (null: the bundle has none).</summary>
+    [JsonPropertyName("score")] public double? Score { get; init; }
+    [JsonPropertyName("time")] public DateTimeOffset Time { get; init; }
+
+    public string ToJson() => JsonSerializer.Serialize(this, FleetStatus.JsonOptions);
+
+    public static RolloutResult? Parse(ReadOnlySpan<byte> payload)
+    {
+        try { return JsonSerializer.Deserialize<RolloutResult>(payload, FleetStatus.JsonOptions); }
         catch (JsonException) { return null; }
     }
 }
