@@ -1,6 +1,7 @@
 using System.ClientModel;
 using EdgeTune.Agent.Config;
 using EdgeTune.Export.Onnx;
+using EdgeTune.Formats.Synthetic;
 using EdgeTune.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -34,6 +35,34 @@ public sealed class OnnxServingTests : IDisposable
         Assert.NotEqual("", plain);
         Assert.Equal(fromGguf, plain);
         Assert.Equal(plain, streamed);
+    }
+
+    /// <summary>
+    /// Where llama.cpp does not load (LLamaSharp's arm64 build on JetPack 6), the ONNX model renders its chat template
+    /// with ONNX Runtime GenAI instead: it must give the prompt llama.cpp gives (what training formatted with).
+    /// </summary>
+    [Theory]
+    [InlineData("chatml")]
+    [InlineData("llama3")]
+    public void GenAi_renders_the_chat_template_as_llama_cpp_does(string name)
+    {
+        string template = name == "chatml" ? TinyAgentModel.ChatMl :
+            "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + " +
+            "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{{ content }}{% endfor %}" +
+            "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+        string gguf = Path.Combine(_dir.Path, name + ".gguf");
+        var vocabulary = TinyLlama.Metadata(TinyAgentModel.Config).Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal)).ToList();
+        vocabulary.Add(new("tokenizer.chat_template", EdgeTune.Formats.Gguf.GgufValue.String(template)));
+        TinyLlama.WriteGguf(gguf, TinyAgentModel.Config, vocabulary: vocabulary);
+        string onnx = Path.Combine(_dir.Path, name + "-onnx");
+        OnnxExporter.Export(gguf, onnx, new OnnxExportOptions());
+        using var model = (EdgeTune.Inference.Onnx.OnnxGenAiModel)EdgeTune.Inference.Onnx.OnnxGenAiRuntime.Default.Open(new EdgeTune.Inference.ModelOptions { Path = onnx, Threads = 1 });
+        EdgeTune.Models.Chat.ChatMessage[] conversation =
+        [
+            new("system", "You sort tickets."), new("user", "printer on fire"), new("assistant", "{\"queue\": \"hardware\"}"), new("user", "and the fax?"),
+        ];
+        foreach (bool addAssistant in new[] { true, false })
+            Assert.Equal(model.ApplyChatTemplate(conversation, addAssistant), model.ApplyChatTemplateWithGenAi(conversation, addAssistant));
     }
 
     [Fact]

@@ -92,9 +92,47 @@ public sealed class OnnxGenAiModel : InferenceModel
     private HuggingFaceTokenizer Tokenizer => _tokenizer
         ?? throw new EdgeTuneException($"{Path.Combine(_folder, "tokenizer.json")}: no such file (the folder was exported without a tokenizer; export from a folder or GGUF that has one)");
 
-    public override string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addAssistant = true) =>
-        (_template ?? throw new EdgeTuneException($"{Path.Combine(_folder, "tokenizer_config.json")}: key 'chat_template': missing (no chat template was exported)"))
-            .Apply(messages, addAssistant);
+    /// <summary>
+    /// llama.cpp's renderer where llama.cpp loads (the one training formats its data with); on a board whose
+    /// llama.cpp does not load (LLamaSharp's arm64 build needs GLIBC 2.38, JetPack 6 has 2.35), ONNX Runtime GenAI's
+    /// own renderer of the same template, so ONNX serving needs no llama.cpp. Tests hold the two equal for the
+    /// templates we export (OnnxChatTemplateTests).
+    /// </summary>
+    public override string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addAssistant = true)
+    {
+        var template = _template ?? throw new EdgeTuneException($"{Path.Combine(_folder, "tokenizer_config.json")}: key 'chat_template': missing (no chat template was exported)");
+        if (_useGenAiTemplate is null)
+        {
+            try
+            {
+                LlamaCpp.LlamaCppNative.EnsureLoaded();
+                _useGenAiTemplate = false;
+            }
+            catch (EdgeTuneException)
+            {
+                _useGenAiTemplate = true;
+            }
+        }
+        return _useGenAiTemplate == true ? ApplyChatTemplateWithGenAi(messages, addAssistant) : template.Apply(messages, addAssistant);
+    }
+
+    private bool? _useGenAiTemplate;
+
+    /// <summary>The template rendered by ONNX Runtime GenAI's tokenizer (its Jinja engine), from the same template text.</summary>
+    public string ApplyChatTemplateWithGenAi(IReadOnlyList<ChatMessage> messages, bool addAssistant)
+    {
+        var template = _template ?? throw new EdgeTuneException($"{Path.Combine(_folder, "tokenizer_config.json")}: key 'chat_template': missing (no chat template was exported)");
+        string json = System.Text.Json.JsonSerializer.Serialize(messages.Select(m => new Dictionary<string, string> { ["role"] = m.Role, ["content"] = m.Content }));
+        try
+        {
+            using var tokenizer = new Tokenizer(_model);
+            return tokenizer.ApplyChatTemplate(template.Source, json, null, addAssistant);
+        }
+        catch (OnnxRuntimeGenAIException e)
+        {
+            throw new EdgeTuneException($"{template.Origin}: ONNX Runtime GenAI cannot apply this chat template: {e.Message.Split('\n')[0]}");
+        }
+    }
 
     public override int[] Tokenize(string text, bool addSpecial = true, bool parseSpecial = true) => [.. Tokenizer.Encode(text, addSpecial, parseSpecial)];
 
