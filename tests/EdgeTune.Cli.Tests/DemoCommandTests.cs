@@ -46,7 +46,28 @@ public class DemoCommandTests
         Assert.Equal(exported.Count, int.Parse(feedback.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(exported.Count(e => e.Metadata.Feedback?.Rating > 0), int.Parse(feedback.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(exported.Count(e => e.Metadata.Feedback?.Rating < 0), int.Parse(feedback.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture));
-        foreach (var file in new[] { "runs/qlora/adapter.gguf", "runs/qlora/peft/adapter_config.json", "runs/qlora/loss.png", "runs/qlora/report.html", "runs/qlora.toml", "data/v1/manifest.json", "device/field-export.jsonl" })
+        // ONNX: exported int4, and ONNX Runtime's logits within issue 14's bound of our forward over the same weights.
+        var onnx = System.Text.RegularExpressions.Regex.Match(o, @"ONNX Runtime vs our forward over the dequantised int4 weights, \d+ positions: relative L2 (\S+) \(bound 1e-3\)");
+        Assert.True(onnx.Success, o);
+        Assert.InRange(double.Parse(onnx.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 1e-3);
+        Assert.Contains("check-onnx: ok: llama", o, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(run, "models/tuned-onnx-int4/genai_config.json")));
+        // Bundle: installed through the agent's endpoint and read back from its slots; the broken one rolled back to that slot.
+        var installed = System.Text.RegularExpressions.Regex.Match(o, @"installed version 1\.0\.0 in slot (\w) \(good: \1\)");
+        Assert.True(installed.Success, o);
+        Assert.Matches(@"canary "".+"" → \S", o);
+        Assert.Contains("broken bundle 1.0.1: rolled back (version 1.0.1): the model did not load", o, StringComparison.Ordinal);
+        Assert.Contains($"after the rollback slot {installed.Groups[1].Value} serves again; the canary's answer is the same as before", o, StringComparison.Ordinal);
+        using (var manifest = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(run, "device/state/slots", installed.Groups[1].Value, "manifest.json"))))
+            Assert.Equal("1.0.0", manifest.RootElement.GetProperty("version").GetString());
+        // Fleet: the records collected over MQTT, counted from the collector's ledger, are the agent's field log.
+        var fleet = System.Text.RegularExpressions.Regex.Match(o, @"records collected: (\d+) \(distinct record ids in .+ledger\.tsv\); the agent's field log holds (\d+)");
+        Assert.True(fleet.Success, o);
+        Assert.Equal(fleet.Groups[2].Value, fleet.Groups[1].Value);
+        Assert.Equal(exported.Select(e => e.Metadata.Id).Distinct().Count(), int.Parse(fleet.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(exported.Select(e => e.Metadata.Id).Distinct().Count(),
+            File.ReadLines(Path.Combine(run, "data/v1/fleet/ledger.tsv")).Select(l => l.Split('\t')[2]).Distinct().Count());
+        foreach (var file in new[] { "runs/qlora/adapter.gguf", "runs/qlora/peft/adapter_config.json", "runs/qlora/loss.png", "runs/qlora/report.html", "runs/qlora.toml", "data/v1/manifest.json", "device/field-export.jsonl", "release/support-triage-1.0.0.etb", "keys/demo-signing.pub" })
             Assert.True(File.Exists(Path.Combine(run, file)), $"{file} missing");
         // A second run into the same folder replaces the earlier demo; any other folder is refused.
         File.WriteAllText(dir.File("keep.txt"), "mine");

@@ -10,7 +10,7 @@ namespace EdgeTune.Cli.Commands;
 
 /// <summary>
 /// The main job on an embedded default: `edgetune demo` runs the whole loop (data → base → baseline → QLoRA →
-/// evaluation → device → field data); `edgetune demo quantization` compares quantisation types with llama.cpp.
+/// evaluation → ONNX → bundle install → device → fleet collection); `edgetune demo quantization` compares quantisation types with llama.cpp.
 /// </summary>
 internal static class DemoCommand
 {
@@ -26,8 +26,9 @@ internal static class DemoCommand
         var command = new Command("demo",
             "Run the main job end to end on a built-in small world: a support-ticket dataset with planted defects (check, clean, split with a frozen test set), " +
             "a tiny llama pre-trained on generated text (standing in for a real 1–7B checkpoint), the prompt baseline, QLoRA training, evaluation of base, baseline, " +
-            "tuned and exported (Q8_0 GGUF + adapter through llama.cpp) with confidence intervals and a verdict, then the device agent serving the result, " +
-            "a simulated feedback button, and the field data ingested as the next dataset version.\n\n" +
+            "tuned and exported (Q8_0 GGUF + adapter through llama.cpp) with confidence intervals and a verdict, an ONNX int4 export checked by ONNX Runtime, " +
+            "a signed bundle installed on the device agent (and a broken one rolled back), the agent serving it with a simulated feedback button, " +
+            "and its field records collected over MQTT (an in-process broker) into the next dataset version.\n\n" +
             "Examples:\n  edgetune demo\n  edgetune demo --fast --out /tmp/demo\n  edgetune demo quantization --types Q8_0,Q4_K_M")
         {
             outDir, fast, device, threads, Quantization(console),

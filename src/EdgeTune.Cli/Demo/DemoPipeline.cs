@@ -25,13 +25,15 @@ namespace EdgeTune.Cli.Demo;
 /// The whole loop on an embedded default, through the product's own code paths, each step leaving in the run
 /// folder what a user needs to repeat it with the individual commands.
 /// </summary>
-internal sealed class DemoPipeline(CliConsole console, string work, DemoScale scale, IComputeBackend backend, int threads)
+internal sealed partial class DemoPipeline(CliConsole console, string work, DemoScale scale, IComputeBackend backend, int threads)
 {
     private static readonly CultureInfo C = CultureInfo.InvariantCulture;
     private readonly TextWriter _o = console.Out;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-    private void Step(int n, string title) => _o.WriteLine(string.Create(C, $"\n[{n}/7 {_clock.Elapsed:mm\\:ss}] {title}"));
+    private const int Steps = 10;
+
+    private void Step(int n, string title) => _o.WriteLine(string.Create(C, $"\n[{n}/{Steps} {_clock.Elapsed:mm\\:ss}] {title}"));
 
     public void Run(CancellationToken cancel)
     {
@@ -131,20 +133,26 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
         if (v is not null)
             _o.WriteLine(string.Create(C, $"  verdict: tuned {(v.TunedBetterThanBaselines ? "IS" : "is NOT")} better than the best baseline ({v.BestBaseline}) on {v.PrimaryMetric}: {v.TunedValue:0.###} vs {v.BestBaselineValue:0.###}, p = {v.PValue:0.####}; quantisation cost {v.QuantisationCost:+0.###;-0.###;0}"));
 
-        Step(6, "device: the agent serves the exported model and adapter; a client asks, the feedback button is pressed, field data comes back");
-        var field = RunAgent(exported, tuned.AdapterGguf!, data, cancel);
+        Step(6, "ONNX: the tuned model (adapter merged) exported as ONNX int4 for the board's CPU, checked by ONNX Runtime against our forward");
+        string onnx = ExportOnnx(basePath, tuned.AdapterGguf!, models, cancel);
 
-        Step(7, "where everything is");
+        var field = RunDevice(exported, tuned.AdapterGguf!, data, cancel);
+
+        Step(10, "where everything is");
         _o.WriteLine($"  run folder:   {work}");
         _o.WriteLine($"  data:         {data.DatasetDir} (train/eval/test.jsonl, manifest.json)");
         _o.WriteLine($"  recipe:       {recipe.File}");
         _o.WriteLine($"  loss curve:   {tuned.LossCurve}");
         _o.WriteLine($"  adapter:      {tuned.AdapterGguf} (llama.cpp), {tuned.AdapterPeft} (PEFT)");
         _o.WriteLine($"  report:       {html}");
+        _o.WriteLine($"  ONNX:         {onnx}");
+        _o.WriteLine($"  bundles:      {Path.Combine(work, "release")} (signed .etb; the device trusts keys/demo-signing.pub)");
         _o.WriteLine($"  field data:   {field}");
         _o.WriteLine("  next:");
         _o.WriteLine($"    edgetune data check {data.Raw} --model {basePath}");
         _o.WriteLine($"    edgetune train {recipe.File}");
+        _o.WriteLine($"    edgetune export onnx {basePath} --adapter {tuned.AdapterGguf} --precision int4 --out {onnx}-again");
+        _o.WriteLine($"    edgetune bundle verify {Path.Combine(work, "release", "support-triage-1.0.0.etb")} --trust {Path.Combine(work, "keys", "demo-signing.pub")}");
         _o.WriteLine($"    edgetune eval {recipe.File} --adapter {tuned.AdapterGguf} --gguf {exported} --gguf-adapter {tuned.AdapterGguf}");
         _o.WriteLine($"    edgetune review export --answers {Path.Combine(plan.RunDir, "answers-base.jsonl")} --answers {Path.Combine(plan.RunDir, "answers-tuned.jsonl")} --out {Path.Combine(work, "review")}");
         _o.WriteLine("  with a real model: set [model] base in the recipe to a GGUF or Hugging Face folder (e.g. Llama-3.2-1B-Instruct) and your data's train.jsonl.");
@@ -181,20 +189,32 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
     private static string Describe(RunnerResult r) =>
         string.Join("  ", r.Metrics.Take(4).Select(m => string.Create(C, $"{m.Name} {m.Value.Value:0.###} [{m.Value.Low:0.###}, {m.Value.High:0.###}]")));
 
-    private string RunAgent(string model, string adapter, DemoWorld.DataResult data, CancellationToken cancel)
+    /// <summary>
+    /// Steps 7–9 around one running agent: a signed bundle installed through its admin endpoint (and a broken one
+    /// rolled back), clients and the feedback button, then the field records it published over MQTT collected.
+    /// </summary>
+    private string RunDevice(string model, string adapter, DemoWorld.DataResult data, CancellationToken cancel)
     {
         string deviceDir = Path.Combine(work, "device");
         Directory.CreateDirectory(deviceDir);
         string token = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
         const int up = 17, down = 27;
+        string signingKey = MakeSigningKey();
+        using var broker = DemoBroker.Start(cancel);
         var config = new AgentConfig
         {
             File = Path.Combine(deviceDir, "agent.toml"),
             Server = new ServerConfig { Listen = "http://127.0.0.1:0", ApiToken = token },
             Model = new Agent.Config.ModelConfig { Path = model, Name = "support-triage", Adapters = [adapter], Context = 512, Threads = threads },
-            FieldLog = new FieldLogConfig { Path = Path.Combine(deviceDir, "field.db"), DeviceId = "demo-orin-nano-01" },
+            FieldLog = new FieldLogConfig { Path = Path.Combine(deviceDir, "field.db"), DeviceId = DeviceId },
             Gpio = new GpioConfig { Enabled = true, FeedbackUpPin = up, FeedbackDownPin = down, DebounceMs = 10 },
             Telemetry = new TelemetryConfig { Enabled = false },
+            Bundles = new BundlesConfig { Trust = signingKey + ".pub", StateDir = Path.Combine(deviceDir, "state"), Board = Board, CanaryPrompt = CanaryPrompt },
+            Fleet = new Agent.Fleet.FleetConfig
+            {
+                Connection = new Agent.Fleet.FleetConnection { Broker = broker.Url, ClientId = DeviceId },
+                Device = DeviceId, Fleet = FleetName, StatusEverySeconds = 5,
+            },
         };
         var chip = new SimulatedGpioDriver();
         var app = AgentApp.Build(config, gpioFactory: () => new GpioController(chip));
@@ -205,22 +225,23 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
             using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromMinutes(2) };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
             for (int i = 0; i < 50 && !http.GetAsync("/health", cancel).GetAwaiter().GetResult().IsSuccessStatusCode; i++) Thread.Sleep(100);
-            _o.WriteLine($"  agent on {url} (model {Path.GetFileName(model)}, adapter {Path.GetFileName(adapter)}, field log {config.FieldLog.Path})");
+            _o.WriteLine($"  agent on {url} (model {Path.GetFileName(model)}, adapter {Path.GetFileName(adapter)}, field log {config.FieldLog.Path}, fleet broker {broker.Url})");
+            // The frozen test split as it was before any field data; compared after the collection.
+            int testBefore = Manifest.Load(data.DatasetDir)!.Counts["test"];
+            string testHashBefore = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(data.DatasetDir, "test.jsonl"))));
+            // The collector's persistent session exists before the first record, so the broker keeps every record for it.
+            CollectFleet(broker.Url, data.DatasetDir, idleSeconds: 0.5);
+
+            Step(7, "release: bundle → sign (a throw-away key) → install on the agent through POST /v1/admin/bundles → health check; a broken bundle rolls back");
+            InstallBundles(http, config.Bundles.StateDir, model, adapter, signingKey, cancel);
+
+            Step(8, "device: the agent serves the installed bundle; a client asks, the feedback button is pressed, field data comes back");
             var rng = new Random(99);
             int presses = 0;
             for (int i = 0; i < 4; i++)
             {
                 var ticket = SupportTickets.Generate(rng);
-                var body = JsonSerializer.Serialize(new
-                {
-                    model = "support-triage", temperature = 0, max_tokens = 40,
-                    messages = new object[] { new { role = "system", content = SupportTickets.SystemPrompt }, new { role = "user", content = ticket.Text } },
-                });
-                var response = http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"), cancel).GetAwaiter().GetResult();
-                string json = response.Content.ReadAsStringAsync(cancel).GetAwaiter().GetResult();
-                if (!response.IsSuccessStatusCode) throw new EdgeTuneException($"agent answered {(int)response.StatusCode}: {json}");
-                using var doc = JsonDocument.Parse(json);
-                string answer = doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString() ?? "";
+                string answer = Ask(http, SupportTickets.SystemPrompt, ticket.Text, cancel);
                 bool right = answer.Trim() == ticket.Answer;
                 _o.WriteLine($"  client: \"{Shorten(ticket.Text)}\" → {answer.Trim()}");
                 // The operator presses thumbs up or down on the device for the answer just given.
@@ -257,14 +278,18 @@ internal sealed class DemoPipeline(CliConsole console, string work, DemoScale sc
             // What the demo reports about feedback is what came back in the field data, not what it pressed.
             int thumbsUp = latest.Values.Count(e => e.Metadata.Feedback?.Rating > 0), thumbsDown = latest.Values.Count(e => e.Metadata.Feedback?.Rating < 0);
             _o.WriteLine(string.Create(C, $"  field data read back: {latest.Count} records (cursor {cursor}, acknowledged); feedback in them: {thumbsUp} thumbs up, {thumbsDown} thumbs down, {latest.Count - thumbsUp - thumbsDown} unrated ({presses} button presses)"));
-            int testBefore = Manifest.Load(data.DatasetDir)!.Counts["test"];
-            string testHashBefore = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(data.DatasetDir, "test.jsonl"))));
-            var ingest = DatasetIngester.Ingest(fieldFile, data.DatasetDir, new IngestOptions { Provenance = new Dictionary<string, string> { ["source"] = "field", ["device"] = "demo-orin-nano-01" } });
-            _o.WriteLine(string.Create(C, $"  field data ingested into {data.DatasetDir}: " +
-                $"{string.Join(", ", ingest.Added.Select(kv => $"{kv.Key} +{kv.Value}"))}, {ingest.Duplicates} duplicates, {ingest.HeldBack} held back from the frozen test split"));
+
+            Step(9, $"fleet: the agent published its field records over MQTT (in-process broker {broker.Url}); fleet collect writes them into the dataset");
+            string collected = CollectFleet(broker.Url, data.DatasetDir, idleSeconds: 3);
+            _o.WriteLine($"  fleet collect: {collected}");
+            int distinct = CollectedRecordIds(data.DatasetDir).Count;
+            _o.WriteLine(string.Create(C, $"  records collected: {distinct} (distinct record ids in {Path.Combine(data.DatasetDir, "fleet", "ledger.tsv")}); the agent's field log holds {latest.Count}"));
+            if (distinct != latest.Count)
+                throw new EdgeTuneException($"fleet collection: {distinct} records collected, but the agent's field log holds {latest.Count}");
             int testAfter = Manifest.Load(data.DatasetDir)!.Counts["test"];
             bool same = testHashBefore == Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(data.DatasetDir, "test.jsonl"))));
             _o.WriteLine(string.Create(C, $"  test split {(same && testAfter == testBefore ? "unchanged" : "CHANGED")}: {testAfter} examples (frozen in step 2; field data never enters it)"));
+            if (!same || testAfter != testBefore) throw new EdgeTuneException($"{Path.Combine(data.DatasetDir, "test.jsonl")}: the frozen test split changed during field-data collection");
             return fieldFile;
         }
         finally

@@ -7,11 +7,14 @@ using EdgeTune.Formats.Synthetic;
 
 namespace EdgeTune.Cli.Demo;
 
-/// <summary>How big the demo's world is: the full run, or the fast one the tests use.</summary>
-internal sealed record DemoScale(int Tickets, int GeneralTexts, int PretrainSteps, int TuneSteps, int TestLimit, int Embedding, int Layers, int FeedForward)
+/// <summary>
+/// How big the demo's world is: the full run, or the fast one the tests use. Embedding / Heads stays a multiple of
+/// 16: ONNX Runtime's GroupQueryAttention, which the ONNX export uses, needs that head size.
+/// </summary>
+internal sealed record DemoScale(int Tickets, int GeneralTexts, int PretrainSteps, int TuneSteps, int TestLimit, int Embedding, int Layers, int FeedForward, int Heads)
 {
-    public static readonly DemoScale Full = new(Tickets: 3000, GeneralTexts: 4000, PretrainSteps: 500, TuneSteps: 1000, TestLimit: 200, Embedding: 128, Layers: 4, FeedForward: 344);
-    public static readonly DemoScale Fast = new(Tickets: 900, GeneralTexts: 1500, PretrainSteps: 250, TuneSteps: 500, TestLimit: 60, Embedding: 96, Layers: 2, FeedForward: 256);
+    public static readonly DemoScale Full = new(Tickets: 3000, GeneralTexts: 4000, PretrainSteps: 500, TuneSteps: 1000, TestLimit: 200, Embedding: 128, Layers: 4, FeedForward: 344, Heads: 4);
+    public static readonly DemoScale Fast = new(Tickets: 900, GeneralTexts: 1500, PretrainSteps: 250, TuneSteps: 500, TestLimit: 60, Embedding: 96, Layers: 2, FeedForward: 256, Heads: 6);
 }
 
 /// <summary>
@@ -76,7 +79,7 @@ internal static class DemoWorld
         var pieces = WordPieces.FromCorpus(corpus, maxPieces: 900, existing: TinyLlama.Pieces);
         var config = new TinyLlamaConfig
         {
-            Embedding = scale.Embedding, Layers = scale.Layers, Heads = 4, KvHeads = 2, FeedForward = scale.FeedForward,
+            Embedding = scale.Embedding, Layers = scale.Layers, Heads = scale.Heads, KvHeads = 2, FeedForward = scale.FeedForward,
             ContextLength = 512, ChatMl = true, ExtraTokens = pieces.Count, ExtraPieces = pieces, Seed = 2026,
         };
         TinyLlama.WriteGguf(path, config, modelName: "edgetune-demo-base");

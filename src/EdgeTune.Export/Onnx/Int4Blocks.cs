@@ -11,6 +11,21 @@ public static class Int4Blocks
 {
     public static int BlockCount(int k, int blockSize) => (k + blockSize - 1) / blockSize;
 
+    /// <summary>
+    /// The reference forward an int4 export must equal: <paramref name="weights"/> with every matrix the export
+    /// quantises passed through the int4 round trip (a tied output head as its own copy of the embedding).
+    /// </summary>
+    public static EdgeTune.Models.Reference.ReferenceModel DequantisedReference(EdgeTune.Models.Reference.ModelWeights weights, int blockSize)
+    {
+        var c = weights.Config;
+        return EdgeTune.Models.Reference.ReferenceModel.FromWeights(weights, transform: (tensor, w) =>
+        {
+            if (!DecoderGraph.IsQuantized(tensor)) return w;
+            var spec = weights.Tensors.Single(t => t.GgufName == (tensor == "output.weight" && c.TiedEmbeddings ? "token_embd.weight" : tensor));
+            return RoundTrip(w, (int)spec.Shape[0], (int)spec.Shape[1], blockSize);
+        });
+    }
+
     /// <summary>Quantise W [n, k]; returns (B, scales) in MatMulNBits' layout.</summary>
     public static (byte[] Packed, float[] Scales) Quantize(ReadOnlySpan<float> w, int n, int k, int blockSize)
     {

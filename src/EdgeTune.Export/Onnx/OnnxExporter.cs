@@ -42,6 +42,8 @@ public static class OnnxExporter
         {
             using var weights = ModelWeights.Open(model, adapter);
             var c = weights.Config;
+            if (c.HeadDim % 16 != 0)
+                throw new EdgeTuneException($"{model}: head size {c.HeadDim}: ONNX Runtime's GroupQueryAttention, which the export uses, needs a multiple of 16");
             // Read the tokenizer before the weights: a broken tokenizer should fail in a second, not after minutes.
             var tokenizer = TokenizerFiles.Prepare(model, c);
 
