@@ -12,7 +12,7 @@ namespace EdgeTune.Kernels.Ilgpu;
 /// tests only (it emulates GPU threads and is orders of magnitude slower than the managed CpuBackend).
 /// Every op is a static kernel with value-type parameters, compiled once on first use and cached (the nullable
 /// delegate fields at the top of each per-op file); everything runs on the accelerator's default stream, in
-/// order, and a download synchronises. No float atomics anywhere: every result is deterministic. One op per file (<c>Ilgpu/*Kernels.cs</c>), forward and backward together.
+/// order, and an upload or a download synchronises first (host copies are not ordered after queued work). No float atomics anywhere: every result is deterministic. One op per file (<c>Ilgpu/*Kernels.cs</c>), forward and backward together.
 /// </summary>
 public sealed partial class IlgpuBackend : IComputeBackend
 {
@@ -142,6 +142,9 @@ public sealed partial class IlgpuBackend : IComputeBackend
         if (source.Length != t.Length)
             throw new ArgumentException($"source holds {source.Length} values, target {t.Length}", nameof(source));
         if (source.IsEmpty) return;
+        // The host copy is not ordered after work queued on the stream (Allocate's zeroing, a kernel still reading
+        // the target): CI saw a freshly uploaded buffer read back as zeros. Wait for it first.
+        _accelerator.Synchronize();
         t.CopyFromCPU(ref MemoryMarshal.GetReference(source), source.Length);
     }
 
@@ -151,6 +154,7 @@ public sealed partial class IlgpuBackend : IComputeBackend
         if (target.Length != s.Length)
             throw new ArgumentException($"target holds {target.Length} values, source {s.Length}", nameof(target));
         if (target.IsEmpty) return;
+        _accelerator.Synchronize(); // every queued kernel has written its output before the host reads it
         s.CopyToCPU(ref MemoryMarshal.GetReference(target), target.Length);
     }
 

@@ -11,7 +11,6 @@ namespace EdgeTune.Kernels.Tests.Ilgpu;
 /// the row-reduction kernels alone take 20 s on two cores and quadruple the suite (measured: 10 s → 40 s), while
 /// IlgpuKernelTests already runs 1025 and 8197 where they cover something (elementwise lengths, 1025 columns).
 /// </summary>
-[Collection(IlgpuCpuCollection.Name)]
 public sealed class IlgpuCpuAcceleratorTests : BackendContractTests
 {
     protected override IComputeBackend CreateBackend() => IlgpuBackend.CpuAccelerator();

@@ -17,17 +17,6 @@ public abstract class IlgpuFixture : IDisposable
     }
 }
 
-/// <summary>
-/// The ILGPU CPU-accelerator test classes run one after another, not in parallel: with several CPU accelerators
-/// emulating GPU threads at once on two cores, CI saw kernels read back zeros (AdamWStep, ElementwiseOps) that no
-/// single class reproduces alone.
-/// </summary>
-[CollectionDefinition(Name)]
-public sealed class IlgpuCpuCollection
-{
-    public const string Name = "ILGPU CPU accelerator";
-}
-
 public sealed class SimpleCpuAcceleratorFixture() : IlgpuFixture(IlgpuBackend.CpuAccelerator());
 
 public sealed class TiledCpuAcceleratorFixture() : IlgpuFixture(IlgpuBackend.CpuAccelerator(tiled: true));
@@ -234,7 +223,6 @@ public abstract class IlgpuDeviceDependentTests(IlgpuBackend backend) : IlgpuTes
 }
 
 /// <summary>The ops with one kernel for every device: run once, on the simple CPU accelerator.</summary>
-[Collection(IlgpuCpuCollection.Name)]
 public sealed class IlgpuKernelTests(SimpleCpuAcceleratorFixture fixture)
     : IlgpuTestBase(fixture.Backend), IClassFixture<SimpleCpuAcceleratorFixture>
 {
@@ -479,7 +467,6 @@ public sealed class IlgpuKernelTests(SimpleCpuAcceleratorFixture fixture)
     }
 }
 
-[Collection(IlgpuCpuCollection.Name)]
 public sealed class IlgpuSimpleKernelTests(SimpleCpuAcceleratorFixture fixture)
     : IlgpuDeviceDependentTests(fixture.Backend), IClassFixture<SimpleCpuAcceleratorFixture>
 {
@@ -488,7 +475,6 @@ public sealed class IlgpuSimpleKernelTests(SimpleCpuAcceleratorFixture fixture)
 }
 
 /// <summary>The CUDA kernel choices (16×16 shared-memory GEMM tiles, 256-thread row groups) on the CPU accelerator.</summary>
-[Collection(IlgpuCpuCollection.Name)]
 public sealed class IlgpuTiledKernelTests(TiledCpuAcceleratorFixture fixture)
     : IlgpuDeviceDependentTests(fixture.Backend), IClassFixture<TiledCpuAcceleratorFixture>
 {
