@@ -95,7 +95,7 @@ FleetConnection Connection(string clientId) => new() { Broker = broker.Url, Clie
         File.WriteAllText(config, $"""
             [server]
             listen = "http://127.0.0.1:0"
-            api_token = "bench"
+            api_token = "bench-token-0123456789"
             log_level = "Warning"
             [model]
             path = "{model}"
@@ -111,7 +111,7 @@ FleetConnection Connection(string clientId) => new() { Broker = broker.Url, Clie
         var app = AgentApp.Build(AgentConfig.Load(config));
         await app.StartAsync();
         using var http = new HttpClient { BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench");
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-token-0123456789");
         while (!(await http.GetAsync("/health")).IsSuccessStatusCode) await Task.Delay(20);
         var times = new List<double>();
         for (int i = 0; i < requests + 10; i++)
