@@ -253,7 +253,11 @@ public class BenchCommandTests
         Assert.Equal($"edgetune: {dir.Path}: a folder without genai_config.json; --model takes a .gguf file or a folder written by 'edgetune export onnx'", plainFolder.Stderr.TrimEnd());
 
         Assert.Equal(2, CliRunner.Run(["bench", .. common, "--model", gguf, "--runtime", "tensorrt"]).ExitCode);
-        Assert.False(Directory.Exists(Path.Combine(dir.Path, "out")));
+
+        // The exported folder keeps the model's trained context (128 for the tiny model); a longer run is refused in one line.
+        var tooLong = CliRunner.Run(["bench", .. common, "--model", onnx, "--prompt-tokens", "128", "--gen-tokens", "64", "--repetitions", "1", "--threads", "1"]);
+        Assert.Equal(1, tooLong.ExitCode);
+        Assert.EndsWith($"edgetune: {onnx}: --prompt-tokens 128 + --gen-tokens 64 exceed the model's context of 128 tokens", tooLong.Stderr.TrimEnd());
     }
 
     /// <summary>A GGUF LoRA adapter on attn_q of every layer (convert_lora_to_gguf.py's layout); returns its tensor bytes.</summary>

@@ -86,6 +86,9 @@ public static class Benchmark
             {
                 // The whole measuring loop runs where the runtime computes (llama.cpp: its one inference thread).
                 using var loaded = runtime.Open(options, cancellationToken);
+                // An ONNX folder's context is its exported length (llama.cpp takes the one asked for): say so before GenAI's error.
+                if (loaded.ContextSize < settings.PromptTokens + settings.GenTokens)
+                    throw new EdgeTuneException($"{request.ModelPath}: --prompt-tokens {settings.PromptTokens} + --gen-tokens {settings.GenTokens} exceed the model's context of {loaded.ContextSize} tokens");
                 details = loaded.Run(session => session.Details, cancellationToken);
                 runs = loaded.Run(session => BenchRunner.Run(session, loaded.VocabularySize, settings, request.Time, progress, cancellationToken), cancellationToken);
                 peakRss = peakReset ? ProcessMemory.PeakResidentBytes() : null;
