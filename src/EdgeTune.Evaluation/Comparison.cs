@@ -42,10 +42,11 @@ public static class Comparer
     public const string FewShot = "few_shot";
     public const string Tuned = "tuned";
     public const string Exported = "exported";
+    public const string Onnx = "onnx";
 
     /// <summary>
-    /// Paired tests for every metric: tuned against each baseline, and exported against tuned (the cost of
-    /// quantisation). McNemar for per-example right/wrong metrics, the paired bootstrap for the others.
+    /// Paired tests for every metric: tuned against each baseline, and exported (GGUF) and onnx against tuned (the
+    /// cost of quantisation and export). McNemar for per-example right/wrong metrics, the paired bootstrap for the others.
     /// </summary>
     public static List<PairedComparison> Compare(IReadOnlyDictionary<string, IReadOnlyList<RunnerAnswer>> answers, ScoringOptions o)
     {
@@ -54,6 +55,7 @@ public static class Comparer
         {
             foreach (var b in new[] { Base, FewShot }) if (answers.ContainsKey(b)) pairs.Add((Tuned, b));
             if (answers.ContainsKey(Exported)) pairs.Add((Exported, Tuned));
+            if (answers.ContainsKey(Onnx)) pairs.Add((Onnx, Tuned));
         }
         else if (answers.ContainsKey(Base) && answers.ContainsKey(FewShot)) pairs.Add((FewShot, Base));
         var result = new List<PairedComparison>();

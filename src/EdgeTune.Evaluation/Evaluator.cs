@@ -25,6 +25,8 @@ public sealed record EvalPlan
     /// <summary>The exported GGUF (runner "exported"), with an optional GGUF adapter.</summary>
     public string? Gguf { get; init; }
     public string? GgufAdapter { get; init; }
+    /// <summary>A folder written by `edgetune export onnx` (runner "onnx"), run through ONNX Runtime GenAI as the agent serves it.</summary>
+    public string? Onnx { get; init; }
     /// <summary>General text for the forgetting check; null: the shipped default. Only with a tuned runner.</summary>
     public string? GeneralTextFile { get; init; }
     public bool Baselines { get; init; } = true;
@@ -113,6 +115,11 @@ public static class Evaluator
         {
             using var exported = Engines.LlamaCpp(plan.Gguf, plan.GgufAdapter, plan.Threads);
             RunOne(Comparer.Exported, exported, zeroShot);
+        }
+        if (plan.Onnx is not null)
+        {
+            using var onnx = Engines.Onnx(plan.Onnx, plan.Threads);
+            RunOne(Comparer.Onnx, onnx, zeroShot);
         }
 
         var results = answers.Select(kv => Scoring.Score(kv.Key, descriptions[kv.Key], kv.Value, plan.Scoring)).ToList();

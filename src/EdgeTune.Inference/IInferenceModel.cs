@@ -81,7 +81,7 @@ public sealed record RuntimeTimings(double PromptMilliseconds, int PromptTokens,
 /// </summary>
 public interface IInferenceRuntime
 {
-    /// <summary>The device profiles' key for this runtime (llama_cpp_cpu, llama_cpp_cuda, onnx_cpu, ...).</summary>
+    /// <summary>The device profiles' key for this runtime (llama_cpp_cpu, llama_cpp_cuda, onnxruntime_cpu, ...).</summary>
     string Key { get; }
 
     /// <summary>Name and version for reports: "llama.cpp via LLamaSharp 0.30.0 (CPU)".</summary>

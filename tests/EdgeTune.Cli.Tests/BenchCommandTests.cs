@@ -183,6 +183,83 @@ public class BenchCommandTests
         Assert.Equal(0, CliRunner.Run("bench", "compare", "--help").ExitCode);
     }
 
+    [Theory]
+    [InlineData("fp32", "ONNX fp32", "f32")]
+    [InlineData("int4", "ONNX int4 (block 32)", "f32")]
+    public void Bench_runs_an_exported_onnx_folder_through_onnx_runtime_genai(string precision, string type, string kvType)
+    {
+        using var dir = new TempDir();
+        string onnx = dir.File($"tiny-{precision}");
+        var export = CliRunner.Run("export", "onnx", TinyModel(dir), "--out", onnx, "--precision", precision, "--block-size", "32");
+        Assert.True(export.ExitCode == 0, export.Stderr);
+        string outDir = Path.Combine(dir.Path, "out");
+
+        // No --runtime: a folder with genai_config.json is ONNX Runtime GenAI's; the trailing slash is a user's habit.
+        var r = CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", onnx + Path.DirectorySeparatorChar,
+            "--prompt-tokens", "32", "--gen-tokens", "16", "--repetitions", "2", "--threads", "1", "--out", outDir, "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        string stem = Path.Combine(outDir, $"tiny-{precision}-x86-64-generic");
+        Assert.Contains($"wrote {stem}.json, {stem}.md, {stem}.png", r.Stderr);
+        Assert.Equal(r.Stdout.Trim(), File.ReadAllText(stem + ".json").Trim());
+
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var root = doc.RootElement;
+        var runtime = root.GetProperty("runtime");
+        Assert.Equal("onnxruntime_cpu", runtime.GetProperty("key").GetString());
+        Assert.StartsWith("ONNX Runtime GenAI ", runtime.GetProperty("description").GetString());
+        Assert.Equal(kvType, runtime.GetProperty("kv_type").GetString());
+        var model = root.GetProperty("model");
+        Assert.Equal(type, model.GetProperty("type").GetString());
+        Assert.Equal("llama", model.GetProperty("architecture").GetString());
+        Assert.True(model.GetProperty("weight_bytes").GetInt64() > 0);
+        Assert.True(model.GetProperty("file_bytes").GetInt64() >= model.GetProperty("weight_bytes").GetInt64());
+
+        var results = root.GetProperty("results");
+        Assert.True(results.GetProperty("gen_tokens_per_second").GetProperty("mean").GetDouble() > 0);
+        Assert.True(results.GetProperty("prompt_tokens_per_second").GetProperty("mean").GetDouble() > 0);
+        Assert.True(results.GetProperty("ttft_ms").GetProperty("p50").GetDouble() > 0);
+        Assert.Equal(32, results.GetProperty("token_latency_ms").GetProperty("count").GetInt32()); // 2 repetitions x 16 steps
+        Assert.True(results.GetProperty("peak_memory_bytes").GetInt64() > 0);
+        Assert.False(results.TryGetProperty("runtime_reported", out _));                         // GenAI keeps no timings of its own
+        Assert.True(root.GetProperty("bound").GetProperty("gen_tokens_per_second_bound").GetDouble() > 0);
+        Assert.DoesNotContain(root.GetProperty("notes").EnumerateArray(), n => n.GetString()!.Contains("does not list the runtime"));
+
+        // The same folder named explicitly; the text summary names the runtime.
+        var text = CliRunner.Run("bench", "--profile", "x86-64-generic", "--model", onnx, "--runtime", "onnx",
+            "--prompt-tokens", "8", "--gen-tokens", "4", "--repetitions", "1", "--warmup", "0", "--threads", "1", "--out", outDir);
+        Assert.True(text.ExitCode == 0, text.Stderr);
+        Assert.Contains($"bench tiny-{precision} ({type}) on x86-64-generic: ONNX Runtime GenAI ", text.Stdout);
+    }
+
+    [Fact]
+    public void A_runtime_that_does_not_fit_the_model_is_a_usage_error_in_one_line()
+    {
+        using var dir = new TempDir();
+        string gguf = TinyModel(dir);
+        string onnx = dir.File("tiny-onnx");
+        Assert.Equal(0, CliRunner.Run("export", "onnx", gguf, "--out", onnx, "--precision", "fp32").ExitCode);
+        string[] common = ["--profile", "x86-64-generic", "--out", Path.Combine(dir.Path, "out")];
+
+        var onnxOnGguf = CliRunner.Run(["bench", .. common, "--model", gguf, "--runtime", "onnx"]);
+        Assert.Equal(2, onnxOnGguf.ExitCode);
+        Assert.Equal($"edgetune: {gguf}: --runtime onnx cannot run a GGUF file (use --runtime llama.cpp)", onnxOnGguf.Stderr.TrimEnd());
+
+        var llamaOnOnnx = CliRunner.Run(["bench", .. common, "--model", onnx, "--runtime", "llama.cpp"]);
+        Assert.Equal(2, llamaOnOnnx.ExitCode);
+        Assert.Equal($"edgetune: {onnx}: --runtime llama.cpp cannot run an ONNX folder (use --runtime onnx)", llamaOnOnnx.Stderr.TrimEnd());
+
+        var plainFolder = CliRunner.Run(["bench", .. common, "--model", dir.Path]);
+        Assert.Equal(2, plainFolder.ExitCode);
+        Assert.Equal($"edgetune: {dir.Path}: a folder without genai_config.json; --model takes a .gguf file or a folder written by 'edgetune export onnx'", plainFolder.Stderr.TrimEnd());
+
+        Assert.Equal(2, CliRunner.Run(["bench", .. common, "--model", gguf, "--runtime", "tensorrt"]).ExitCode);
+
+        // The exported folder keeps the model's trained context (128 for the tiny model); a longer run is refused in one line.
+        var tooLong = CliRunner.Run(["bench", .. common, "--model", onnx, "--prompt-tokens", "128", "--gen-tokens", "64", "--repetitions", "1", "--threads", "1"]);
+        Assert.Equal(1, tooLong.ExitCode);
+        Assert.EndsWith($"edgetune: {onnx}: --prompt-tokens 128 + --gen-tokens 64 exceed the model's context of 128 tokens", tooLong.Stderr.TrimEnd());
+    }
+
     /// <summary>A GGUF LoRA adapter on attn_q of every layer (convert_lora_to_gguf.py's layout); returns its tensor bytes.</summary>
     internal static long WriteLora(string path, TinyLlamaConfig config, int rank)
     {

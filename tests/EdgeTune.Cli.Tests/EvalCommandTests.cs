@@ -107,6 +107,32 @@ public class EvalCommandTests
     }
 
     [Fact]
+    public void Eval_scores_the_onnx_export_beside_the_tuned_model_through_onnx_runtime_genai()
+    {
+        using var dir = new TempDir();
+        string recipe = TinyTask.WriteRecipe(dir.Path, test: 6);
+        string hello = Path.Combine(dir.Path, "hello.gguf"), onnx = Path.Combine(dir.Path, "model-onnx");
+        TinyTask.WriteAdapter(hello, zero: false);
+        var export = CliRunner.Run("export", "onnx", Path.Combine(dir.Path, "model.gguf"), "--adapter", hello, "--out", onnx, "--precision", "fp32");
+        Assert.True(export.ExitCode == 0, export.Stderr);
+
+        var r = CliRunner.Run("eval", recipe, "--adapter", hello, "--onnx", onnx, "--no-baselines", "--json", "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var runners = doc.RootElement.GetProperty("runners").EnumerateArray().ToDictionary(x => x.GetProperty("name").GetString()!);
+        Assert.Equal(["tuned", "onnx"], runners.Keys);
+        double Exact(string runner) => runners[runner].GetProperty("metrics").GetProperty("exact_match").GetProperty("value").GetDouble();
+        Assert.Equal(1.0, Exact("tuned"));
+        Assert.Equal(Exact("tuned"), Exact("onnx")); // the merged fp32 export answers as the adapter on the base does
+        Assert.Contains(doc.RootElement.GetProperty("comparisons").EnumerateArray(), c => c.GetProperty("a").GetString() == "onnx" && c.GetProperty("b").GetString() == "tuned");
+        Assert.True(File.Exists(Path.Combine(dir.Path, "run", "answers-onnx.jsonl")));
+
+        var notExported = CliRunner.Run("eval", recipe, "--adapter", hello, "--onnx", dir.Path, "--no-baselines");
+        Assert.Equal(1, notExported.ExitCode);
+        Assert.Equal($"edgetune: {Path.Combine(dir.Path, "genai_config.json")}: no such file (ONNX Runtime GenAI needs it beside model.onnx; export with 'edgetune export onnx')", notExported.Stderr.TrimEnd());
+    }
+
+    [Fact]
     public void Errors_name_the_file_and_line_and_usage_errors_exit_2()
     {
         using var dir = new TempDir();

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
+using EdgeTune.Inference;
 using EdgeTune.Inference.LlamaCpp;
+using EdgeTune.Inference.Onnx;
 using EdgeTune.Core;
 using EdgeTune.Profiles.Bench;
 using EdgeTune.Profiles.Schema;
@@ -20,7 +22,9 @@ internal static class BenchCommand
     public static Command Create(CliConsole console)
     {
         var profile = new Option<string>("--profile") { Description = "A profile name, a .toml path, or 'auto' to recognise this board", Required = true };
-        var model = new Option<string>("--model") { Description = "The model to run, a .gguf file", Required = true };
+        var model = new Option<string>("--model") { Description = "The model to run: a .gguf file (llama.cpp) or a folder written by 'edgetune export onnx' (ONNX Runtime GenAI)", Required = true };
+        var runtimeName = new Option<string?>("--runtime") { Description = "llama.cpp (a .gguf) or onnx (a folder with genai_config.json); default: the one the model is for" };
+        runtimeName.AcceptOnlyFromAmong("llama.cpp", "onnx");
         var adapter = new Option<string?>("--adapter") { Description = "A GGUF LoRA adapter to apply" };
         var promptTokens = Positive(new Option<int>("--prompt-tokens") { Description = "Prompt length (llama-bench's pp)", DefaultValueFactory = _ => 512 });
         var genTokens = Positive(new Option<int>("--gen-tokens") { Description = "Tokens generated after the prompt (llama-bench's tg)", DefaultValueFactory = _ => 128 });
@@ -39,9 +43,10 @@ internal static class BenchCommand
             "Benchmark a model on this machine against a device profile: prompt and generation tokens/s (mean ± sd over repetitions, warm-up excluded), " +
             "time to first token and per-token latency percentiles, peak memory, power, energy per token and temperatures where sensors exist, throttling; " +
             "each figure against its budget and the bandwidth bound. Writes JSON, a Markdown summary and a PNG chart.\n\n" +
-            "Example: edgetune bench --profile jetson-orin-nano-8gb --model model-q4_k_m.gguf --repetitions 5")
+            "Example: edgetune bench --profile jetson-orin-nano-8gb --model model-q4_k_m.gguf --repetitions 5\n" +
+            "Example: edgetune bench --profile jetson-orin-nano-8gb --model model-onnx-int4 --runtime onnx")
         {
-            profile, model, adapter, promptTokens, genTokens, repetitions, warmup, threads, gpuLayers, json, outDir, failOnBudget, root,
+            profile, model, runtimeName, adapter, promptTokens, genTokens, repetitions, warmup, threads, gpuLayers, json, outDir, failOnBudget, root,
             Compare(console),
             TrainBenchCommand.Create(console),
         };
@@ -49,7 +54,13 @@ internal static class BenchCommand
         {
             var board = new SystemRoot(parse.GetValue(root) ?? "/");
             var (p, detected) = ProfilesCommand.ResolveProfile(parse.GetValue(profile)!, board);
-            string modelPath = parse.GetValue(model)!;
+            string modelPath = Path.TrimEndingDirectorySeparator(parse.GetValue(model)!);
+            if (!File.Exists(modelPath) && !Directory.Exists(modelPath)) throw new EdgeTuneException($"{modelPath}: no such file");
+            if (PickRuntime(modelPath, parse.GetValue(runtimeName)) is not { } runtime)
+            {
+                console.Error.WriteLine(MismatchMessage(modelPath, parse.GetValue(runtimeName)));
+                return Task.FromResult(CliApp.Usage);
+            }
             var request = new BenchmarkRequest
             {
                 Profile = p,
@@ -67,9 +78,6 @@ internal static class BenchCommand
                 Board = board,
                 DetectedProfile = detected is null ? null : $"{p.Name}: {detected}",
             };
-            if (!File.Exists(modelPath)) throw new EdgeTuneException($"{modelPath}: no such file");
-
-            var runtime = LlamaCppRuntime.Default;
             var report = console.WithProgress("bench", progress =>
                 Benchmark.Run(runtime, request, new SyncProgress<BenchProgress>(b => progress((double)b.Repetition / b.Total,
                     b.Phase == "done" ? "done" : $"repetition {b.Repetition + 1}/{b.Total}{(b.Warmup ? " (warm-up)" : "")}")), cancellationToken));
@@ -95,6 +103,23 @@ internal static class BenchCommand
         });
         return command;
     }
+
+    private static bool IsOnnxFolder(string path) => Directory.Exists(path) && File.Exists(Path.Combine(path, OnnxFolderConfig));
+
+    private const string OnnxFolderConfig = EdgeTune.Formats.Onnx.OnnxFolder.ConfigFile;
+
+    /// <summary>The runtime the model is for (a GGUF file: llama.cpp; an exported folder: ONNX Runtime GenAI), or null when the two disagree.</summary>
+    private static IInferenceRuntime? PickRuntime(string modelPath, string? requested)
+    {
+        string? fits = IsOnnxFolder(modelPath) ? "onnx" : File.Exists(modelPath) ? "llama.cpp" : null;
+        if (fits is null || (requested is not null && requested != fits)) return null;
+        return fits == "onnx" ? OnnxGenAiRuntime.Default : LlamaCppRuntime.Default;
+    }
+
+    private static string MismatchMessage(string modelPath, string? requested) =>
+        Directory.Exists(modelPath) && !IsOnnxFolder(modelPath)
+            ? $"edgetune: {modelPath}: a folder without {OnnxFolderConfig}; --model takes a .gguf file or a folder written by 'edgetune export onnx'"
+            : $"edgetune: {modelPath}: --runtime {requested} cannot run {(IsOnnxFolder(modelPath) ? "an ONNX folder (use --runtime onnx)" : "a GGUF file (use --runtime llama.cpp)")}";
 
     private static Option<int> Positive(Option<int> option)
     {

@@ -83,20 +83,21 @@ internal static class EvalCommand
         var adapter = new Option<string?>("--adapter") { Description = "The tuned adapter on the base model: a PEFT folder or a GGUF adapter (runner 'tuned'); default: the one `edgetune train` wrote to the recipe's [output].dir" };
         var gguf = new Option<string?>("--gguf") { Description = "The exported GGUF, run through llama.cpp as on the device (runner 'exported')" };
         var ggufAdapter = new Option<string?>("--gguf-adapter") { Description = "A GGUF LoRA adapter attached to --gguf in llama.cpp" };
+        var onnx = new Option<string?>("--onnx") { Description = "A folder written by 'edgetune export onnx', run through ONNX Runtime GenAI as the agent serves it (runner 'onnx')" };
         var noBaselines = new Option<bool>("--no-baselines") { Description = "Skip the base and few-shot runners" };
         var json = new Option<bool>("--json") { Description = "Print every runner's metrics with their 95% intervals, the paired tests and {\"verdict\": {\"tuned_better_than_baselines\": …}} as JSON" };
         var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp (0: all cores)" };
         var command = new Command("eval",
             "Evaluate on the held-out test split: the base model zero-shot and few-shot, the tuned model (--adapter, by default the adapter " +
             "`edgetune train RECIPE` wrote to the recipe's [output].dir; the output names the one used) and the exported " +
-            "artifact (--gguf, optionally with --gguf-adapter, through llama.cpp), every metric with a 95% bootstrap interval, paired tests " +
+            "artifacts (--gguf, optionally with --gguf-adapter, through llama.cpp; --onnx DIR through ONNX Runtime GenAI), every metric with a 95% bootstrap interval, paired tests " +
             "(McNemar for right/wrong metrics, paired bootstrap otherwise), the verdict (is tuned better than the best baseline with p < 0.05 " +
             "on the primary metric?), the cost of quantisation (exported − tuned) and a forgetting check (perplexity of base and tuned on " +
             "general text). A test split that overlaps training is refused. Answers are resumable; report.md, report.html and eval.json go " +
             "to the run folder. Progress on stderr.\n\n" +
-            "Examples:\n  edgetune eval recipe.toml\n  edgetune eval recipe.toml --adapter runs/recipe/adapter.gguf\n  edgetune eval recipe.toml --adapter lora.gguf --gguf model-q4_k_m.gguf --gguf-adapter lora.gguf --json")
+            "Examples:\n  edgetune eval recipe.toml\n  edgetune eval recipe.toml --adapter runs/recipe/adapter.gguf\n  edgetune eval recipe.toml --adapter lora.gguf --gguf model-q4_k_m.gguf --gguf-adapter lora.gguf --json\n  edgetune eval recipe.toml --adapter lora.gguf --onnx model-onnx-int4")
         {
-            recipe, adapter, gguf, ggufAdapter, noBaselines, json, threads,
+            recipe, adapter, gguf, ggufAdapter, onnx, noBaselines, json, threads,
         };
         command.SetAction(parse =>
         {
@@ -114,14 +115,15 @@ internal static class EvalCommand
                 if (found is not null) { tuned = found; fromRun = true; }
                 console.Error.WriteLine($"edgetune: {note}");
             }
-            if (tuned is null && parse.GetValue(gguf) is null && parse.GetValue(noBaselines))
+            if (tuned is null && parse.GetValue(gguf) is null && parse.GetValue(onnx) is null && parse.GetValue(noBaselines))
             {
-                console.Error.WriteLine("edgetune: nothing to run: give --adapter or --gguf, or drop --no-baselines");
+                console.Error.WriteLine("edgetune: nothing to run: give --adapter, --gguf or --onnx, or drop --no-baselines");
                 return CliApp.Usage;
             }
             var plan = Plan(r, tuned, parse.GetValue(gguf), parse.GetValue(ggufAdapter), parse.GetValue(threads)) with
             {
                 Baselines = !parse.GetValue(noBaselines),
+                Onnx = parse.GetValue(onnx) is { } folder ? OnnxFolderPath(folder) : null,
             };
             var outcome = Run(console, plan);
             EvalReportWriter.Write(outcome, plan.RunDir, $"Evaluation: {Path.GetFileName(r.File)}");
@@ -164,6 +166,14 @@ internal static class EvalCommand
         if (File.Exists(Path.Combine(dir, "model.gguf")))
             return (null, $"note: {dir} holds model.gguf (full fine-tuning), not an adapter: give --gguf {Path.Combine(dir, "model.gguf")} to evaluate it; baselines only");
         return (null, $"note: no trained adapter in {dir} (adapter.gguf or peft/): baselines only; run `edgetune train {r.File}` first, or give --adapter");
+    }
+
+    /// <summary>The --onnx folder, checked before any runner spends time: one line when it is not an exported folder.</summary>
+    private static string OnnxFolderPath(string folder)
+    {
+        if (!Directory.Exists(folder)) throw new EdgeTuneException($"{folder}: no such folder (--onnx takes a folder written by 'edgetune export onnx')");
+        EdgeTune.Formats.Onnx.OnnxFolder.ReadConfig(folder);
+        return Path.GetFullPath(folder);
     }
 
     internal static EvalPlan Plan(Recipe r, string? adapter, string? gguf, string? ggufAdapter, int threads)

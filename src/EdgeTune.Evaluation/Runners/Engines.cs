@@ -1,6 +1,7 @@
 using EdgeTune.Core;
 using EdgeTune.Inference;
 using EdgeTune.Inference.LlamaCpp;
+using EdgeTune.Inference.Onnx;
 using EdgeTune.Inference.Reference;
 
 namespace EdgeTune.Evaluation.Runners;
@@ -28,6 +29,15 @@ public static class Engines
             Exact = true,
         });
     }
+
+    /// <summary>A folder written by `edgetune export onnx` in ONNX Runtime GenAI on the CPU (the adapter was merged at export).</summary>
+    public static IInferenceModel Onnx(string folder, int threads = 0, int maxContext = 4096) =>
+        OnnxGenAiRuntime.Default.Open(new ModelOptions
+        {
+            Path = folder,
+            MaxContext = maxContext,
+            Threads = threads > 0 ? threads : Math.Max(1, Environment.ProcessorCount),
+        });
 
     /// <summary>EdgeTune's own reference forward (plain CPU float32): Hugging Face folders, GGUF files, PEFT or GGUF adapters merged.</summary>
     public static IInferenceModel Reference(string model, string? adapter = null) =>

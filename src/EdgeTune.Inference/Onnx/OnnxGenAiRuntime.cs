@@ -16,7 +16,7 @@ public sealed class OnnxGenAiRuntime : IInferenceRuntime
 {
     public static OnnxGenAiRuntime Default { get; } = new();
 
-    public string Key => "onnx_cpu";
+    public string Key => "onnxruntime_cpu"; // the device profiles' [runtimes] key
 
     public string Description => $"ONNX Runtime GenAI {Version} (CPU)";
 

@@ -39,9 +39,9 @@ public static class Benchmark
     {
         var settings = request.Settings;
         settings.Validate();
-        if (!File.Exists(request.ModelPath)) throw new EdgeTuneException($"{request.ModelPath}: no such file");
+        if (!File.Exists(request.ModelPath) && !Directory.Exists(request.ModelPath)) throw new EdgeTuneException($"{request.ModelPath}: no such file");
         if (request.AdapterPath is { } ap && !File.Exists(ap)) throw new EdgeTuneException($"{ap}: no such file");
-        var model = ModelShape.Read(request.ModelPath);
+        var model = BenchModel.Read(request.ModelPath);
         var adapter = request.AdapterPath is null ? null : AdapterShape.Read(request.AdapterPath);
         var profile = request.Profile;
         var notes = new List<string>();
@@ -86,6 +86,9 @@ public static class Benchmark
             {
                 // The whole measuring loop runs where the runtime computes (llama.cpp: its one inference thread).
                 using var loaded = runtime.Open(options, cancellationToken);
+                // An ONNX folder's context is its exported length (llama.cpp takes the one asked for): say so before GenAI's error.
+                if (loaded.ContextSize < settings.PromptTokens + settings.GenTokens)
+                    throw new EdgeTuneException($"{request.ModelPath}: --prompt-tokens {settings.PromptTokens} + --gen-tokens {settings.GenTokens} exceed the model's context of {loaded.ContextSize} tokens");
                 details = loaded.Run(session => session.Details, cancellationToken);
                 runs = loaded.Run(session => BenchRunner.Run(session, loaded.VocabularySize, settings, request.Time, progress, cancellationToken), cancellationToken);
                 peakRss = peakReset ? ProcessMemory.PeakResidentBytes() : null;
@@ -106,7 +109,7 @@ public static class Benchmark
 
         var measured = runs.Where(r => !r.Warmup).ToList();
         var results = Summarise(measured, settings, trace, sensors, peakMemory, peakRss, baselineRss, systemDrop);
-        var bound = Bound(model, adapter, settings, profile, results, options.KvType);
+        var bound = Bound(model, adapter, settings, profile, results);
         var budgets = CheckBudgets(profile, results);
         var spread = Spread(measured.Count, results);
 
@@ -127,14 +130,14 @@ public static class Benchmark
                 Sensors = sensors.Describe().ToList(),
             },
             Runtime = new RuntimeInfo(runtime.Key, runtime.Description, options.Threads, options.GpuLayers, options.ContextSize, options.BatchSize,
-                GgmlTypes.Name(options.KvType), details),
+                model.KvType ?? GgmlTypes.Name(options.KvType), details),
             Model = new ModelInfo
             {
                 Path = request.ModelPath,
                 Name = model.Name,
                 Architecture = model.Architecture,
-                Type = FitPlanner.FileTypeName(model),
-                FileBytes = new FileInfo(request.ModelPath).Length,
+                Type = model.Type,
+                FileBytes = model.FileBytes,
                 WeightBytes = model.WeightBytes,
                 Parameters = model.Parameters,
                 Adapter = adapter?.Path,
@@ -205,12 +208,11 @@ public static class Benchmark
         };
     }
 
-    internal static BoundInfo Bound(ModelShape model, AdapterShape? adapter, BenchSettings settings, DeviceProfile profile, ResultsInfo results, GgmlType kvType)
+    internal static BoundInfo Bound(BenchModel model, AdapterShape? adapter, BenchSettings settings, DeviceProfile profile, ResultsInfo results)
     {
         // Generation reads the KV cache of every earlier position; on average that is the prompt plus half the generated tokens.
         double meanContext = settings.PromptTokens + (settings.GenTokens + 1) / 2.0;
-        long kvPerPosition = MemoryMath.KvCacheBytes(model, 1, kvType);
-        long perToken = MemoryMath.WeightBytesReadPerToken(model.Tensors) + (adapter?.Bytes ?? 0) + (long)Math.Round(kvPerPosition * meanContext);
+        long perToken = model.WeightBytesReadPerToken + (adapter?.Bytes ?? 0) + (long)Math.Round(model.KvBytesPerPosition * meanContext);
         double bound = MemoryMath.DecodeBound(profile.Memory.Bandwidth.Value, perToken);
         string basis = string.Create(CultureInfo.InvariantCulture,
             $"{Units.FormatBytes(perToken)} read per token (weights with one embedding row{(adapter is null ? "" : ", adapter")}, KV cache at {meanContext:0.#} positions) at {profile.Memory.Bandwidth}");
