@@ -2,6 +2,7 @@ using EdgeTune.Export.Onnx;
 using EdgeTune.Models.Reference;
 using EdgeTune.Testing;
 using Xunit.Abstractions;
+using EdgeTune.Core.Numerics;
 
 namespace EdgeTune.Export.Tests;
 
@@ -16,7 +17,7 @@ public sealed class OnnxParityTests(ExportModels models, ITestOutputHelper outpu
         var reference = ReferenceModel.FromHuggingFace(hf);
         var prompt = TinyHfCheckpoint.Prompt(64, reference.Config.VocabSize, seed: 21);
         using var ort = new OrtDecoder(models.Export(name, OnnxPrecision.Fp32));
-        double error = Compare.RelativeL2(ort.Run(prompt), reference.Forward(prompt));
+        double error = LogitDistance.RelativeL2(ort.Run(prompt), reference.Forward(prompt));
         output.WriteLine($"{name}: ONNX Runtime fp32 vs reference, 64 positions: relative L2 {error:E2}");
         Assert.True(error <= 1e-4, $"{name}: relative L2 {error:E2}");
     }
@@ -33,8 +34,8 @@ public sealed class OnnxParityTests(ExportModels models, ITestOutputHelper outpu
         using var ort = new OrtDecoder(models.Export(name, OnnxPrecision.Fp32));
         var logits = new List<float>(ort.Run(sequence[..64]));
         for (int i = 64; i < 80; i++) logits.AddRange(ort.Run([sequence[i]]));
-        double prompt = Compare.RelativeL2(logits.ToArray().AsSpan(0, 64 * vocab), full.AsSpan(0, 64 * vocab));
-        double decode = Compare.RelativeL2(logits.ToArray().AsSpan(64 * vocab), full.AsSpan(64 * vocab));
+        double prompt = LogitDistance.RelativeL2(logits.ToArray().AsSpan(0, 64 * vocab), full.AsSpan(0, 64 * vocab));
+        double decode = LogitDistance.RelativeL2(logits.ToArray().AsSpan(64 * vocab), full.AsSpan(64 * vocab));
         output.WriteLine($"{name}: prompt of 64 then 16 cached decode steps vs a full forward: prompt {prompt:E2}, decode {decode:E2}");
         Assert.True(prompt <= 1e-4 && decode <= 1e-4, $"{name}: prompt {prompt:E2}, decode {decode:E2}");
     }
@@ -47,7 +48,7 @@ public sealed class OnnxParityTests(ExportModels models, ITestOutputHelper outpu
         var reference = ReferenceModel.FromGguf(gguf);
         var prompt = TinyHfCheckpoint.Prompt(64, reference.Config.VocabSize, seed: 23);
         using var ort = new OrtDecoder(models.Export(name, OnnxPrecision.Fp32, fromGguf: true));
-        double error = Compare.RelativeL2(ort.Run(prompt), reference.Forward(prompt));
+        double error = LogitDistance.RelativeL2(ort.Run(prompt), reference.Forward(prompt));
         output.WriteLine($"{name}: exported from GGUF ({reference.Rope} rope), ONNX Runtime vs reference: relative L2 {error:E2}");
         Assert.True(error <= 1e-4, $"{name}: relative L2 {error:E2}");
     }
@@ -69,11 +70,11 @@ public sealed class OnnxParityTests(ExportModels models, ITestOutputHelper outpu
         var prompt = TinyHfCheckpoint.Prompt(64, c.VocabSize, seed: 24);
         using var ort = new OrtDecoder(models.Export(name, OnnxPrecision.Int4));
         var int4 = ort.Run(prompt);
-        double error = Compare.RelativeL2(int4, dequantised.Forward(prompt));
+        double error = LogitDistance.RelativeL2(int4, dequantised.Forward(prompt));
         var exact = fp32.Forward(prompt);
-        double kl = Compare.MeanKl(exact, int4, c.VocabSize);
+        double kl = LogitDistance.MeanKl(exact, int4, c.VocabSize);
         output.WriteLine($"{name}: int4 (block 32) ONNX Runtime vs reference over dequantised weights: relative L2 {error:E2}; " +
-                         $"vs fp32: relative L2 {Compare.RelativeL2(int4, exact):E2}, mean KL(fp32 ‖ int4) {kl:E3} nats");
+                         $"vs fp32: relative L2 {LogitDistance.RelativeL2(int4, exact):E2}, mean KL(fp32 ‖ int4) {kl:E3} nats");
         Assert.True(error <= 1e-3, $"{name}: relative L2 {error:E2}");
     }
 }
@@ -89,7 +90,7 @@ public sealed class OnnxFp16Tests(ExportModels models, ITestOutputHelper output)
         var reference = ReferenceModel.FromHuggingFace(hf);
         var prompt = TinyHfCheckpoint.Prompt(64, reference.Config.VocabSize, seed: 25);
         using var ort = new OrtDecoder(models.Export(name, OnnxPrecision.Fp16));
-        double error = Compare.RelativeL2(ort.Run(prompt), reference.Forward(prompt));
+        double error = LogitDistance.RelativeL2(ort.Run(prompt), reference.Forward(prompt));
         output.WriteLine($"{name}: fp16 ONNX Runtime (CPU) vs fp32 reference: relative L2 {error:E2}");
         Assert.True(error <= 2e-2, $"{name}: relative L2 {error:E2}");
     }

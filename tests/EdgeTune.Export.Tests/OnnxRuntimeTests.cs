@@ -5,6 +5,7 @@ using EdgeTune.Inference.Onnx;
 using EdgeTune.Models.Reference;
 using EdgeTune.Testing;
 using Xunit.Abstractions;
+using EdgeTune.Core.Numerics;
 
 namespace EdgeTune.Export.Tests;
 
@@ -27,7 +28,7 @@ public sealed class OnnxRuntimeTests(ExportModels models, ITestOutputHelper outp
         var logits = model.Logits(prompt, from: 30);
         var reference = ReferenceModel.FromGguf(gguf).Forward(prompt);
         int vocab = model.VocabularySize;
-        double error = Compare.RelativeL2(logits, reference.AsSpan(30 * vocab));
+        double error = LogitDistance.RelativeL2(logits, reference.AsSpan(30 * vocab));
         output.WriteLine($"Logits(from 30) vs reference: relative L2 {error:E2}");
         Assert.True(error <= 1e-4, $"relative L2 {error:E2}");
     }

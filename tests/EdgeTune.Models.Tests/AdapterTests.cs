@@ -8,6 +8,7 @@ using EdgeTune.Models.Architectures;
 using EdgeTune.Models.Reference;
 using EdgeTune.Testing;
 using Xunit.Abstractions;
+using EdgeTune.Core.Numerics;
 
 namespace EdgeTune.Models.Tests;
 
@@ -43,10 +44,10 @@ public sealed class AdapterTests(TinyModels models, ITestOutputHelper output) : 
         var prompt = TinyHfCheckpoint.Prompt(64, o.Vocab, seed: 21);
         var expected = ReferenceModel.FromHuggingFace(merged).Forward(prompt);
         var adapter = LoraAdapter.Open(peft);
-        double onHf = Compare.RelativeL2(ReferenceModel.FromHuggingFace(hf, adapter: adapter).Forward(prompt), expected);
+        double onHf = LogitDistance.RelativeL2(ReferenceModel.FromHuggingFace(hf, adapter: adapter).Forward(prompt), expected);
         // On the GGUF, B's Q/K rows must follow llama.cpp's permuted layout.
-        double onGguf = Compare.RelativeL2(ReferenceModel.FromGguf(gguf, adapter: adapter).Forward(prompt), expected);
-        double effect = Compare.RelativeL2(ReferenceModel.FromHuggingFace(hf).Forward(prompt), expected);
+        double onGguf = LogitDistance.RelativeL2(ReferenceModel.FromGguf(gguf, adapter: adapter).Forward(prompt), expected);
+        double effect = LogitDistance.RelativeL2(ReferenceModel.FromHuggingFace(hf).Forward(prompt), expected);
         output.WriteLine($"{name} rsLoRA={rsLora}: PEFT on HF vs merged {onHf:E2}, PEFT on GGUF vs merged {onGguf:E2}; the adapter moves the logits by {effect:E2}");
         Assert.True(effect > 0.05, $"the adapter barely changes the logits ({effect:E2}); the test would prove nothing");
         Assert.True(onHf <= 1e-5, $"HF: relative L2 {onHf:E2}");
@@ -68,10 +69,10 @@ public sealed class AdapterTests(TinyModels models, ITestOutputHelper output) : 
         var prompt = TinyHfCheckpoint.Prompt(64, o.Vocab, seed: 22);
         var ours = ReferenceModel.FromGguf(gguf, adapter: adapter).Forward(prompt);
         var llama = LlamaCpp.AllLogits(gguf, prompt, ggufAdapter);
-        double vsLlama = Compare.RelativeL2(ours, llama);
+        double vsLlama = LogitDistance.RelativeL2(ours, llama);
         // The GGUF adapter on the HF folder needs the inverse permutation; the merged checkpoint is the judge.
         string merged = WriteMerged(dir.File("merged"), hf, o, lora, Scale(rsLora));
-        double onHf = Compare.RelativeL2(ReferenceModel.FromHuggingFace(hf, adapter: adapter).Forward(prompt),
+        double onHf = LogitDistance.RelativeL2(ReferenceModel.FromHuggingFace(hf, adapter: adapter).Forward(prompt),
             ReferenceModel.FromHuggingFace(merged).Forward(prompt));
         output.WriteLine($"{name} rsLoRA={rsLora}: ours (GGUF + GGUF adapter) vs llama.cpp with the adapter attached {vsLlama:E2}; GGUF adapter on HF vs merged {onHf:E2}");
         Assert.True(vsLlama <= 1e-3, $"vs llama.cpp: relative L2 {vsLlama:E2}");

@@ -6,6 +6,7 @@ using EdgeTune.Models.Conversion;
 using EdgeTune.Models.Reference;
 using EdgeTune.Testing;
 using Xunit.Abstractions;
+using EdgeTune.Core.Numerics;
 
 namespace EdgeTune.Models.Tests;
 
@@ -99,8 +100,8 @@ public sealed class ConverterTests(TinyModels models, ITestOutputHelper output) 
         }
         var prompt = TinyHfCheckpoint.Prompt(64, options.Vocab, 8);
         var reference = ReferenceModel.FromGguf(gguf).Forward(prompt);
-        double vsHf = Compare.RelativeL2(reference, ReferenceModel.FromHuggingFace(hf).Forward(prompt));
-        double vsLlama = Compare.RelativeL2(LlamaCpp.AllLogits(gguf, prompt), reference);
+        double vsHf = LogitDistance.RelativeL2(reference, ReferenceModel.FromHuggingFace(hf).Forward(prompt));
+        double vsLlama = LogitDistance.RelativeL2(LlamaCpp.AllLogits(gguf, prompt), reference);
         output.WriteLine($"{source}→{outType}: reference(GGUF) vs reference(HF) {vsHf:E2}; llama.cpp vs reference(GGUF) {vsLlama:E2}");
         // Same-precision copies are exact; F32→F16 rounds the weights. llama.cpp rounds activations to the weight type too.
         Assert.True(vsHf <= (source == SafetensorsDType.F32 ? 2e-3 : 1e-5), $"vs HF {vsHf:E2}");
@@ -121,7 +122,7 @@ public sealed class ConverterTests(TinyModels models, ITestOutputHelper output) 
             Assert.Equal(2u, (uint)file.Metadata["general.quantization_version"].Value);
         }
         var prompt = TinyHfCheckpoint.Prompt(64, options.Vocab, 8);
-        double error = Compare.RelativeL2(LlamaCpp.AllLogits(gguf, prompt), ReferenceModel.FromGguf(gguf).Forward(prompt));
+        double error = LogitDistance.RelativeL2(LlamaCpp.AllLogits(gguf, prompt), ReferenceModel.FromGguf(gguf).Forward(prompt));
         Assert.True(error <= 2e-2, $"{error:E2}");
     }
 

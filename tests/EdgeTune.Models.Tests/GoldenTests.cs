@@ -2,6 +2,7 @@ using System.Text.Json;
 using EdgeTune.Models.Reference;
 using EdgeTune.Testing;
 using Xunit.Abstractions;
+using EdgeTune.Core.Numerics;
 
 namespace EdgeTune.Models.Tests;
 
@@ -33,8 +34,8 @@ public sealed class GoldenTests(ITestOutputHelper output)
         int[] tokens = expected.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         float[] torchLogits = expected.RootElement.GetProperty("logits").EnumerateArray().Select(e => e.GetSingle()).ToArray();
 
-        double f32 = Compare.RelativeL2(ReferenceModel.FromHuggingFace(folder).Forward(tokens), torchLogits);
-        double f64 = Compare.RelativeL2(ReferenceModel.FromHuggingFace(folder, ReferencePrecision.Float64).Forward(tokens), torchLogits);
+        double f32 = LogitDistance.RelativeL2(ReferenceModel.FromHuggingFace(folder).Forward(tokens), torchLogits);
+        double f64 = LogitDistance.RelativeL2(ReferenceModel.FromHuggingFace(folder, ReferencePrecision.Float64).Forward(tokens), torchLogits);
         output.WriteLine($"{name}: ours vs PyTorch, relative L2 over {tokens.Length} positions: f32 {f32:E2}, f64 {f64:E2}");
         Assert.True(f32 <= 1e-4, $"f32 {f32:E2}");
         // f64 is limited by the fixture's 9 significant digits and by the rope factors, kept float32 as llama.cpp stores them.

@@ -1,6 +1,7 @@
 using EdgeTune.Models.Reference;
 using EdgeTune.Testing;
 using Xunit.Abstractions;
+using EdgeTune.Core.Numerics;
 
 namespace EdgeTune.Models.Tests;
 
@@ -19,7 +20,7 @@ public sealed class ParityTests(TinyModels models, ITestOutputHelper output) : I
         foreach (int length in PromptLengths)
         {
             var prompt = TinyHfCheckpoint.Prompt(length, ours.Config.VocabSize, seed: length);
-            double error = Compare.RelativeL2(ours.Forward(prompt), LlamaCpp.AllLogits(gguf, prompt));
+            double error = LogitDistance.RelativeL2(ours.Forward(prompt), LlamaCpp.AllLogits(gguf, prompt));
             worst = Math.Max(worst, error);
             Assert.True(error <= 1e-3, $"{name}, {length} tokens: relative L2 error {error:E2} against llama.cpp");
         }
@@ -36,7 +37,7 @@ public sealed class ParityTests(TinyModels models, ITestOutputHelper output) : I
         Assert.Equal(RopeStyle.Half, fromHf.Rope);
         Assert.Equal(fromHf.Config.Architecture == "llama" ? RopeStyle.Interleaved : RopeStyle.Half, fromGguf.Rope);
         var prompt = TinyHfCheckpoint.Prompt(72, fromHf.Config.VocabSize, seed: 5);
-        double error = Compare.RelativeL2(fromGguf.Forward(prompt), fromHf.Forward(prompt));
+        double error = LogitDistance.RelativeL2(fromGguf.Forward(prompt), fromHf.Forward(prompt));
         output.WriteLine($"{name}: reference on GGUF vs on HF: relative L2 {error:E2}");
         Assert.True(error <= 1e-5, $"{name}: relative L2 error {error:E2}");
     }
@@ -64,8 +65,8 @@ public sealed class ParityTests(TinyModels models, ITestOutputHelper output) : I
         var f32 = ReferenceModel.FromHuggingFace(hf);
         var prompt = TinyHfCheckpoint.Prompt(64, f64.Config.VocabSize, seed: 3);
         var logits64 = f64.Forward(prompt);
-        double vsF32 = Compare.RelativeL2(f32.Forward(prompt), logits64);
-        double vsLlama = Compare.RelativeL2(LlamaCpp.AllLogits(gguf, prompt), logits64);
+        double vsF32 = LogitDistance.RelativeL2(f32.Forward(prompt), logits64);
+        double vsLlama = LogitDistance.RelativeL2(LlamaCpp.AllLogits(gguf, prompt), logits64);
         output.WriteLine($"f32 vs f64: {vsF32:E2}; llama.cpp vs f64: {vsLlama:E2}");
         Assert.True(vsF32 <= 1e-5, $"f32 vs f64 {vsF32:E2}");
         Assert.True(vsLlama <= 1e-3, $"llama.cpp vs f64 {vsLlama:E2}");

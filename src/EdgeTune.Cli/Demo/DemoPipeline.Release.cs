@@ -16,6 +16,7 @@ using EdgeTune.Inference.Onnx;
 using EdgeTune.Models.Adapters;
 using EdgeTune.Models.Reference;
 using MQTTnet.Server;
+using EdgeTune.Core.Numerics;
 
 namespace EdgeTune.Cli.Demo;
 
@@ -58,8 +59,8 @@ internal sealed partial class DemoPipeline
         using var weights = ModelWeights.Open(basePath, LoraAdapter.Open(adapter));
         var dequantised = Int4Blocks.DequantisedReference(weights, options.BlockSize).Forward(prompt);
         var fp32 = ReferenceModel.FromWeights(weights).Forward(prompt);
-        double error = RelativeL2(actual, dequantised);
-        double kl = MeanKl(fp32, actual, weights.Config.VocabSize);
+        double error = LogitDistance.RelativeL2(actual, dequantised);
+        double kl = LogitDistance.MeanKl(fp32, actual, weights.Config.VocabSize);
         _o.WriteLine(string.Create(C, $"  ONNX Runtime vs our forward over the dequantised int4 weights, {prompt.Length} positions: relative L2 {error:E2} (bound {Int4Bound:0e0}); " +
                                       $"int4 vs fp32: mean KL {kl:E2} nats"));
         if (!(error <= Int4Bound))
@@ -173,45 +174,6 @@ internal sealed partial class DemoPipeline
         if (code != CliApp.Success)
             throw new EdgeTuneException($"edgetune {string.Join(' ', args.Take(2))} failed (exit {code}): {errors.ToString().Trim().Split('\n').LastOrDefault()}");
         return output.ToString();
-    }
-
-    private static double RelativeL2(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected)
-    {
-        if (actual.Length != expected.Length) throw new EdgeTuneException($"logits: {actual.Length} values against {expected.Length}");
-        double diff = 0, norm = 0;
-        for (int i = 0; i < actual.Length; i++)
-        {
-            double d = (double)actual[i] - expected[i];
-            diff += d * d;
-            norm += (double)expected[i] * expected[i];
-        }
-        return Math.Sqrt(diff / norm);
-    }
-
-    /// <summary>Mean over positions of KL(p ‖ q) of the softmaxed rows.</summary>
-    private static double MeanKl(float[] p, float[] q, int vocab)
-    {
-        double total = 0;
-        int rows = p.Length / vocab;
-        for (int t = 0; t < rows; t++)
-        {
-            var lp = LogSoftmax(p.AsSpan(t * vocab, vocab));
-            var lq = LogSoftmax(q.AsSpan(t * vocab, vocab));
-            for (int i = 0; i < vocab; i++) total += Math.Exp(lp[i]) * (lp[i] - lq[i]);
-        }
-        return total / rows;
-    }
-
-    private static double[] LogSoftmax(ReadOnlySpan<float> row)
-    {
-        double max = double.NegativeInfinity;
-        foreach (var v in row) max = Math.Max(max, v);
-        double sum = 0;
-        foreach (var v in row) sum += Math.Exp(v - max);
-        double log = max + Math.Log(sum);
-        var result = new double[row.Length];
-        for (int i = 0; i < row.Length; i++) result[i] = row[i] - log;
-        return result;
     }
 
     /// <summary>An MQTT broker inside the demo's process (MQTTnet.Server) on a free loopback port, with persistent sessions.</summary>

@@ -1,12 +1,15 @@
-namespace EdgeTune.Testing;
+namespace EdgeTune.Core.Numerics;
 
-/// <summary>How far one output is from another: the parity tests' measures, in double.</summary>
-public static class Compare
+/// <summary>
+/// How far one model's logits are from another's, in double: the parity checks' relative L2 and the KL of the
+/// softmaxes (the demo's ONNX check, the export and model parity tests).
+/// </summary>
+public static class LogitDistance
 {
     /// <summary>‖a − b‖₂ / ‖b‖₂, computed in double.</summary>
     public static double RelativeL2(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
-        if (a.Length != b.Length) throw new ArgumentException($"lengths differ: {a.Length} and {b.Length}");
+        if (a.Length != b.Length) throw new EdgeTuneException($"{a.Length} values against {b.Length}: nothing to compare");
         double diff = 0, norm = 0;
         for (int i = 0; i < a.Length; i++)
         {
