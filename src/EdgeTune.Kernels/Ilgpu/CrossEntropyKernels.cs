@@ -10,7 +10,7 @@ namespace EdgeTune.Kernels.Ilgpu;
 //             and, for the backward, logits ← gradScale·(softmax − onehot) in place (0 where target = −1)
 //   dHidden[chunk] = dlogits·head (overwritten);  dHead += dlogitsᵀ·hidden[chunk]
 // Row losses come back as floats and are summed in double on the host, in row order.
-public sealed partial class IlgpuBackend
+public sealed unsafe partial class IlgpuBackend
 {
     private Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, CrossEntropyShape>? _crossEntropyRows;
 
@@ -55,7 +55,7 @@ public sealed partial class IlgpuBackend
                     rows, c, vocab, accumulate: false);
             if (dHead is not null)
                 Gemm(DenseGemm, new DenseSource(logitsChunk, 1, vocab), new DenseSource(hiddenChunk, c, 1), dHeadView, vocab, c, rows, accumulate: true);
-            losses.SubView(0, rows).CopyToCPU(ref MemoryMarshal.GetArrayDataReference(hostLosses), rows);
+            fixed (float* pinned = hostLosses) losses.SubView(0, rows).CopyToCPU(ref *pinned, rows);
             for (int r = 0; r < rows; r++) total += hostLosses[r];
         }
         return total;

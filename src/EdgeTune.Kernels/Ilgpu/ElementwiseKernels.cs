@@ -5,7 +5,7 @@ namespace EdgeTune.Kernels.Ilgpu;
 
 // Elementwise ops and the sum-of-squares reduction. Grid-stride kernels: thread i of `stride` threads handles
 // elements i, i + stride, … so buffers longer than int.MaxValue need no special launch.
-public sealed partial class IlgpuBackend
+public sealed unsafe partial class IlgpuBackend
 {
     private Action<Index1D, ArrayView<float>, ArrayView<float>, float, long>? _addScaled;
     private Action<Index1D, ArrayView<float>, float, long>? _scale;
@@ -49,7 +49,7 @@ public sealed partial class IlgpuBackend
         var partials = _partialSums.View.SubView(0, threads);
         _sumOfSquares(threads, b, partials, threads);
         var host = new double[threads];
-        partials.CopyToCPU(ref host[0], threads);
+        fixed (double* pinned = host) partials.CopyToCPU(ref *pinned, threads);
         double sum = 0;
         foreach (double p in host) sum += p; // fixed order: the result does not depend on scheduling
         return sum;

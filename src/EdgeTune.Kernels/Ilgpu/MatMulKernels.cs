@@ -15,7 +15,7 @@ namespace EdgeTune.Kernels.Ilgpu;
 // Two kernels: one thread per output (the CPU accelerator, where barriers are emulated with OS threads), and
 // 64×64 shared-memory tiles with 4×4 outputs per thread (CUDA). Both sum over the inner index in ascending
 // order with a separate multiply and add, so they give the same bits (barring FMA contraction by ptxas).
-public sealed partial class IlgpuBackend
+public sealed unsafe partial class IlgpuBackend
 {
     /// <summary>Threads per side of a tiled GEMM group (16×16 = 256 threads).</summary>
     internal const int Tile = 16;
@@ -70,7 +70,8 @@ public sealed partial class IlgpuBackend
         long padded = (expected + 3) & ~3L;
         var buffer = _accelerator.Allocate1D<byte>(padded);
         buffer.View.MemSetToZero();
-        buffer.View.SubView(0, expected).CopyFromCPU(ref MemoryMarshal.GetReference(data), expected);
+        _accelerator.Synchronize(); // the queued zeroing must not land after the host copy
+        fixed (byte* pinned = data) buffer.View.SubView(0, expected).CopyFromCPU(ref *pinned, expected);
         var source = new FrozenSource
         {
             Bytes = buffer.View,
