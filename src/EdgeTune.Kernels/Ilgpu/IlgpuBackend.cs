@@ -12,7 +12,7 @@ namespace EdgeTune.Kernels.Ilgpu;
 /// tests only (it emulates GPU threads and is orders of magnitude slower than the managed CpuBackend).
 /// Every op is a static kernel with value-type parameters, compiled once on first use and cached (the nullable
 /// delegate fields at the top of each per-op file); everything runs on the accelerator's default stream, in
-/// order, and an upload or a download synchronises first (host copies are not ordered after queued work).
+/// order, and a download synchronises.
 /// Host memory is pinned (<c>fixed</c>) for every copy: ILGPU's CPU copies take the address of the ref they are given,
 /// and a compacting GC moving an unpinned array mid-copy left CI reading zeros back. No float atomics anywhere: every result is deterministic. One op per file (<c>Ilgpu/*Kernels.cs</c>), forward and backward together.
 /// </summary>
@@ -135,8 +135,6 @@ public sealed unsafe partial class IlgpuBackend : IComputeBackend
         Shapes.NonNegative(length, nameof(length));
         var buffer = _accelerator.Allocate1D<float>(Math.Max(length, 1));
         buffer.View.MemSetToZero();
-        // The zeroing is queued on the stream; a host copy into the buffer must not overtake it.
-        _accelerator.Synchronize();
         return new IlgpuBuffer(this, buffer, length);
     }
 
@@ -146,8 +144,6 @@ public sealed unsafe partial class IlgpuBackend : IComputeBackend
         if (source.Length != t.Length)
             throw new ArgumentException($"source holds {source.Length} values, target {t.Length}", nameof(source));
         if (source.IsEmpty) return;
-        // The host copy is not ordered after work queued on the stream (a kernel still reading the target): wait first.
-        _accelerator.Synchronize();
         fixed (float* pinned = source) t.CopyFromCPU(ref *pinned, source.Length);
     }
 
@@ -157,18 +153,13 @@ public sealed unsafe partial class IlgpuBackend : IComputeBackend
         if (target.Length != s.Length)
             throw new ArgumentException($"target holds {target.Length} values, source {s.Length}", nameof(target));
         if (target.IsEmpty) return;
-        _accelerator.Synchronize(); // every queued kernel has written its output before the host reads it
         fixed (float* pinned = target) s.CopyToCPU(ref *pinned, target.Length);
     }
 
     public void Zero(DeviceBuffer buffer)
     {
         var b = View(buffer, nameof(buffer));
-        if (b.Length > 0)
-        {
-            b.MemSetToZero();
-            _accelerator.Synchronize(); // as in Allocate
-        }
+        if (b.Length > 0) b.MemSetToZero();
     }
 
     public void Copy(DeviceBuffer source, DeviceBuffer target)

@@ -70,7 +70,6 @@ public sealed unsafe partial class IlgpuBackend
         long padded = (expected + 3) & ~3L;
         var buffer = _accelerator.Allocate1D<byte>(padded);
         buffer.View.MemSetToZero();
-        _accelerator.Synchronize(); // the queued zeroing must not land after the host copy
         fixed (byte* pinned = data) buffer.View.SubView(0, expected).CopyFromCPU(ref *pinned, expected);
         var source = new FrozenSource
         {
