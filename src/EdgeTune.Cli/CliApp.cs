@@ -45,7 +45,18 @@ public static class CliApp
             return Usage;
         }
 
-        var parse = root.Parse(args);
+        ParseResult parse;
+        try
+        {
+            parse = root.Parse(args);
+        }
+        catch (InvalidOperationException e) when (e.Message.StartsWith("Cannot parse argument", StringComparison.Ordinal))
+        {
+            // System.CommandLine runs an option's validators even when its value did not convert, and reading the
+            // value there throws: one usage line for every command's validators, not a stack trace.
+            stderr.WriteLine($"edgetune: {OneLine(e.Message)}");
+            return Usage;
+        }
         if (parse.Errors.Count > 0 && !RequestsHelp(args))
         {
             foreach (var error in parse.Errors) stderr.WriteLine($"edgetune: {error.Message}");

@@ -157,6 +157,14 @@ public sealed class FleetRolloutTests
         Assert.Equal(0, help.ExitCode);
         foreach (var option in new[] { "--broker", "--devices", "--canary", "--min-score", "--trust", "--url", "--timeout", "--json" }) Assert.Contains(option, help.Stdout);
 
+        // A value that is not a number: one usage line (the options' validators used to throw a stack trace).
+        foreach (var (option, value) in new[] { ("--canary", "x"), ("--timeout", "soon") })
+        {
+            var notANumber = CliRunner.Run("fleet", "rollout", "b.etb", "--trust", "k.pub", "--broker", "mqtt://127.0.0.1:1", "--devices", "*", option, value);
+            Assert.Equal(2, notANumber.ExitCode);
+            Assert.Equal($"edgetune: Cannot parse argument '{value}' for option '{option}' as expected type 'System.{(option == "--canary" ? "Int32" : "Double")}'.", notANumber.Stderr.TrimEnd());
+        }
+
         var noDevices = CliRunner.Run("fleet", "rollout", "b.etb", "--trust", "k.pub", "--broker", "mqtt://127.0.0.1:1", "--canary", "1");
         Assert.Equal(2, noDevices.ExitCode);
         Assert.Contains("--devices", noDevices.Stderr);
