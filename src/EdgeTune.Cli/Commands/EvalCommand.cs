@@ -204,6 +204,7 @@ internal static class EvalCommand
             FewShot = r.Eval.FewShot,
             MaxNewTokens = r.Eval.MaxNewTokens,
             Adapter = adapter is null ? null : Path.GetFullPath(adapter),
+            AdapterBase = r.Model.AddTokens.Count > 0 ? r.AdapterBase : null,
             Gguf = gguf is null ? null : Path.GetFullPath(gguf),
             GgufAdapter = ggufAdapter is null ? null : Path.GetFullPath(ggufAdapter),
             GeneralTextFile = r.Eval.GeneralText,
