@@ -146,6 +146,15 @@ public interface IComputeBackend : IDisposable
         float gradScale, DeviceBuffer? dHidden, DeviceBuffer? dHead);
 
     /// <summary>
+    /// The output head fused with cross-entropy and a distillation term over the teacher's top-k entries (see
+    /// <see cref="Reference.Distill{T}"/> for the formulas), chunked like <see cref="CrossEntropy"/>: no (N,V) matrix.
+    /// teacherIds, teacherLogProbs: (N,K), K = settings.TopK, read at the rows with a target. Gradients are of
+    /// gradScale·((1 − α)·CE + α·T²·D), dHidden overwritten and dHead accumulated as in <see cref="CrossEntropy"/>.
+    /// </summary>
+    DistillLossSums Distill(DeviceBuffer hidden, DeviceBuffer head, ReadOnlySpan<int> targets, ReadOnlySpan<int> teacherIds,
+        ReadOnlySpan<float> teacherLogProbs, DistillSettings settings, int n, int c, int vocab, float gradScale, DeviceBuffer? dHidden, DeviceBuffer? dHead);
+
+    /// <summary>
     /// One AdamW step (Loshchilov and Hutter: decoupled weight decay, bias-corrected moments), step ≥ 1:
     /// m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; p −= lr·(m̂/(√v̂ + ε) + wd·p).
     /// </summary>

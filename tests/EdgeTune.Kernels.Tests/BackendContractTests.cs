@@ -310,6 +310,73 @@ public abstract class BackendContractTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(DistillDivergence.ForwardKl, 0.0, 1.0, 1.0)]
+    [InlineData(DistillDivergence.ReverseKl, 1.0, 2.0, 0.5)]
+    [InlineData(DistillDivergence.Jsd, 0.5, 0.7, 0.9)]
+    [InlineData(DistillDivergence.Jsd, 0.0, 1.0, 0.3)]
+    public void Distill(DistillDivergence divergence, double beta, double temperature, double alpha)
+    {
+        int c = 16, vocab = 37, k = 8;
+        float[] head = UniformF(vocab * c, 2, 2);
+        var settings = new DistillSettings(divergence, beta, temperature, alpha, k);
+        foreach (int n in Sizes)
+        {
+            float[] hidden = UniformF(n * c, 1, 2), dHead0 = UniformF(vocab * c, 3);
+            int[] targets = Tokens(n, vocab, 4);
+            for (int i = 1; i < n; i += 5) targets[i] = -1;
+            int[] ids = new int[n * k];
+            float[] logProbs = UniformF(n * k, 5, 3);
+            for (int r = 0; r < n; r++)
+            {
+                // k distinct ids per row, as a teacher's top-k are
+                var perm = Tokens(vocab, 1 << 20, 6 + r).Select((key, v) => (key, v)).OrderBy(p => p.key).Select(p => p.v).Take(k).ToArray();
+                perm.CopyTo(ids, r * k);
+                var row = logProbs.AsSpan(r * k, k);
+                float max = row.ToArray().Max(), lse = max + MathF.Log(row.ToArray().Sum(x => MathF.Exp(x - max)));
+                for (int i = 0; i < k; i++) row[i] -= lse;
+            }
+            var (bh, bw) = (Up(hidden), Up(head));
+            var (bdh, bdw) = (Up(UniformF(n * c, 9)), Up(dHead0));
+            var sums = Backend.Distill(bh, bw, targets, ids, logProbs, settings, n, c, vocab, 0.25f, bdh, bdw);
+            var lossOnly = Backend.Distill(bh, bw, targets, ids, logProbs, settings, n, c, vocab, 0.25f, null, null);
+
+            double[] dh = new double[n * c], dw = D(dHead0);
+            var expected = Reference.Distill<double>(D(hidden), D(head), targets, ids, D(logProbs), settings, n, c, vocab, 0.25, dh, dw);
+            Assert.Equal(expected.CrossEntropy, sums.CrossEntropy, Math.Abs(expected.CrossEntropy) * Tolerance + 1e-9);
+            Assert.Equal(expected.Distill, sums.Distill, Math.Abs(expected.Distill) * Tolerance + 1e-6);
+            Assert.Equal(expected.Distill, lossOnly.Distill, Math.Abs(expected.Distill) * Tolerance + 1e-6);
+            Close($"dHidden (N={n})", dh, bdh);
+            Close($"dHead (N={n})", dw, bdw);
+        }
+    }
+
+    [Fact]
+    public void DistillFromItselfIsZero()
+    {
+        int n = 5, c = 8, vocab = 23, k = 6;
+        float[] hidden = UniformF(n * c, 1, 2), head = UniformF(vocab * c, 2, 2);
+        var logits = new double[n * vocab];
+        Reference.MatMul<double>(D(hidden), D(head), logits, n, c, vocab, accumulate: false);
+        int[] ids = new int[n * k];
+        float[] logProbs = new float[n * k];
+        for (int r = 0; r < n; r++)
+        {
+            var top = Enumerable.Range(0, vocab).OrderByDescending(v => logits[r * vocab + v]).Take(k).ToArray();
+            double max = logits[r * vocab + top[0]], lse = max + Math.Log(top.Sum(v => Math.Exp(logits[r * vocab + v] - max)));
+            for (int i = 0; i < k; i++) (ids[r * k + i], logProbs[r * k + i]) = (top[i], (float)(logits[r * vocab + top[i]] - lse));
+        }
+        int[] targets = [0, -1, 3, 7, 22];
+        foreach (var divergence in new[] { DistillDivergence.ForwardKl, DistillDivergence.ReverseKl, DistillDivergence.Jsd })
+        {
+            var (bdh, bdw) = (Backend.Allocate(n * c), Backend.Allocate(vocab * c));
+            var sums = Backend.Distill(Up(hidden), Up(head), targets, ids, logProbs, new DistillSettings(divergence, 0.5, 1.5, 1, k), n, c, vocab, 1, bdh, bdw);
+            Assert.True(Math.Abs(sums.Distill) < 1e-5, $"{divergence}: D = {sums.Distill}");
+            Assert.All(Down(bdh), g => Assert.True(Math.Abs(g) < 1e-5, $"{divergence}: ∂/∂hidden = {g}"));
+            Assert.All(Down(bdw), g => Assert.True(Math.Abs(g) < 1e-5, $"{divergence}: ∂/∂head = {g}"));
+        }
+    }
+
     [Fact]
     public void AdamW()
     {

@@ -249,6 +249,18 @@ internal sealed class NaiveBackend : IComputeBackend
         return total;
     }
 
+    public DistillLossSums Distill(DeviceBuffer hidden, DeviceBuffer head, ReadOnlySpan<int> targets, ReadOnlySpan<int> teacherIds, ReadOnlySpan<float> teacherLogProbs,
+        DistillSettings settings, int n, int c, int vocab, float gradScale, DeviceBuffer? dHidden, DeviceBuffer? dHead)
+    {
+        var dh = dHidden is null ? [] : new double[(long)n * c];
+        var dw = dHead is null ? [] : Array.ConvertAll(S(dHead).ToArray(), x => (double)x);
+        var sums = Reference.Distill<double>(Array.ConvertAll(S(hidden).ToArray(), x => (double)x), Array.ConvertAll(S(head).ToArray(), x => (double)x),
+            targets, teacherIds, Array.ConvertAll(teacherLogProbs.ToArray(), x => (double)x), settings, n, c, vocab, gradScale, dh, dw);
+        if (dHidden is not null) for (int i = 0; i < dh.Length; i++) S(dHidden)[i] = (float)dh[i];
+        if (dHead is not null) for (int i = 0; i < dw.Length; i++) S(dHead)[i] = (float)dw[i];
+        return sums;
+    }
+
     public void AdamW(DeviceBuffer parameters, DeviceBuffer gradients, DeviceBuffer m, DeviceBuffer v, float learningRate, float beta1, float beta2, float epsilon, float weightDecay, int step)
     {
         var P = S(parameters); var G = S(gradients); var M = S(m); var V = S(v);

@@ -18,6 +18,24 @@ public sealed unsafe partial class CpuBackend
         float gradScale, DeviceBuffer? dHidden, DeviceBuffer? dHead)
     {
         Reference.CheckCrossEntropy(hidden.Length, head.Length, targets, n, c, vocab);
+        return HeadLoss(hidden, head, targets, null, null, default, n, c, vocab, gradScale, dHidden, dHead).CrossEntropy;
+    }
+
+    // The distillation term rides on the same logits block: per row, before the softmax overwrites it, the K student
+    // logits at the teacher's ids are gathered and Reference.DistillRow (O(K), scalar) gives τ²·D and its dlogits,
+    // added at those ids after the cross-entropy's (scaled by 1 − α). The head's two GEMMs are shared.
+    public DistillLossSums Distill(DeviceBuffer hidden, DeviceBuffer head, ReadOnlySpan<int> targets, ReadOnlySpan<int> teacherIds,
+        ReadOnlySpan<float> teacherLogProbs, DistillSettings settings, int n, int c, int vocab, float gradScale, DeviceBuffer? dHidden, DeviceBuffer? dHead)
+    {
+        Reference.CheckDistill(hidden.Length, head.Length, targets, teacherIds, teacherLogProbs.Length, settings, n, c, vocab);
+        int k = settings.TopK;
+        return HeadLoss(hidden, head, targets, teacherIds[..(n * k)].ToArray(), teacherLogProbs[..(n * k)].ToArray(), settings,
+            n, c, vocab, gradScale, dHidden, dHead);
+    }
+
+    private DistillLossSums HeadLoss(DeviceBuffer hidden, DeviceBuffer head, ReadOnlySpan<int> targets, int[]? teacherIds, float[]? teacherLogProbs,
+        DistillSettings settings, int n, int c, int vocab, float gradScale, DeviceBuffer? dHidden, DeviceBuffer? dHead)
+    {
         if (dHidden is not null) Shapes.Require(dHidden.Length, (long)n * c, nameof(dHidden), $"(N={n},C={c})");
         if (dHead is not null) Shapes.Require(dHead.Length, (long)vocab * c, nameof(dHead), $"(V={vocab},C={c})");
         float* ph = Of(hidden, nameof(hidden)).Pointer, pw = Of(head, nameof(head)).Pointer;
@@ -26,6 +44,11 @@ public sealed unsafe partial class CpuBackend
         bool gradients = pdh != null || pdw != null;
         int[] ids = targets[..n].ToArray();
         var losses = new double[n];
+        var divergences = new double[n];
+        int k = settings.TopK;
+        bool distill = teacherIds is not null;
+        float alpha = distill ? (float)settings.Alpha : 0f;
+        float ceScale = gradScale * (1 - alpha);
         float[] logits = ArrayPool<float>.Shared.Rent(CrossEntropyRows * vocab);
         try
         {
@@ -41,14 +64,26 @@ public sealed unsafe partial class CpuBackend
                         var row = new Span<float>(block + (long)r * vocab, vocab);
                         int target = ids[r0 + r];
                         if (target < 0) { row.Clear(); return; }
+                        Span<float> z = stackalloc float[0], dz = stackalloc float[0];
+                        if (distill)
+                        {
+                            z = k <= 256 ? stackalloc float[k] : new float[k];
+                            dz = k <= 256 ? stackalloc float[k] : new float[k];
+                            var ids = teacherIds.AsSpan((r0 + r) * k, k);
+                            for (int i = 0; i < k; i++) z[i] = row[ids[i]];
+                            divergences[r0 + r] = Reference.DistillRow<float>(z, teacherLogProbs.AsSpan((r0 + r) * k, k), settings, gradScale * alpha, dz);
+                        }
                         float max = TensorPrimitives.Max(row), logit = row[target];
                         TensorPrimitives.Subtract(row, max, row);
                         TensorPrimitives.Exp(row, row);
                         float sum = TensorPrimitives.Sum(row);
                         losses[r0 + r] = (double)max + Math.Log(sum) - logit;
                         if (!gradients) return;
-                        TensorPrimitives.Multiply(row, gradScale / sum, row);
-                        row[target] -= gradScale;
+                        TensorPrimitives.Multiply(row, ceScale / sum, row);
+                        row[target] -= ceScale;
+                        if (!distill) return;
+                        var at = teacherIds.AsSpan((r0 + r) * k, k);
+                        for (int i = 0; i < k; i++) row[at[i]] += dz[i];
                     });
                     if (pdh != null)
                         AxpyGrid(rows, c, (a0, count, c0, width) =>
@@ -63,8 +98,9 @@ public sealed unsafe partial class CpuBackend
         {
             ArrayPool<float>.Shared.Return(logits);
         }
-        double loss = 0;
+        double loss = 0, divergence = 0;
         foreach (double l in losses) loss += l;
-        return loss;
+        foreach (double d in divergences) divergence += d;
+        return new DistillLossSums(loss, divergence);
     }
 }
