@@ -30,6 +30,7 @@ public static class CliApp
             BenchCommand.Create(console),
             DataCommand.Create(console),
             TrainCommand.Create(console),
+            DistillCommand.Create(console),
             EvalCommand.Baseline(console),
             EvalCommand.Eval(console),
             ReviewCommand.Create(console),

@@ -17,8 +17,10 @@ public sealed record Recipe
     public required TrainSection Train { get; init; }
     public required OutputSection Output { get; init; }
     public required EvalSection Eval { get; init; }
+    /// <summary>[distill]: a teacher to distil from; null trains on the labels alone.</summary>
+    public DistillSection? Distill { get; init; }
 
-    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval"];
+    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval", "distill"];
 
     /// <summary>
     /// The base the run's adapter belongs to: with [model] add_tokens the run writes its own base.gguf (the vocabulary
@@ -49,6 +51,9 @@ public sealed record Recipe
         string Resolve(string p) => Path.GetFullPath(Path.Combine(dir, p));
 
         var adapter = AdapterSection.Read(top.Sub("adapter"));
+        var output = OutputSection.Read(top.Sub("output"), Resolve, file);
+        var distill = root.Items.Any(i => i.Key == "distill") ? DistillSection.Read(top.Sub("distill"), Resolve) : null;
+        if (distill is { Logits: "" }) distill = distill with { Logits = Path.Combine(output.Dir, DistillSection.DefaultLogitsFile) };
         return new Recipe
         {
             File = file,
@@ -56,8 +61,9 @@ public sealed record Recipe
             Data = DataSection.Read(top.Sub("data"), Resolve),
             Adapter = adapter,
             Train = TrainSection.Read(top.Sub("train"), adapter.Method),
-            Output = OutputSection.Read(top.Sub("output"), Resolve, file),
+            Output = output,
             Eval = EvalSection.Read(top.Sub("eval"), Resolve),
+            Distill = distill,
         };
     }
 }
@@ -260,5 +266,64 @@ public sealed record OutputSection
     {
         s.RefuseUnknown(["dir"]);
         return new OutputSection { Dir = resolve(s.String("dir") is { Length: > 0 } d ? d : Path.Combine("runs", Path.GetFileNameWithoutExtension(recipeFile))) };
+    }
+}
+
+public enum DistillLoss { ForwardKl, ReverseKl, Jsd }
+
+/// <summary>
+/// [distill]: knowledge distillation from a teacher sharing the student's tokenizer. The loss is
+/// (1 − alpha)·CE(labels) + alpha·T²·D(teacher ‖ student) over the teacher's top_k tokens per response position,
+/// D = forward KL (default), reverse KL or the generalised JSD with beta. The teacher's top-k log-probabilities are
+/// computed once (edgetune distill teacher) into <see cref="Logits"/> and reused while the data, teacher and template
+/// stay the same.
+/// </summary>
+public sealed record DistillSection
+{
+    /// <summary>A GGUF file (run by llama.cpp, any quantisation) or a Hugging Face folder (run by EdgeTune's engine).</summary>
+    public required string Teacher { get; init; }
+    /// <summary>A LoRA adapter (GGUF for a GGUF teacher, PEFT folder or GGUF for a folder) applied to the teacher.</summary>
+    public string? TeacherAdapter { get; init; }
+    public DistillLoss Loss { get; init; } = DistillLoss.ForwardKl;
+    /// <summary>The generalised JSD's β (jsd only): 0 is forward KL, 1 reverse KL.</summary>
+    public double Beta { get; init; } = 0.5;
+    public double Temperature { get; init; } = 1.0;
+    /// <summary>The weight of the distillation term; 1 − alpha weighs the cross-entropy to the labels.</summary>
+    public double Alpha { get; init; } = 0.5;
+    public int TopK { get; init; } = 64;
+    /// <summary>The teacher's top-k file (default: teacher-topk.bin in the run folder).</summary>
+    public required string Logits { get; init; }
+
+    public const string DefaultLogitsFile = "teacher-topk.bin";
+
+    private TomlSection? _section;
+
+    /// <summary>An error at one of the section's keys (file:line when the key is written), for checks that need the models.</summary>
+    public TomlConfigException Error(string key, string message) =>
+        _section?.Error(key, message) ?? new TomlConfigException($"[distill].{key}: {message}");
+
+    internal static DistillSection Read(TomlSection s, Func<string, string> resolve)
+    {
+        s.RefuseUnknown(["teacher", "teacher_adapter", "loss", "beta", "temperature", "alpha", "top_k", "logits"]);
+        var d = new DistillSection { Teacher = "", Logits = "" };
+        var loss = s.Choice("loss", "forward_kl", "reverse_kl", "jsd") switch
+        {
+            "reverse_kl" => DistillLoss.ReverseKl,
+            "jsd" => DistillLoss.Jsd,
+            _ => DistillLoss.ForwardKl,
+        };
+        if (s.Has("beta") && loss != DistillLoss.Jsd) throw s.Error("beta", "beta applies to loss = \"jsd\" only");
+        return new DistillSection
+        {
+            Teacher = resolve(s.RequiredString("teacher", "the teacher: a GGUF file or a Hugging Face folder")),
+            TeacherAdapter = s.String("teacher_adapter") is { Length: > 0 } a ? resolve(a) : null,
+            Loss = loss,
+            Beta = s.Number("beta", 0, 1) ?? d.Beta,
+            Temperature = s.Number("temperature", 1e-3, 1e3) ?? d.Temperature,
+            Alpha = s.Number("alpha", 0, 1) ?? d.Alpha,
+            TopK = s.Int("top_k", 1, 1 << 20) ?? d.TopK,
+            Logits = s.String("logits") is { Length: > 0 } l ? resolve(l) : "",
+            _section = s,
+        };
     }
 }

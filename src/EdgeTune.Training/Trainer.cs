@@ -11,6 +11,7 @@ using EdgeTune.Models.Chat;
 using EdgeTune.Recipes;
 using EdgeTune.Training.Batching;
 using EdgeTune.Training.Checkpoints;
+using EdgeTune.Training.Distillation;
 using EdgeTune.Training.Model;
 using EdgeTune.Training.Optim;
 
@@ -56,11 +57,8 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
                 (added.EndOfTurnId is int eot ? $"; end of turn {marker} (id {eot}) ends generation in llama.cpp" : marker is null ? "" : $"; the template's end of turn {marker} is not among them"));
         }
         using var weights = BaseWeights.Open(basePath);
-        var (template, tokenizer, _) = Templater.LoadModel(basePath);
-        if (r.Model.ChatTemplate is { } custom) template = ChatTemplate.FromText(custom, $"{r.File}: model.chat_template");
+        var (template, tokenizer, templater, readOptions) = Templating(r, basePath);
         if (template.EndOfTurnWarning(tokenizer) is { } endOfTurn) Say($"warning: {endOfTurn}");
-        var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = r.Train.MaxSeqLen, TrainOnInputs = r.Data.TrainOnInputs });
-        var readOptions = new ReadOptions { Fields = r.Data.Map.Count == 0 ? FieldMapping.Default : FieldMapping.Parse(string.Join(",", r.Data.Map)) };
 
         var (train, trainFindings) = TrainingExamples.Load(r.Data.Train, templater, readOptions);
         foreach (var f in trainFindings.Where(f => f.Severity != Severity.Info).Take(5)) Say(f.ToString());
@@ -68,6 +66,12 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         if (train.Count == 0) throw new EdgeTuneException($"{r.Data.Train}: no usable training example (see the findings above)");
         List<TrainingExample>? eval = null;
         if (r.Data.Eval is { } evalPath) eval = TrainingExamples.Load(evalPath, templater, readOptions).Examples;
+
+        // Before the student is built: a teacher that does not fit is one line, not a wasted load.
+        var teacher = r.Distill is null ? null : TeacherFor(r, basePath, tokenizer, train, weights.Config.VocabSize, rebuild: false, Say, cancel);
+        var distillSettings = r.Distill is { } ds ? TeacherLogits.Settings(ds) : default;
+        var indexOf = new Dictionary<TrainingExample, int>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < train.Count; i++) indexOf[train[i]] = i;
 
         var setup = TrainingSetup.From(r) with { AddedTokens = addedRows };
         using var model = new TrainableLlama(weights, setup, backend);
@@ -116,7 +120,8 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         for (int step = state.Step; step < total; step++)
         {
             cancel.ThrowIfCancellationRequested();
-            var micro = Enumerable.Range(0, accum).Select(i => TrainingExamples.Collate(MicroBatch((long)step * accum + i), padId)).ToList();
+            var microExamples = Enumerable.Range(0, accum).Select(i => MicroBatch((long)step * accum + i)).ToList();
+            var micro = microExamples.Select(e => TrainingExamples.Collate(e, padId)).ToList();
             int targets = micro.Sum(b => b.TrainedTokens);
             model.ZeroGradients();
             double lossSum = 0;
@@ -124,7 +129,13 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
             {
                 var mb = micro[i];
                 ulong seed = TrainableLlama.Mix(r.Train.Seed ^ TrainableLlama.Mix(((ulong)step << 16) | (uint)i));
-                lossSum += model.Step(mb.Tokens, mb.Targets, mb.Size, mb.SeqLen, train: true, gradScale: 1f / targets, seed);
+                TeacherRows? teacherRows = null;
+                if (teacher is not null)
+                {
+                    var (ids, logProbs) = teacher.Collate([.. microExamples[i].Select(e => indexOf[e])], train, mb.SeqLen);
+                    teacherRows = new TeacherRows(ids, logProbs, distillSettings);
+                }
+                lossSum += model.Step(mb.Tokens, mb.Targets, mb.Size, mb.SeqLen, train: true, gradScale: 1f / targets, seed, teacherRows);
                 tokensSeen += mb.Tokens.Length;
             }
             double loss = lossSum / targets;
@@ -202,6 +213,40 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         }
         string? curve = LossCurve.TryWrite(metricsPath, Path.Combine(runDir, "loss.png"));
         return new TrainResult(runDir, state.Step, lastLoss, lastEval, state.BestStep == 0 ? null : state.BestStep, gguf, peft, merged, metricsPath, curve, stop);
+    }
+
+    private static (ChatTemplate Template, Models.Tokenizers.ITokenizer Tokenizer, Templater Templater, ReadOptions Read) Templating(Recipe r, string basePath)
+    {
+        var (template, tokenizer, _) = Templater.LoadModel(basePath);
+        if (r.Model.ChatTemplate is { } custom) template = ChatTemplate.FromText(custom, $"{r.File}: model.chat_template");
+        var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = r.Train.MaxSeqLen, TrainOnInputs = r.Data.TrainOnInputs });
+        var readOptions = new ReadOptions { Fields = r.Data.Map.Count == 0 ? FieldMapping.Default : FieldMapping.Parse(string.Join(",", r.Data.Map)) };
+        return (template, tokenizer, templater, readOptions);
+    }
+
+    private static TeacherLogits TeacherFor(Recipe r, string basePath, Models.Tokenizers.ITokenizer tokenizer, List<TrainingExample> train, int vocabulary,
+        bool rebuild, Action<string>? say, CancellationToken cancel)
+    {
+        var distill = r.Distill!;
+        VocabularyCheck.Require(distill.Teacher, basePath, tokenizer);
+        if (distill.TopK > vocabulary)
+            throw distill.Error("top_k", $"top_k {distill.TopK} is larger than the vocabulary ({vocabulary} tokens of {basePath})");
+        return TeacherLogits.Ensure(r, train, vocabulary, rebuild, say, cancel);
+    }
+
+    /// <summary>
+    /// `edgetune distill teacher`: the teacher's top-k file for a recipe's training split, computed when missing or
+    /// stale, reused when up to date. [model] add_tokens is refused: the teacher would need the resized vocabulary.
+    /// </summary>
+    public static TeacherLogits PrepareTeacher(Recipe r, Action<string>? say, CancellationToken cancel = default)
+    {
+        if (r.Distill is null) throw new EdgeTuneException($"{r.File}: no [distill] section (teacher = \"…\" names the model to distil from)");
+        if (r.Model.AddTokens.Count > 0) throw new EdgeTuneException($"{r.File}: [model] add_tokens with [distill] is not supported: the teacher must share the student's vocabulary");
+        using var weights = BaseWeights.Open(r.Model.Base);
+        var (_, tokenizer, templater, readOptions) = Templating(r, r.Model.Base);
+        var (train, _) = TrainingExamples.Load(r.Data.Train, templater, readOptions);
+        if (train.Count == 0) throw new EdgeTuneException($"{r.Data.Train}: no usable training example (run `edgetune data check`)");
+        return TeacherFor(r, r.Model.Base, tokenizer, train, weights.Config.VocabSize, rebuild: true, say, cancel);
     }
 
     /// <summary>

@@ -292,7 +292,15 @@ public sealed class TrainableLlama : IDisposable
     /// row with a target ≠ −1, and (when <paramref name="train"/>) the backward, accumulating gradScale·∂loss/∂θ into
     /// <see cref="Gradients"/>. Returns the summed loss over the rows with a target.
     /// </summary>
-    public double Step(int[] tokens, int[] targets, int batch, int seqLen, bool train, float gradScale, ulong dropoutSeed)
+    public double Step(int[] tokens, int[] targets, int batch, int seqLen, bool train, float gradScale, ulong dropoutSeed) =>
+        Step(tokens, targets, batch, seqLen, train, gradScale, dropoutSeed, null);
+
+    /// <summary>
+    /// <see cref="Step(int[], int[], int, int, bool, float, ulong)"/> with a distillation term: with
+    /// <paramref name="teacher"/> the loss at each row with a target is (1 − α)·CE + α·T²·D over the teacher's top-k
+    /// entries of that row (<see cref="IComputeBackend.Distill"/>), and so are the gradients.
+    /// </summary>
+    public double Step(int[] tokens, int[] targets, int batch, int seqLen, bool train, float gradScale, ulong dropoutSeed, TeacherRows? teacher)
     {
         var c = Config;
         int n = batch * seqLen;
@@ -314,8 +322,11 @@ public sealed class TrainableLlama : IDisposable
         }
         _b.RmsNormForward(a.X(n), _outNorm.Value!, a.FinalNorm(n), a.FinalRstd(n), n, c.HiddenSize, (float)c.RmsEpsilon);
         if (train && _headScratch is not null) _b.Zero(_headScratch);
-        double loss = _b.CrossEntropy(a.FinalNorm(n), _head.Value!, targets, n, c.HiddenSize, c.VocabSize, gradScale,
-            train ? a.DHidden(n) : null, train ? _head.Grad ?? _headScratch : null);
+        double loss = teacher is null
+            ? _b.CrossEntropy(a.FinalNorm(n), _head.Value!, targets, n, c.HiddenSize, c.VocabSize, gradScale,
+                train ? a.DHidden(n) : null, train ? _head.Grad ?? _headScratch : null)
+            : _b.Distill(a.FinalNorm(n), _head.Value!, targets, teacher.Ids, teacher.LogProbs, teacher.Settings, n, c.HiddenSize, c.VocabSize, gradScale,
+                train ? a.DHidden(n) : null, train ? _head.Grad ?? _headScratch : null).Total(teacher.Settings.Alpha);
         if (!train) return loss;
         if (_headScratch is not null) _b.AddScaled(_addedHead!.Grad!, _headScratch.Slice(AddedRowsOffset, _addedHead.Grad!.Length), 1f);
 
@@ -501,3 +512,6 @@ public sealed class TrainableLlama : IDisposable
         foreach (var d in _owned) d.Dispose();
     }
 }
+
+/// <summary>A batch's teacher entries for <see cref="TrainableLlama.Step(int[], int[], int, int, bool, float, ulong, TeacherRows?)"/>: (N,K) ids and log-probabilities.</summary>
+public sealed record TeacherRows(int[] Ids, float[] LogProbs, DistillSettings Settings);
