@@ -79,4 +79,43 @@ public class RecipeTests
         var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[eval]\nmetrics = [\"bleu\"]\n", "x.toml"));
         Assert.StartsWith("x.toml:6:1: eval.metrics: 'bleu' is not a metric", e.Message);
     }
+
+    private const string Student = "[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n";
+
+    [Fact]
+    public void Distill_keys_parse_with_their_defaults()
+    {
+        var none = Recipe.Parse(Student, "/r/x.toml");
+        Assert.Null(none.Distill);
+        var d = Recipe.Parse(Student + "[distill]\nteacher = \"big.gguf\"\n", "/r/x.toml").Distill!;
+        Assert.Equal("/r/big.gguf", d.Teacher);
+        Assert.Equal(DistillLoss.ForwardKl, d.Loss);
+        Assert.Equal(1.0, d.Temperature);
+        Assert.Equal(0.5, d.Alpha);
+        Assert.Equal(64, d.TopK);
+        Assert.Equal("/r/runs/x/teacher-topk.bin", d.Logits);
+        var jsd = Recipe.Parse(Student + "[distill]\nteacher = \"hf\"\nteacher_adapter = \"a.gguf\"\nloss = \"jsd\"\nbeta = 0.1\ntemperature = 2.0\nalpha = 0.9\ntop_k = 16\nlogits = \"k.bin\"\n", "/r/x.toml").Distill!;
+        Assert.Equal(("/r/a.gguf", DistillLoss.Jsd, 0.1, 2.0, 0.9, 16, "/r/k.bin"), (jsd.TeacherAdapter, jsd.Loss, jsd.Beta, jsd.Temperature, jsd.Alpha, jsd.TopK, jsd.Logits));
+    }
+
+    [Theory]
+    [InlineData("[distill]\ntemperature = 2.0\n", "x.toml:5:2: distill.teacher: required")]
+    [InlineData("[distill]\nteacher = \"t\"\nloss = \"kl\"\n", "x.toml:7:1: distill.loss: 'kl' is not one of forward_kl, reverse_kl, jsd")]
+    [InlineData("[distill]\nteacher = \"t\"\nbeta = 0.5\n", "x.toml:7:1: distill.beta: beta applies to loss = \"jsd\" only")]
+    [InlineData("[distill]\nteacher = \"t\"\nalpha = 1.5\n", "x.toml:7:1: distill.alpha:")]
+    [InlineData("[distill]\nteacher = \"t\"\ntop_k = 0\n", "x.toml:7:1: distill.top_k:")]
+    [InlineData("[distill]\nteacher = \"t\"\ntemperature = 0\n", "x.toml:7:1: distill.temperature:")]
+    [InlineData("[distill]\nteacher = \"t\"\ntopk = 8\n", "x.toml:7:1: distill.topk: unknown key")]
+    public void Distill_mistakes_name_the_line(string section, string expected)
+    {
+        var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse(Student + section, "x.toml"));
+        Assert.StartsWith(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Distill_checks_made_later_still_name_the_line()
+    {
+        var d = Recipe.Parse(Student + "[distill]\nteacher = \"t\"\ntop_k = 900\n", "x.toml").Distill!;
+        Assert.StartsWith("x.toml:7:1: distill.top_k: too big", d.Error("top_k", "too big").Message, StringComparison.Ordinal);
+    }
 }
