@@ -22,10 +22,12 @@ public sealed record TrainBenchConfig
     public string BaseQuant { get; init; } = "nf4";
     public int WarmupSteps { get; init; } = 1;
     public int Steps { get; init; } = 5;
+    /// <summary>With K &gt; 0 the loss is the distillation head's over random teacher top-K rows (forward KL, alpha 0.5).</summary>
+    public int DistillTopK { get; init; }
 
     public string Describe() =>
         $"{Method.ToString().ToLowerInvariant()}{(Method == TuningMethod.Qlora ? $" ({BaseQuant})" : "")}: dim {Embedding}, {Layers} layers, {Heads} heads ({KvHeads} KV), FFN {FeedForward}, vocab {Vocab}, " +
-        $"seq {SeqLen}, batch {Batch}{(Method == TuningMethod.Full ? "" : $", rank {Rank} on q k v o gate up down")}";
+        $"seq {SeqLen}, batch {Batch}{(Method == TuningMethod.Full ? "" : $", rank {Rank} on q k v o gate up down")}{(DistillTopK > 0 ? $", KD top {DistillTopK}" : "")}";
 }
 
 public sealed record TrainBenchResult(TrainBenchConfig Config, string Backend, double TokensPerSecond, double StepMilliseconds, double[] StepMs,
@@ -60,6 +62,20 @@ public static class TrainingBenchmark
         var targets = tokens.Skip(1).Append(-1).ToArray();
         for (int s = 1; s <= b.Batch; s++) targets[s * b.SeqLen - 1] = -1;
         int count = targets.Count(t => t >= 0);
+        TeacherRows? teacher = null;
+        if (b.DistillTopK > 0)
+        {
+            // Random distinct ids per row with normalised log-probabilities: the kernel's cost does not depend on their values.
+            int k = Math.Min(b.DistillTopK, model.VocabSize);
+            var ids = new int[n * k];
+            var logProbs = new float[n * k];
+            for (int r = 0; r < n; r++)
+            {
+                int start = rng.Next(model.VocabSize);
+                for (int i = 0; i < k; i++) (ids[r * k + i], logProbs[r * k + i]) = ((start + i * 7) % model.VocabSize, -MathF.Log(k));
+            }
+            teacher = new TeacherRows(ids, logProbs, new DistillSettings(DistillDivergence.ForwardKl, 0, 1, 0.5, k));
+        }
         resetPeakMemory?.Invoke();
         double loss = 0;
         var times = new List<double>();
@@ -67,7 +83,7 @@ public static class TrainingBenchmark
         {
             var clock = Stopwatch.StartNew();
             m.ZeroGradients();
-            loss = m.Step(tokens, targets, b.Batch, b.SeqLen, train: true, 1f / count, (ulong)step) / count;
+            loss = m.Step(tokens, targets, b.Batch, b.SeqLen, train: true, 1f / count, (ulong)step, teacher) / count;
             backend.AdamW(m.Parameters, m.Gradients, mom, vel, 1e-4f, 0.9f, 0.999f, 1e-8f, 0f, step + 1);
             backend.SumOfSquares(mom.Slice(0, 1)); // a read-back: a device backend has finished the step
             double ms = clock.Elapsed.TotalMilliseconds;

@@ -183,6 +183,15 @@ public class DistillCommandTests
         Assert.False(File.Exists(dir.File("x.jsonl")));
     }
 
+    [Fact]
+    public void Bench_train_times_each_method_with_and_without_the_distillation_head()
+    {
+        var r = CliRunner.Run("bench", "train", "--small", "--device", "cpu", "--threads", "2", "--method", "lora", "--steps", "1", "--distill-top-k", "8");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("| lora |", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("| lora + KD top 8 |", r.Stdout, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("distill")]
     [InlineData("distill", "teacher")]

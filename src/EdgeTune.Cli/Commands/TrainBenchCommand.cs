@@ -24,13 +24,16 @@ internal static class TrainBenchCommand
         var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 4 };
         var small = new Option<bool>("--small") { Description = "A tiny shape (dim 64, 2 layers, seq 32) for a quick check of the harness" };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON" };
+        var distillTopK = new Option<int>("--distill-top-k") { Description = "Also time each method with the distillation head over K teacher entries per position (the KD term's cost)" };
+        distillTopK.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--distill-top-k must not be negative"); });
         var command = new Command("train",
             "Measure training throughput: full optimizer steps (forward, loss, backward, AdamW) of a synthetic llama of a fixed shape " +
             "(default: dim 256, 4 layers, 8 heads (4 KV), FFN 688, vocab 4096, sequence 256, batch 4; LoRA rank 8 on all seven targets), " +
             "for LoRA, QLoRA (NF4) and full fine-tuning. Prints tokens/s, step time and the memory of every part.\n\n" +
-            "Example: edgetune bench train --device cpu --steps 5")
+            "With --distill-top-k K each method runs again with knowledge distillation over K teacher entries (forward KL, alpha 0.5).\n\n" +
+            "Example: edgetune bench train --device cpu --steps 5\n         edgetune bench train --method lora --distill-top-k 64")
         {
-            method, device, threads, steps, seq, batch, small, json,
+            method, device, threads, steps, seq, batch, small, json, distillTopK,
         };
         command.SetAction((parse, cancel) =>
         {
@@ -50,10 +53,13 @@ internal static class TrainBenchCommand
             foreach (var m in methods)
             {
                 cancel.ThrowIfCancellationRequested();
-                var config = baseConfig with { Method = m };
-                console.Error.WriteLine(config.Describe());
-                results.Add(TrainingBenchmark.Run(config, backend, work, new SyncProgress<string>(line => console.Error.WriteLine("  " + line)),
-                    () => ProcessMemory.ResetPeak(), ProcessMemory.PeakResidentBytes));
+                foreach (int k in parse.GetValue(distillTopK) > 0 ? new[] { 0, parse.GetValue(distillTopK) } : [0])
+                {
+                    var config = baseConfig with { Method = m, DistillTopK = k };
+                    console.Error.WriteLine(config.Describe());
+                    results.Add(TrainingBenchmark.Run(config, backend, work, new SyncProgress<string>(line => console.Error.WriteLine("  " + line)),
+                        () => ProcessMemory.ResetPeak(), ProcessMemory.PeakResidentBytes));
+                }
             }
             if (parse.GetValue(json))
             {
@@ -66,7 +72,7 @@ internal static class TrainBenchCommand
             console.Out.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
             foreach (var r in results)
                 console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {r.Config.Method.ToString().ToLowerInvariant()} | {r.TokensPerSecond:F0} | {r.StepMilliseconds:F0} | {Mib(r.FrozenLinearBytes)} | {Mib(r.FrozenOtherBytes)} | {r.TrainableParameters:N0} | {Mib(r.TrainableParameters * 12)} | {Mib(r.ActivationBytes)} | {(r.PeakResidentBytes is { } p ? Mib(p) : "n/a")} |"));
+                    $"| {r.Config.Method.ToString().ToLowerInvariant()}{(r.Config.DistillTopK > 0 ? $" + KD top {r.Config.DistillTopK}" : "")} | {r.TokensPerSecond:F0} | {r.StepMilliseconds:F0} | {Mib(r.FrozenLinearBytes)} | {Mib(r.FrozenOtherBytes)} | {r.TrainableParameters:N0} | {Mib(r.TrainableParameters * 12)} | {Mib(r.ActivationBytes)} | {(r.PeakResidentBytes is { } p ? Mib(p) : "n/a")} |"));
             return Task.FromResult(CliApp.Success);
         });
         return command;
