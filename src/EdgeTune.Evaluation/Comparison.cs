@@ -40,6 +40,30 @@ public static class Comparer
 {
     public const string Base = "base";
     public const string FewShot = "few_shot";
+    public const string RetrievedFewShot = "retrieved_few_shot";
+    public const string Rag = "rag";
+    /// <summary>Runners that need no training, in the order they are run and reported.</summary>
+    public static readonly string[] Baselines = [Base, FewShot, RetrievedFewShot, Rag];
+
+    /// <summary>A baseline's name in plain words, for sentences.</summary>
+    public static string PlainName(string runner) => runner switch
+    {
+        Base => "The base model zero-shot",
+        FewShot => "Fixed few-shot",
+        RetrievedFewShot => "Retrieved few-shot",
+        Rag => "RAG",
+        _ => runner,
+    };
+
+    /// <summary>The baseline with the best value of <paramref name="metric"/> (by its direction); null when none computed it.</summary>
+    public static RunnerResult? BestBaseline(IReadOnlyList<RunnerResult> runners, string metric)
+    {
+        var baselines = runners.Where(r => Baselines.Contains(r.Runner) && r.Metric(metric) is not null).ToList();
+        if (baselines.Count == 0) return null;
+        bool higher = baselines[0].Metric(metric)!.HigherIsBetter;
+        // Ties go to the cheaper baseline (the earlier one in Baselines): MaxBy/MinBy keep the first.
+        return higher ? baselines.MaxBy(r => r.Metric(metric)!.Value.Value) : baselines.MinBy(r => r.Metric(metric)!.Value.Value);
+    }
     public const string Tuned = "tuned";
     public const string Exported = "exported";
     public const string Onnx = "onnx";
@@ -53,11 +77,12 @@ public static class Comparer
         var pairs = new List<(string A, string B)>();
         if (answers.ContainsKey(Tuned))
         {
-            foreach (var b in new[] { Base, FewShot }) if (answers.ContainsKey(b)) pairs.Add((Tuned, b));
+            foreach (var b in Baselines) if (answers.ContainsKey(b)) pairs.Add((Tuned, b));
             if (answers.ContainsKey(Exported)) pairs.Add((Exported, Tuned));
             if (answers.ContainsKey(Onnx)) pairs.Add((Onnx, Tuned));
         }
-        else if (answers.ContainsKey(Base) && answers.ContainsKey(FewShot)) pairs.Add((FewShot, Base));
+        else if (answers.ContainsKey(Base))
+            foreach (var b in Baselines.Skip(1)) if (answers.ContainsKey(b)) pairs.Add((b, Base));
         var result = new List<PairedComparison>();
         foreach (var (a, b) in pairs)
         {
@@ -90,11 +115,9 @@ public static class Comparer
         var tuned = runners.FirstOrDefault(r => r.Runner == Tuned);
         if (tuned is null)
             return new Verdict(false, primary, null, null, null, null, null, null, null, "no tuned model was evaluated (train first: edgetune train RECIPE, or give --adapter)");
-        var baselines = runners.Where(r => r.Runner is Base or FewShot && r.Metric(primary) is not null).ToList();
         var t = tuned.Metric(primary) ?? throw new EdgeTuneException($"the primary metric {primary} was not computed (e.g. nll needs answers within the context)");
         bool higher = t.HigherIsBetter;
-        var best = baselines.Count == 0 ? null
-            : (higher ? baselines.MaxBy(r => r.Metric(primary)!.Value.Value) : baselines.MinBy(r => r.Metric(primary)!.Value.Value));
+        var best = BestBaseline(runners, primary);
         double? bestValue = best?.Metric(primary)!.Value.Value;
         var test = best is null ? null : comparisons.FirstOrDefault(c => c.A == Tuned && c.B == best.Runner && c.Metric == primary)?.Test;
         bool better = best is not null && test is not null &&

@@ -17,8 +17,9 @@ public sealed record Recipe
     public required TrainSection Train { get; init; }
     public required OutputSection Output { get; init; }
     public required EvalSection Eval { get; init; }
+    public BaselineSection Baseline { get; init; } = new();
 
-    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval"];
+    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval", "baseline"];
 
     public static Recipe Load(string file)
     {
@@ -49,6 +50,7 @@ public sealed record Recipe
             Train = TrainSection.Read(top.Sub("train"), adapter.Method),
             Output = OutputSection.Read(top.Sub("output"), Resolve, file),
             Eval = EvalSection.Read(top.Sub("eval"), Resolve),
+            Baseline = BaselineSection.Read(top.Sub("baseline"), Resolve),
         };
     }
 }

@@ -106,9 +106,13 @@ public sealed class Chunker(ChunkingOptions options)
         return level is >= 1 and <= 6 && level < line.Length && line[level] == ' ' ? level : 0;
     }
 
+    /// <summary>
+    /// A word's tokens on its own, cached: the packing estimate (a chunk's own count is exact). Without a leading space,
+    /// since SentencePiece tokenizers add their own word-start marker and would count a second one.
+    /// </summary>
     private int WordTokens(string word)
     {
-        if (!wordTokens.TryGetValue(word, out int n)) wordTokens[word] = n = Math.Max(1, options.Tokenize(" " + word).Length);
+        if (!wordTokens.TryGetValue(word, out int n)) wordTokens[word] = n = Math.Max(1, options.Tokenize(word).Length);
         return n;
     }
 

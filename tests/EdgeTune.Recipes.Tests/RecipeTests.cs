@@ -59,6 +59,9 @@ public class RecipeTests
     [InlineData("[data]\ntrain = \"t\"\n", "x.toml:1:1: model.base: required")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[trian]\n", "x.toml:5:2: trian: unknown key")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\ndevice = \"tpu\"\n", "x.toml:6:1: train.device: 'tpu' is not one of auto, cuda, cpu")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\ntop_k = 0\n", "x.toml:6:1: baseline.top_k:")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\nchunk_tokens = 64\nchunk_overlap = 64\n", "x.toml:7:1: baseline.chunk_overlap: 64 must be below chunk_tokens (64)")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\nknowlege = \"docs\"\n", "x.toml:6:1: baseline.knowlege: unknown key")]
     public void Mistakes_name_the_place(string text, string expected)
     {
         var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse(text, "x.toml"));
@@ -78,5 +81,14 @@ public class RecipeTests
         Assert.Equal(9UL, r.Eval.Seed);
         var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[eval]\nmetrics = [\"bleu\"]\n", "x.toml"));
         Assert.StartsWith("x.toml:6:1: eval.metrics: 'bleu' is not a metric", e.Message);
+    }
+
+    [Fact]
+    public void Baseline_keys_parse_with_their_defaults()
+    {
+        var plain = Recipe.Parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n", "/r/x.toml");
+        Assert.Equal((null, null, 256, 32, 4), (plain.Baseline.RetrievedFewShot, plain.Baseline.Knowledge, plain.Baseline.ChunkTokens, plain.Baseline.ChunkOverlap, plain.Baseline.TopK));
+        var r = Recipe.Parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\nknowledge = \"docs/\"\nchunk_tokens = 64\ntop_k = 2\nretrieved_few_shot = 0\n", "/r/x.toml");
+        Assert.Equal(("/r/docs/", 64, 16, 2, 0), (r.Baseline.Knowledge, r.Baseline.ChunkTokens, r.Baseline.ChunkOverlap, r.Baseline.TopK, r.Baseline.RetrievedFewShot));
     }
 }

@@ -51,7 +51,7 @@ public static class ProductKnowledge
             var md = new StringBuilder($"# {product}\n\nProduct notes for support agents.\n");
             foreach (var f in facts)
             {
-                md.Append($"\n## {f.Section}\n\n{f.Gold} {Filler[rng.Next(Filler.Length)]}\n\n{Filler[rng.Next(Filler.Length)]}\n");
+                md.Append($"\n## {f.Section}\n\n{f.Gold}\n\n{Filler[rng.Next(Filler.Length)]} {Filler[rng.Next(Filler.Length)]}\n");
                 questions.Add(new Question(f.Question, f.Answer, file, f.Gold));
             }
             File.WriteAllText(Path.Combine(folder, file), md.ToString());
