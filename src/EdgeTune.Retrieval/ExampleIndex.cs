@@ -18,7 +18,7 @@ public sealed class ExampleIndex : IDisposable
         connection.Open();
         using (var create = connection.CreateCommand())
         {
-            create.CommandText = "CREATE VIRTUAL TABLE examples USING fts5(text, tokenize = 'porter unicode61')";
+            create.CommandText = "CREATE VIRTUAL TABLE examples USING fts5(text, tokenize = 'porter unicode61'); CREATE VIRTUAL TABLE examples_vocab USING fts5vocab(examples, 'row')";
             create.ExecuteNonQuery();
         }
         using var tx = connection.BeginTransaction();
@@ -39,10 +39,11 @@ public sealed class ExampleIndex : IDisposable
     public int Count => ids.Count;
 
     /// <summary>The ids of the <paramref name="k"/> examples most similar to <paramref name="query"/>, best first (ties in insertion order).</summary>
-    public IReadOnlyList<string> Search(string query, int k)
+    public IReadOnlyList<string> Search(string query, int k) =>
+        FtsQuery.Search(connection, "examples_vocab", query, ids.Count, k, match => SearchMatch(match, k));
+
+    private List<string> SearchMatch(string match, int k)
     {
-        string match = FtsQuery.AnyWord(query);
-        if (match.Length == 0 || k <= 0) return [];
         using var cmd = connection.CreateCommand();
         cmd.CommandText = "SELECT rowid FROM examples WHERE examples MATCH $q ORDER BY bm25(examples), rowid LIMIT $k";
         cmd.Parameters.AddWithValue("$q", match);

@@ -242,6 +242,7 @@ public sealed class KnowledgeIndex : IDisposable
         Exec(db, "CREATE INDEX chunks_file ON chunks(file)");
         // The text lives in the FTS5 table (rowid = chunks.id); porter stemming so 'returns' finds 'return'.
         Exec(db, "CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, text, tokenize = 'porter unicode61')");
+        Exec(db, "CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row')");
     }
 
     private static void DeleteFile(SqliteConnection db, string path)
@@ -277,8 +278,11 @@ public sealed class KnowledgeIndex : IDisposable
     /// <summary>The <paramref name="k"/> chunks bm25() ranks best for <paramref name="query"/> (heading matches weigh double), best first.</summary>
     public IReadOnlyList<KnowledgeHit> Search(string query, int k)
     {
-        string match = FtsQuery.AnyWord(query);
-        if (match.Length == 0 || k <= 0) return [];
+        return FtsQuery.Search(connection, "chunks_vocab", query, ChunkCount, k, match => SearchMatch(match, k));
+    }
+
+    private List<KnowledgeHit> SearchMatch(string match, int k)
+    {
         using var cmd = connection.CreateCommand();
         cmd.CommandText = """
             SELECT c.chunk_id, c.file, c.line, f.heading, f.text, c.tokens, bm25(chunks_fts, 2.0, 1.0) AS score
@@ -324,19 +328,26 @@ public sealed class KnowledgeIndex : IDisposable
     public void Dispose() => connection.Dispose();
 }
 
-/// <summary>FTS5 query text from free text: every word quoted (so user text is never FTS syntax), any of them matching.</summary>
+/// <summary>
+/// FTS5 queries from free text: every word quoted (user text is never FTS syntax), any of them matching. Words that
+/// occur in half the rows or more are left out: FTS5's bm25() gives them an idf of ~0 (log((N − n + 0.5)/(n + 0.5)) ≤ 0
+/// is clamped to 1e-6), so they change no ranking, yet OR-ing them in makes every row a match to score. When every
+/// word is that common, the rarest one stays. A search that finds fewer than k rows this way runs again with every
+/// word, so the top k are those of the full query (rows matching only common words rank last there anyway).
+/// </summary>
 public static class FtsQuery
 {
     public const int MaxTerms = 64;
 
-    public static string AnyWord(string text)
+    /// <summary>The distinct words of <paramref name="text"/> (letters and digits), lower-cased, at most <see cref="MaxTerms"/>.</summary>
+    public static List<string> Words(string text)
     {
         var words = new List<string>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var word = new StringBuilder();
         void End()
         {
-            if (word.Length > 0 && seen.Add(word.ToString()) && words.Count < MaxTerms) words.Add("\"" + word + "\"");
+            if (word.Length > 0 && words.Count < MaxTerms && seen.Add(word.ToString())) words.Add(word.ToString());
             word.Clear();
         }
         foreach (char c in text)
@@ -345,6 +356,41 @@ public static class FtsQuery
             else End();
         }
         End();
-        return string.Join(" OR ", words);
+        return words;
+    }
+
+    public static string AnyWord(IEnumerable<string> words) => string.Join(" OR ", words.Select(w => "\"" + w + "\""));
+
+    /// <summary>
+    /// The MATCH text for <paramref name="text"/> against an FTS5 table whose fts5vocab 'row' table is <paramref name="vocabulary"/>
+    /// and which has <paramref name="rows"/> rows. A word's row count is looked up as written; one the stemmer changes is
+    /// not found and stays in the query.
+    /// </summary>
+    public static (string Informative, string All) Plan(SqliteConnection connection, string vocabulary, string text, long rows)
+    {
+        var words = Words(text);
+        if (words.Count == 0) return ("", "");
+        using var cmd = connection.CreateCommand();
+        cmd.CommandText = $"SELECT doc FROM {vocabulary} WHERE term = $t";
+        var term = cmd.Parameters.Add("$t", SqliteType.Text);
+        var counted = new List<(string Word, long Rows)>(words.Count);
+        foreach (var w in words)
+        {
+            term.Value = w;
+            counted.Add((w, cmd.ExecuteScalar() is long n ? n : 0));
+        }
+        var kept = counted.Where(c => 2 * c.Rows < rows).Select(c => c.Word).ToList();
+        if (kept.Count == 0) kept.Add(counted.MinBy(c => c.Rows).Word);
+        return (AnyWord(kept), AnyWord(words));
+    }
+
+    /// <summary>Runs <paramref name="search"/> with the informative words, and with all of them when that finds fewer than <paramref name="k"/>.</summary>
+    public static List<T> Search<T>(SqliteConnection connection, string vocabulary, string text, long rows, int k, Func<string, List<T>> search)
+    {
+        if (k <= 0) return [];
+        var (informative, all) = Plan(connection, vocabulary, text, rows);
+        if (informative.Length == 0) return [];
+        var hits = search(informative);
+        return hits.Count < k && all != informative ? search(all) : hits;
     }
 }
