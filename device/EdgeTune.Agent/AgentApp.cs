@@ -43,7 +43,29 @@ public static class AgentApp
 
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(new RequestQueue(config.Server.QueueCapacity));
-        builder.Services.AddSingleton(runtimeFactory ?? (c => ModelHost.Open(c.Model)));
+        // [retrieval]: the index is opened for each model that loads (its tokenizer checked); a stale one fails the load.
+        var retriever = config.Retrieval is { } retrieval ? new KnowledgeRetriever(retrieval) : null;
+        Func<AgentConfig, IInferenceModel> factory = runtimeFactory ?? (c => ModelHost.Open(c.Model));
+        if (retriever is not null)
+        {
+            var load = factory;
+            factory = c =>
+            {
+                var model = load(c);
+                try
+                {
+                    retriever.Attach(model);
+                    return model;
+                }
+                catch
+                {
+                    model.Dispose();
+                    throw;
+                }
+            };
+            builder.Services.AddSingleton(_ => retriever);
+        }
+        builder.Services.AddSingleton(factory);
         builder.Services.AddSingleton<ModelHost>();
         var metrics = new AgentMetrics();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
@@ -54,7 +76,7 @@ public static class AgentApp
             : null;
         var authenticator = new TokenAuthenticator(config.Server.AllTokens);
         if (fieldLog is not null) builder.Services.AddSingleton(fieldLog);
-        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics, redactor));
+        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics, redactor, retriever));
 
         BundleEndpoints.AddServices(builder.Services, config);
 

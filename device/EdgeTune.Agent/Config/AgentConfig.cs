@@ -137,6 +137,18 @@ public sealed record TelemetryConfig
     public IReadOnlyList<string> GpuDevfreq { get; init; } = ["ga10b", "gv11b", "gpu"];
 }
 
+/// <summary>
+/// [retrieval]: serve with retrieval-augmented generation. Chat completions get the top_k chunks of the knowledge
+/// index (built by `edgetune retrieval index` for this model) that fit max_context_tokens in the system prompt.
+/// </summary>
+public sealed record RetrievalConfig
+{
+    public required string Index { get; init; }
+    public int TopK { get; init; } = 4;
+    /// <summary>The most tokens of retrieved chunks one prompt gets (the chunks' own counts, in the model's tokens).</summary>
+    public int MaxContextTokens { get; init; } = 1024;
+}
+
 /// <summary>Signed bundle installs (device/EdgeTune.Agent/Bundles): trusted keys, the A/B slots' home, health check.</summary>
 public sealed record BundlesConfig
 {
@@ -165,6 +177,8 @@ public sealed record AgentConfig
     public GpioConfig Gpio { get; init; } = new();
     public TelemetryConfig Telemetry { get; init; } = new();
     public BundlesConfig Bundles { get; init; } = new();
+    /// <summary>[retrieval]; null when the section is absent (completions are served as they come).</summary>
+    public RetrievalConfig? Retrieval { get; init; }
 
     /// <summary>
     /// Where relative state paths (field_log.path) resolve: an explicit bundles.state_dir, else systemd's
@@ -186,6 +200,7 @@ public sealed record AgentConfig
         ["bundles"] = ["trust", "state_dir", "board", "boot_attempts", "canary_prompt", "health_timeout_seconds", "max_bundle_bytes"],
         ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
         ["fleet"] = EdgeTune.Agent.Fleet.FleetConfig.Keys,
+        ["retrieval"] = ["index", "top_k", "max_context_tokens"],
     };
 
     private static readonly string[] TokenKeys = ["token", "token_file", "scopes"];
@@ -345,7 +360,37 @@ public sealed record AgentConfig
             GpuDevfreq = StrList(telemetry, "telemetry", "gpu_devfreq") ?? telemetryDefaults.GpuDevfreq,
         };
         var fleetConfig = EdgeTune.Agent.Fleet.FleetConfig.Load(root["fleet"] as TomlTableNode, logConfig, Resolve, checkFiles);
-        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig, Bundles = bundlesConfig, Fleet = fleetConfig };
+        var retrievalConfig = ReadRetrieval(root["retrieval"] as TomlTableNode, Resolve, checkFiles, modelConfig.Context);
+        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig, Bundles = bundlesConfig, Fleet = fleetConfig, Retrieval = retrievalConfig };
+    }
+
+    // [retrieval]: with the files checked, a missing, foreign or stale index stops the start here (the tokenizer is
+    // checked once the model has loaded).
+    private static RetrievalConfig? ReadRetrieval(TomlTableNode? table, Func<string, string> resolve, bool checkFiles, int context)
+    {
+        if (table is null) return null;
+        string? index = Str(table, "retrieval", "index");
+        if (index is null or "") throw new AgentConfigException($"{table.Location}: retrieval.index: required (a knowledge index written by `edgetune retrieval index`)");
+        var config = new RetrievalConfig
+        {
+            Index = resolve(index),
+            TopK = (int)(Int(table, "retrieval", "top_k", 1, 100) ?? 4),
+            MaxContextTokens = (int)(Int(table, "retrieval", "max_context_tokens", 1, 1 << 20) ?? Math.Min(1024, context / 2)),
+        };
+        if (config.MaxContextTokens >= context)
+            Fail(table["max_context_tokens"] ?? table, "retrieval.max_context_tokens", $"{config.MaxContextTokens} leaves no room in model.context ({context}) for the conversation and the answer");
+        if (checkFiles)
+        {
+            try
+            {
+                using var opened = EdgeTune.Retrieval.KnowledgeIndex.Open(config.Index);
+            }
+            catch (EdgeTuneException e)
+            {
+                Fail(table["index"]!, "retrieval.index", e.Message);
+            }
+        }
+        return config;
     }
 
     // [[server.tokens]]: each entry has token or token_file (read now when the files are checked) and scopes.
