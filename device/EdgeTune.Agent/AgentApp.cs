@@ -43,28 +43,25 @@ public static class AgentApp
 
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(new RequestQueue(config.Server.QueueCapacity));
-        // [retrieval]: the index is opened for each model that loads (its tokenizer checked); a stale one fails the load.
-        var retriever = config.Retrieval is { } retrieval ? new KnowledgeRetriever(retrieval) : null;
-        Func<AgentConfig, IInferenceModel> factory = runtimeFactory ?? (c => ModelHost.Open(c.Model));
-        if (retriever is not null)
+        // [retrieval]: the index is opened for each model that loads (its tokenizer checked; a stale one fails the load),
+        // the device's own or the one a bundle brings with its model.
+        var retriever = new KnowledgeRetriever();
+        var load = runtimeFactory ?? (c => ModelHost.Open(c.Model));
+        Func<AgentConfig, IInferenceModel> factory = c =>
         {
-            var load = factory;
-            factory = c =>
+            var model = load(c);
+            try
             {
-                var model = load(c);
-                try
-                {
-                    retriever.Attach(model);
-                    return model;
-                }
-                catch
-                {
-                    model.Dispose();
-                    throw;
-                }
-            };
-            builder.Services.AddSingleton(_ => retriever);
-        }
+                retriever.Attach(model, c.Retrieval);
+                return model;
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        };
+        builder.Services.AddSingleton(_ => retriever);
         builder.Services.AddSingleton(factory);
         builder.Services.AddSingleton<ModelHost>();
         var metrics = new AgentMetrics();

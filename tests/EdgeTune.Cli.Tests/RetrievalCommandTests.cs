@@ -1,6 +1,10 @@
+using System.Net.Http.Json;
 using System.Text.Json;
+using EdgeTune.Agent;
+using EdgeTune.Agent.Bundles;
 using EdgeTune.Data.Synthetic;
 using EdgeTune.Testing;
+using Microsoft.AspNetCore.Builder;
 
 namespace EdgeTune.Cli.Tests;
 
@@ -119,5 +123,97 @@ public class RetrievalCommandTests
         Assert.True(text.ExitCode == 0, text.Stderr);
         Assert.Contains("retrieved_few_shot  ", text.Stdout); // the table's runner column fits the longest name
         Assert.Matches(@"\((base|few_shot|retrieved_few_shot|rag)\) reaches exact_match [0-9.]+ on the test split, the best of the baselines; fine-tune only if you need more", text.Stdout);
+    }
+}
+
+/// <summary>A knowledge index travelling in a bundle with its model, served by the device after the install.</summary>
+public class RetrievalBundleTests
+{
+    [Fact]
+    public async Task A_bundle_with_a_knowledge_index_is_served_with_retrieval_after_deploy()
+    {
+        using var inputs = new BundleInputs();
+        string docs = inputs.Dir.File("docs"), kb = inputs.Dir.File("kb.etidx");
+        Directory.CreateDirectory(docs);
+        // Short documents: the tiny model's context is 256 and its tokenizer spells most words in bytes.
+        File.WriteAllText(Path.Combine(docs, "reset.md"), "# Reset\n\nHold the pin ten seconds.\n");
+        File.WriteAllText(Path.Combine(docs, "color.md"), "# Colour\n\nThe case is teal.\n");
+        var index = CliRunner.Run("retrieval", "index", docs, "--out", kb, "--model", inputs.Model, "--chunk-tokens", "40", "--chunk-overlap", "4");
+        Assert.True(index.ExitCode == 0, index.Stderr);
+        File.AppendAllText(inputs.Author, "[retrieval]\nindex = \"elsewhere.etidx\"\ntop_k = 1\nmax_context_tokens = 120\n");
+        string bundle = inputs.Dir.File("rag.etb");
+        var created = CliRunner.Run("bundle", "create", "--model", inputs.Model, "--config", inputs.Author, "--profile", "x86-64-generic", "--version", "2.0.0",
+            "--key", inputs.Key, "--out", bundle, "--knowledge-index", kb);
+        Assert.True(created.ExitCode == 0, created.Stderr);
+        var inspect = JsonDocument.Parse(CliRunner.Run("bundle", "inspect", bundle, "--json").Stdout).RootElement;
+        Assert.Contains(inspect.GetProperty("manifest").GetProperty("files").EnumerateArray(), f => f.GetProperty("path").GetString() == "knowledge/kb.etidx");
+
+        var notAnIndex = CliRunner.Run("bundle", "create", "--model", inputs.Model, "--config", inputs.Author, "--profile", "x86-64-generic", "--version", "2.0.0",
+            "--out", inputs.Dir.File("x.etb"), "--knowledge-index", inputs.Model);
+        Assert.Equal(1, notAnIndex.ExitCode);
+        Assert.StartsWith($"edgetune: {inputs.Model}: not a knowledge index", notAnIndex.Stderr);
+
+        await using var device = new BundleDevice();
+        await device.Start(inputs);
+        var deployed = CliRunner.Run("deploy", bundle, "--to", $"http://127.0.0.1:{device.Port}", "--token-file", device.Dir.File("token"));
+        Assert.True(deployed.ExitCode == 0, deployed.Stdout + deployed.Stderr);
+
+        using var response = await device.Client.PostAsJsonAsync("/v1/chat/completions", new { max_tokens = 2, messages = new[] { new { role = "user", content = "how do I reset it" } } });
+        Assert.Equal(200, (int)response.StatusCode);
+        string page = await device.Client.GetStringAsync("/v1/field-data?after=0");
+        var record = page.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => EdgeTune.Formats.FieldData.FieldExample.FromJsonLine(l)!).Last();
+        Assert.Equal(["reset.md#1"], record.Metadata.Sampling!["retrieved_chunks"].EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal("kb.etidx", record.Metadata.Sampling["retrieval_index"].GetString());
+        Assert.Contains("Hold the pin ten seconds.", record.Messages[0].Content);
+    }
+}
+
+/// <summary>A device agent trusting the bundle inputs' key, serving a factory model, with its admin endpoint on a loopback port.</summary>
+internal sealed class BundleDevice : IAsyncDisposable
+{
+    public TempDir Dir { get; } = new();
+    public int Port { get; } = SshServer.FreePort();
+    public WebApplication App { get; private set; } = null!;
+    public HttpClient Client { get; private set; } = null!;
+
+    public async Task Start(BundleInputs inputs)
+    {
+        Directory.CreateDirectory(Dir.File("trusted"));
+        File.Copy(inputs.Public, Dir.File("trusted/release.pub"));
+        File.Copy(inputs.Model, Dir.File("factory.gguf"));
+        string config = Dir.File("agent.toml");
+        File.WriteAllText(config, $"""
+            [server]
+            listen = "http://127.0.0.1:{Port}"
+            api_token = "device-token-0123456789"
+            log_level = "Warning"
+            [model]
+            path = "factory.gguf"
+            name = "factory"
+            context = 256
+            threads = 2
+            [bundles]
+            trust = "trusted"
+            state_dir = "state"
+            board = "x86-64-generic"
+            """);
+        File.WriteAllText(Dir.File("token"), "device-token-0123456789\n");
+        App = AgentApp.Build(BundleBoot.Load(config, _ => { }));
+        await App.StartAsync();
+        Client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{Port}"), Timeout = TimeSpan.FromSeconds(60) };
+        Client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "device-token-0123456789");
+        for (int i = 0; i < 600; i++)
+        {
+            try { if ((await Client.GetAsync("/health")).IsSuccessStatusCode) break; }
+            catch (HttpRequestException) { }
+            await Task.Delay(50);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client?.Dispose();
+        if (App is not null) { await App.StopAsync(); await App.DisposeAsync(); }
+        Dir.Dispose();
     }
 }

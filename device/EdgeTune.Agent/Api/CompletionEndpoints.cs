@@ -31,9 +31,8 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
         IReadOnlyList<string>? chunkIds = null;
         string prompt;
         int[] tokens;
-        if (chat && retriever is not null)
+        if (chat && retriever?.Retrieve(request.Messages!, text => runtime.Tokenize(text, addSpecial: false, parseSpecial: false).Length) is { } chunks)
         {
-            var chunks = retriever.Retrieve(request.Messages!, text => runtime.Tokenize(text, addSpecial: false, parseSpecial: false).Length);
             int answerRoom = Math.Min(request.MaxTokens ?? config.Model.DefaultMaxTokens, runtime.ContextSize / 2);
             for (int n = chunks.Count; ; n--)
             {
@@ -176,7 +175,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
         };
         if (chunkIds is not null)
         {
-            settings["retrieval_index"] = retriever!.IndexName;
+            settings["retrieval_index"] = retriever?.IndexName;
             settings["retrieved_chunks"] = chunkIds;
         }
         long? stored = log.Add(new CompletionRecord(id, DateTimeOffset.UtcNow, config.FieldLog.DeviceId, chat ? "chat" : "completion", runtime.ModelName, adapter,

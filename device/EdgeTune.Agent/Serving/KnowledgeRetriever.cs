@@ -6,44 +6,52 @@ using EdgeTune.Retrieval;
 namespace EdgeTune.Agent.Serving;
 
 /// <summary>
-/// [retrieval]: the knowledge index chat completions are served with. It is opened when a model has loaded, with that
-/// model's tokenizer checked against the one the index was built for (chunk sizes are counted in it), so a stale index
-/// fails the model's load in one line rather than serving chunks of the wrong size.
+/// [retrieval]: the knowledge index chat completions are served with. It is opened each time a model loads (at start,
+/// and when a bundle brings another model and perhaps its own index), with that model's tokenizer checked against the
+/// one the index was built for (chunk sizes are counted in it): a stale index fails the model's load in one line
+/// rather than serving chunks of the wrong size. Without [retrieval] for the model served, it retrieves nothing.
 /// </summary>
-public sealed class KnowledgeRetriever(RetrievalConfig config) : IDisposable
+public sealed class KnowledgeRetriever : IDisposable
 {
     private readonly Lock _gate = new();
     private KnowledgeIndex? _index;
+    private RetrievalConfig? _config;
 
-    public RetrievalConfig Config => config;
-    public string IndexName => Path.GetFileName(config.Index);
-
-    /// <summary>Opens the index for <paramref name="model"/> (replacing one opened for a previous model).</summary>
-    public void Attach(IInferenceModel model)
+    /// <summary>The index file's name while one is attached.</summary>
+    public string? IndexName
     {
-        var opened = KnowledgeIndex.Open(config.Index, KnowledgeIndex.Fingerprint(text => model.Tokenize(text, addSpecial: false, parseSpecial: false)));
+        get { lock (_gate) return _config is null ? null : Path.GetFileName(_config.Index); }
+    }
+
+    /// <summary>Opens <paramref name="config"/>'s index for <paramref name="model"/>, replacing the previous one; null: serve without retrieval.</summary>
+    public void Attach(IInferenceModel model, RetrievalConfig? config)
+    {
+        var opened = config is null ? null : KnowledgeIndex.Open(config.Index, KnowledgeIndex.Fingerprint(text => model.Tokenize(text, addSpecial: false, parseSpecial: false)));
         KnowledgeIndex? previous;
         lock (_gate)
         {
             previous = _index;
             _index = opened;
+            _config = config;
         }
         previous?.Dispose();
     }
 
     /// <summary>
     /// The top_k chunks for the conversation's last user turn, most relevant first, as many as fit max_context_tokens
-    /// (the whole block placed in the system turn, counted with <paramref name="countTokens"/>, the model's tokenizer).
+    /// (the whole block placed in the system turn, counted with <paramref name="countTokens"/>, the model's tokenizer);
+    /// null when the model is served without retrieval.
     /// </summary>
-    public IReadOnlyList<KnowledgeChunk> Retrieve(IReadOnlyList<ChatMessage> messages, Func<string, int> countTokens)
+    public IReadOnlyList<KnowledgeChunk>? Retrieve(IReadOnlyList<ChatMessage> messages, Func<string, int> countTokens)
     {
-        string? query = messages.LastOrDefault(m => m.Role == "user")?.Content;
-        if (string.IsNullOrWhiteSpace(query)) return [];
-        IReadOnlyList<KnowledgeHit> hits;
+        IReadOnlyList<KnowledgeHit> hits = [];
+        RetrievalConfig config;
         lock (_gate)
         {
-            if (_index is null) return [];
-            hits = _index.Search(query, config.TopK);
+            if (_index is null || _config is null) return null;
+            config = _config;
+            string? query = messages.LastOrDefault(m => m.Role == "user")?.Content;
+            if (!string.IsNullOrWhiteSpace(query)) hits = _index.Search(query, config.TopK);
         }
         var chunks = new List<KnowledgeChunk>();
         foreach (var hit in hits)
@@ -74,6 +82,7 @@ public sealed class KnowledgeRetriever(RetrievalConfig config) : IDisposable
         {
             _index?.Dispose();
             _index = null;
+            _config = null;
         }
     }
 }

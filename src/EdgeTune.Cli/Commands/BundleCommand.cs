@@ -33,10 +33,11 @@ internal static class BundleCommand
         var card = new Option<string?>("--export-card") { Description = "The export card (JSON) to ship; found by itself as export-card.json in a model folder" };
         var fingerprint = new Option<string?>("--training-set-fingerprint") { Description = "The training set's fingerprint (default: the export card's training_set_fingerprint)" };
         var healthSet = new Option<string?>("--health-set") { Description = "A small JSONL scored set ({\"prompt\", \"expected\"} per line) the device must pass before it marks the bundle good" };
+        var knowledge = new Option<string?>("--knowledge-index") { Description = "A knowledge index (from 'edgetune retrieval index --model' for this model) to serve with: the slot's agent.toml gets [retrieval] pointing at it, with the author's [retrieval] top_k and max_context_tokens" };
         var threshold = new Option<double>("--health-threshold") { Description = "The share of --health-set the device must answer exactly", DefaultValueFactory = _ => 1.0 };
         var command = new Command("create", "Pack a model, its adapters and settings into one bundle with a manifest of every file's size and SHA-256.\n\n" +
             "Example: edgetune bundle create --model tuned.gguf --adapter support.gguf --config agent.toml --profile jetson-orin-nano-8gb --version 1.2.0 --out tuned.etb")
-        { model, adapters, config, profile, version, output, key, minAgent, card, fingerprint, healthSet, threshold };
+        { model, adapters, config, profile, version, output, key, minAgent, card, fingerprint, healthSet, threshold, knowledge };
         command.SetAction(parse =>
         {
             string modelPath = parse.GetValue(model)!;
@@ -96,8 +97,16 @@ internal static class BundleCommand
                 sources.Add(new BundleSource(health.Path, setPath));
             }
 
+            string? indexInBundle = null;
+            if (parse.GetValue(knowledge) is { } indexPath)
+            {
+                using (EdgeTune.Retrieval.KnowledgeIndex.Open(indexPath)) { } // an index, of this format, before it is shipped
+                indexInBundle = "knowledge/" + Path.GetFileName(indexPath);
+                sources.Add(new BundleSource(indexInBundle, indexPath));
+            }
+
             // The slot's agent.toml: the author's [model] settings, paths pointing into the bundle. Checked the way the device loads it.
-            string slotConfig = SlotConfig.FromAuthorConfig(parse.GetValue(config)!, modelInBundle, adapterPaths);
+            string slotConfig = SlotConfig.FromAuthorConfig(parse.GetValue(config)!, modelInBundle, adapterPaths, indexInBundle);
             string configTemp = Path.Combine(Path.GetTempPath(), $"edgetune-bundle-{Guid.NewGuid():N}.toml");
             File.WriteAllText(configTemp, slotConfig);
             try
