@@ -42,6 +42,9 @@ public static class Comparer
     public const string FewShot = "few_shot";
     public const string RetrievedFewShot = "retrieved_few_shot";
     public const string Rag = "rag";
+    public const string Tuned = "tuned";
+    public const string Exported = "exported";
+    public const string Onnx = "onnx";
     /// <summary>Runners that need no training, in the order they are run and reported.</summary>
     public static readonly string[] Baselines = [Base, FewShot, RetrievedFewShot, Rag];
 
@@ -64,9 +67,6 @@ public static class Comparer
         // Ties go to the cheaper baseline (the earlier one in Baselines): MaxBy/MinBy keep the first.
         return higher ? baselines.MaxBy(r => r.Metric(metric)!.Value.Value) : baselines.MinBy(r => r.Metric(metric)!.Value.Value);
     }
-    public const string Tuned = "tuned";
-    public const string Exported = "exported";
-    public const string Onnx = "onnx";
 
     /// <summary>
     /// Paired tests for every metric: tuned against each baseline, and exported (GGUF) and onnx against tuned (the
