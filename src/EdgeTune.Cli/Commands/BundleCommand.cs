@@ -32,11 +32,12 @@ internal static class BundleCommand
         var minAgent = new Option<string?>("--min-agent-version") { Description = $"The oldest agent that may install it (default: this release, {ReleaseVersion})" };
         var card = new Option<string?>("--export-card") { Description = "The export card (JSON) to ship; found by itself as export-card.json in a model folder" };
         var fingerprint = new Option<string?>("--training-set-fingerprint") { Description = "The training set's fingerprint (default: the export card's training_set_fingerprint)" };
+        var driftFingerprint = new Option<string?>("--drift-fingerprint") { Description = "The training set's drift fingerprint (`edgetune data fingerprint`): the agent compares this model's traffic against it" };
         var healthSet = new Option<string?>("--health-set") { Description = "A small JSONL scored set ({\"prompt\", \"expected\"} per line) the device must pass before it marks the bundle good" };
         var threshold = new Option<double>("--health-threshold") { Description = "The share of --health-set the device must answer exactly", DefaultValueFactory = _ => 1.0 };
         var command = new Command("create", "Pack a model, its adapters and settings into one bundle with a manifest of every file's size and SHA-256.\n\n" +
             "Example: edgetune bundle create --model tuned.gguf --adapter support.gguf --config agent.toml --profile jetson-orin-nano-8gb --version 1.2.0 --out tuned.etb")
-        { model, adapters, config, profile, version, output, key, minAgent, card, fingerprint, healthSet, threshold };
+        { model, adapters, config, profile, version, output, key, minAgent, card, fingerprint, driftFingerprint, healthSet, threshold };
         command.SetAction(parse =>
         {
             string modelPath = parse.GetValue(model)!;
@@ -86,6 +87,11 @@ internal static class BundleCommand
                 sources.Add(new BundleSource(cardInBundle, cardPath));
             }
             string? fp = parse.GetValue(fingerprint) ?? FingerprintFromCard(cardInBundle is null ? null : sources.First(s => s.Path == cardInBundle).SourceFile);
+            if (parse.GetValue(driftFingerprint) is { } driftPath)
+            {
+                EdgeTune.Core.Drift.DriftFingerprint.Read(driftPath); // a broken one is refused here, not on the device
+                sources.Add(new BundleSource(EdgeTune.Agent.Bundles.SlotConfig.DriftFingerprintPath, driftPath));
+            }
             HealthSet? health = null;
             if (parse.GetValue(healthSet) is { } setPath)
             {
