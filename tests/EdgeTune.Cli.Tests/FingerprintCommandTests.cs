@@ -30,8 +30,10 @@ public class FingerprintCommandTests
 
         string bundle = inputs.Dir.File("b.etb");
         var created = CliRunner.Run("bundle", "create", "--model", inputs.Model, "--config", inputs.Author, "--profile", "x86-64-generic", "--version", "1.0.0",
-            "--key", inputs.Key, "--out", bundle, "--drift-fingerprint", fp);
+            "--key", inputs.Key, "--out", bundle, "--drift-fingerprint", fp, "--run", "20261203-041502-7f3a", "--registry", inputs.Dir.File("empty-registry"));
         Assert.True(created.ExitCode == 0, created.Stderr);
+        // The bundle names the run it came from (lineage from the device back to the registry).
+        Assert.Contains("run          20261203-041502-7f3a", CliRunner.Run("bundle", "inspect", bundle).Stdout, StringComparison.Ordinal);
         string slot = inputs.Dir.File("slot");
         using (var reader = BundleReader.Open(bundle)) reader.ExtractTo(slot);
         Assert.Equal(File.ReadAllText(fp), File.ReadAllText(Path.Combine(slot, SlotConfig.DriftFingerprintPath)));
