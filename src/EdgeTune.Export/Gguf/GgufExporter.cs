@@ -31,7 +31,6 @@ public static class GgufExporter
         string target = Path.GetFullPath(r.OutDir);
 
         // The cheap refusals come first: the licence, then the adapter against the base (shapes, architecture).
-        progress?.Report("licence");
         var licence = LicenceGate.Check(r.BaseModel, r.Use, r.AcceptLicence);
         var adapter = r.Adapter is null ? null : LoraAdapter.Open(r.Adapter);
         using (var file = GgufFile.Open(r.BaseModel))
@@ -82,10 +81,6 @@ public static class GgufExporter
         var template = Evaluator.Template(r.BaseModel, r.ChatTemplate);
         Scoring.MetricNames(r.Scoring);
 
-        // The float32 source every candidate is quantised from: merged, or the base alone (dequantised if it was quantised).
-        string source = Path.Combine(temp, "source-f32.gguf");
-        progress?.Report(merged && adapter is not null ? "merge the adapter into the base (float32)" : "base as float32");
-        MergedGgufWriter.Write(r.BaseModel, merged ? adapter : null, source, r.ChatTemplate, null, cancellationToken);
         string? adapterGguf = null;
         if (!merged && adapter is not null)
         {
@@ -100,12 +95,13 @@ public static class GgufExporter
             }
         }
 
-        // Fit: every type's bytes from the plan llama-quantize would make, KV cache at the context, runtime buffers.
-        var fit = FitPlanner.Plan(r.Profile, source, adapterGguf, new FitOptions { Context = r.Context });
+        // Fit: every type's bytes from the plan llama-quantize would make (they depend on the shapes only, so the base's
+        // plan is the merged model's), KV cache at the context, runtime buffers; refused before anything heavy is written.
+        var fit = FitPlanner.Plan(r.Profile, r.BaseModel, adapterGguf, new FitOptions { Context = r.Context });
         var wanted = r.Type == "auto" ? GgufExportRequest.AutoCandidates : [LlamaFileTypes.Name(LlamaFileTypes.Parse(r.Type))];
         var skipped = new List<string>();
         var rows = new List<(string Type, FitRow Fit, bool Fits)>();
-        using (var sourceFile = GgufFile.Open(source))
+        using (var sourceFile = GgufFile.Open(r.BaseModel))
         {
             foreach (var type in wanted)
             {
@@ -130,6 +126,11 @@ public static class GgufExporter
                 : $"{r.Profile.File}: no candidate fits {limit} at context {fit.Context}: the smallest, {smallest.Type}, needs {Bytes(smallest.Fit.TotalBytes)} " +
                   $"(weights {Bytes(smallest.Fit.WeightBytes)}{(smallest.Fit.AdapterBytes > 0 ? $" + adapter {Bytes(smallest.Fit.AdapterBytes)}" : "")} + KV cache {Bytes(smallest.Fit.KvCacheBytes)} + runtime {Bytes(smallest.Fit.OverheadBytes)})");
         }
+
+        // The float32 source every candidate is quantised from: merged, or the base alone (dequantised if it was quantised).
+        string source = Path.Combine(temp, "source-f32.gguf");
+        progress?.Report(merged && adapter is not null ? "merge the adapter into the base (float32)" : "base as float32");
+        MergedGgufWriter.Write(r.BaseModel, merged ? adapter : null, source, r.ChatTemplate, null, cancellationToken);
 
         // Score: base + adapter (the evaluated model) and every fitting candidate, on the same items, template and limits.
         string primary = Scoring.PrimaryMetric(r.Scoring);
