@@ -22,13 +22,7 @@ public class ExportGgufCommandTests
         return (recipe, adapter);
     }
 
-    internal static void WriteModel(string path, string? licence)
-    {
-        var keys = TinyLlama.Metadata(TinyTask.Config).Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal)).ToList();
-        keys.Add(new("tokenizer.chat_template", GgufValue.String(TinyTask.ChatMl)));
-        if (licence is not null) keys.Add(new("general.license", GgufValue.String(licence)));
-        TinyLlama.WriteGguf(path, TinyTask.Config, GgmlType.F32, "tiny-task", keys);
-    }
+    private static void WriteModel(string path, string? licence) => TinyTask.WriteModel(path, licence);
 
     /// <summary>Nothing but what the test wrote: no export folder, no temporary folder beside it.</summary>
     private static void AssertNothingLeft(TempDir dir, string outName)

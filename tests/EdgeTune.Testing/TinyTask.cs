@@ -22,11 +22,12 @@ public static class TinyTask
 
     public static int HelloId => 3 + 256 + TinyLlama.Pieces.ToList().IndexOf("▁hello");
 
-    /// <summary>The tiny model with the chat template in its metadata.</summary>
-    public static void WriteModel(string path)
+    /// <summary>The tiny model with the chat template in its metadata (and <c>general.license</c> when <paramref name="licence"/> is given).</summary>
+    public static void WriteModel(string path, string? licence = null)
     {
         var vocabulary = TinyLlama.Metadata(Config).Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal)).ToList();
         vocabulary.Add(new("tokenizer.chat_template", GgufValue.String(ChatMl)));
+        if (licence is not null) vocabulary.Add(new("general.license", GgufValue.String(licence)));
         TinyLlama.WriteGguf(path, Config, GgmlType.F32, "tiny-task", vocabulary);
     }
 
