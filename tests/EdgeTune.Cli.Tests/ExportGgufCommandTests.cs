@@ -74,6 +74,33 @@ public class ExportGgufCommandTests
         Assert.Empty(Directory.EnumerateDirectories(dir.Path, ".ship.*"));
     }
 
+    [Fact]
+    public void Auto_refuses_Q2_K_on_a_task_it_measurably_hurts_and_says_why()
+    {
+        // A model with rows of 256 (so K-quants are real K-quants, not the fallbacks of narrow rows) and a thin push
+        // towards "hello": base + adapter and every type down to Q3_K_M still answer "hello", Q2_K's noise tips every
+        // answer. Measured on this model: the adapter alone fails below a strength of 0.02, Q2_K fails from 0.025 to
+        // 0.03, every type passes at 0.035; 0.0275 sits in the middle of the window.
+        using var dir = new TempDir();
+        string recipe = TinyTask.WriteRecipe(dir.Path, test: 8);
+        var wide = TinyTask.Config with { Embedding = 256, FeedForward = 512 };
+        TinyTask.WriteModel(Path.Combine(dir.Path, "model.gguf"), "apache-2.0", wide);
+        string adapter = Path.Combine(dir.Path, "thin.gguf");
+        TinyTask.WriteAdapter(adapter, zero: false, wide, strength: 0.0275);
+        var r = CliRunner.Run("export", "gguf", recipe, "--profile", "x86-64-generic", "--adapter", adapter, "--out", Path.Combine(dir.Path, "ship"), "--json", "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var rows = doc.RootElement.GetProperty("table").EnumerateArray().ToDictionary(t => t.GetProperty("type").GetString()!);
+        Assert.Equal(1.0, doc.RootElement.GetProperty("evaluation").GetProperty("reference").GetProperty("metrics").GetProperty("exact_match").GetProperty("value").GetDouble());
+        Assert.Equal(1.0, rows["Q3_K_M"].GetProperty("value").GetDouble());
+        Assert.Equal(0.0, rows["Q2_K"].GetProperty("value").GetDouble());
+        Assert.True(rows["Q2_K"].GetProperty("worse_beyond_noise").GetBoolean());
+        Assert.True(rows["Q2_K"].GetProperty("p_value").GetDouble() < 0.05);
+        var chosen = doc.RootElement.GetProperty("chosen");
+        Assert.Equal("Q3_K_M", chosen.GetProperty("type").GetString());
+        Assert.Contains("refused as worse than tuned beyond noise (p < 0.05): Q2_K (exact_match 0 vs 1 for tuned, p = ", chosen.GetProperty("reason").GetString());
+    }
+
     private static T Dispose<T>(IDisposable d, T value)
     {
         d.Dispose();
