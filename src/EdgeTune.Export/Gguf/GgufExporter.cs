@@ -97,40 +97,32 @@ public static class GgufExporter
 
         // Fit: every type's bytes from the plan llama-quantize would make (they depend on the shapes only, so the base's
         // plan is the merged model's), KV cache at the context, runtime buffers; refused before anything heavy is written.
-        var fit = FitPlanner.Plan(r.Profile, r.BaseModel, adapterGguf, new FitOptions { Context = r.Context });
         var wanted = r.Type == "auto" ? GgufExportRequest.AutoCandidates : [LlamaFileTypes.Name(LlamaFileTypes.Parse(r.Type))];
         var skipped = new List<string>();
-        var rows = new List<(string Type, FitRow Fit, bool Fits)>();
-        using (var sourceFile = GgufFile.Open(r.BaseModel))
-        {
-            foreach (var type in wanted)
-            {
-                var row = fit.Rows.FirstOrDefault(x => x.Type == type);
-                var unwritable = QuantPlan.Create(sourceFile, LlamaFileTypes.Parse(type)).FirstOrDefault(p => p.Converts && !QuantCodecs.CanQuantize(p.Target));
-                if (row is null || unwritable is not null)
-                {
-                    skipped.Add($"{type}: the quantiser cannot write {(unwritable is null ? "it" : GgmlTypes.Name(unwritable.Target))}");
-                    continue;
-                }
-                rows.Add((type, row, row.FitsMemory && row.WithinMemoryBudget));
-            }
-        }
+        var (fit, rows) = Fit(r, r.BaseModel, adapterGguf, wanted, skipped);
         string limit = r.Profile.Budgets.MaxModelMemory is { } mb && mb.Value < r.Profile.Memory.UsableForModel.Value
             ? $"the {mb} memory budget of {r.Profile.Name}"
             : $"the {r.Profile.Memory.UsableForModel} usable memory of {r.Profile.Name}";
-        if (!rows.Any(x => x.Fits))
+        void RefuseWhenNothingFits()
         {
+            if (rows.Any(x => x.Fits)) return;
             var smallest = rows.MinBy(x => x.Fit.TotalBytes);
             throw new EdgeTuneException(smallest.Type is null
                 ? $"no candidate type can be written for {r.BaseModel}"
                 : $"{r.Profile.File}: no candidate fits {limit} at context {fit.Context}: the smallest, {smallest.Type}, needs {Bytes(smallest.Fit.TotalBytes)} " +
                   $"(weights {Bytes(smallest.Fit.WeightBytes)}{(smallest.Fit.AdapterBytes > 0 ? $" + adapter {Bytes(smallest.Fit.AdapterBytes)}" : "")} + KV cache {Bytes(smallest.Fit.KvCacheBytes)} + runtime {Bytes(smallest.Fit.OverheadBytes)})");
         }
+        RefuseWhenNothingFits();
 
         // The float32 source every candidate is quantised from: merged, or the base alone (dequantised if it was quantised).
         string source = Path.Combine(temp, "source-f32.gguf");
         progress?.Report(merged && adapter is not null ? "merge the adapter into the base (float32)" : "base as float32");
         MergedGgufWriter.Write(r.BaseModel, merged ? adapter : null, source, r.ChatTemplate, null, cancellationToken);
+        // Planned again from the quantiser's real input: a quantised base's own row counts its file's bytes, which another
+        // tool's mix may have made differ from the plan; the table must state what will be written.
+        skipped.Clear();
+        (fit, rows) = Fit(r, source, adapterGguf, wanted, skipped);
+        RefuseWhenNothingFits();
 
         // Score: base + adapter (the evaluated model) and every fitting candidate, on the same items, template and limits.
         string primary = Scoring.PrimaryMetric(r.Scoring);
@@ -188,6 +180,27 @@ public static class GgufExporter
             new FileInfo(modelPath).Length, weightBytes, reason, primary, referenceName, reference, candidates, skipped, licence, fit.Context);
         ExportCard.WriteAll(temp, r, result);
         return result;
+    }
+
+    /// <summary>The fit of each wanted type (FitPlanner's rows), and the types the quantiser cannot write, with why.</summary>
+    private static (FitReport Fit, List<(string Type, FitRow Fit, bool Fits)> Rows) Fit(GgufExportRequest r, string model, string? adapterGguf,
+        IReadOnlyList<string> wanted, List<string> skipped)
+    {
+        var fit = FitPlanner.Plan(r.Profile, model, adapterGguf, new FitOptions { Context = r.Context });
+        var rows = new List<(string Type, FitRow Fit, bool Fits)>();
+        using var file = GgufFile.Open(model);
+        foreach (var type in wanted)
+        {
+            var row = fit.Rows.FirstOrDefault(x => x.Type == type);
+            var unwritable = QuantPlan.Create(file, LlamaFileTypes.Parse(type)).FirstOrDefault(p => p.Converts && !QuantCodecs.CanQuantize(p.Target));
+            if (row is null || unwritable is not null)
+            {
+                skipped.Add($"{type}: the quantiser cannot write {(unwritable is null ? "it" : GgmlTypes.Name(unwritable.Target))}");
+                continue;
+            }
+            rows.Add((type, row, row.FitsMemory && row.WithinMemoryBudget));
+        }
+        return (fit, rows);
     }
 
     /// <summary>
