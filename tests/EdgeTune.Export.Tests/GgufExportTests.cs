@@ -23,7 +23,7 @@ public class GgufExportTests(ITestOutputHelper output)
     private static readonly ProfileLoader Profiles = new(new ProfileCatalog([Path.Combine(RealTokenizers.RepoRoot, "profiles")]));
 
     /// <summary>A LoRA adapter on all seven linear layers of every block, random A and B (B is not zero: the merge must matter), written as GGUF.</summary>
-    private static void WriteRandomAdapter(string basePath, string path, int rank = 4, int seed = 3)
+    private static void WriteRandomAdapter(string basePath, string path, int rank = 4, int seed = 3, string? peftFolder = null)
     {
         using var file = GgufFile.Open(basePath);
         var config = ModelConfig.FromGguf(file);
@@ -38,6 +38,7 @@ public class GgufExportTests(ITestOutputHelper output)
                 Enumerable.Range(0, (int)(outDim * rank)).Select(_ => Next(0.3)).ToArray()));
         }
         LoraAdapterWriter.WriteGguf(path, config, pairs, alpha: rank * 0.5, rsLora: false, AdapterLayout.Gguf);
+        if (peftFolder is not null) LoraAdapterWriter.WritePeft(peftFolder, config, pairs, rank * 0.5, rsLora: false, dropout: 0, AdapterLayout.Gguf, basePath);
     }
 
     private static GgufExportRequest Request(TempDir dir, string adapter, string type) => new()
@@ -73,6 +74,45 @@ public class GgufExportTests(ITestOutputHelper output)
         output.WriteLine($"merged F32 vs base + adapter: relative L2 {parity:E2}; the adapter's own effect {effect:E2}");
         Assert.True(effect > 0.05, $"the adapter changes the logits by only {effect:E2}: the comparison would prove nothing");
         Assert.True(parity <= 1e-4, $"merged F32 vs base + adapter: relative L2 {parity:E2} > 1e-4");
+    }
+
+    [Fact]
+    public void A_quantised_base_is_dequantised_before_the_merge()
+    {
+        using var dir = new TempDir();
+        string f32 = dir.File("f32.gguf"), q8 = dir.File("model.gguf"), dequantised = dir.File("dequantised.gguf");
+        TinyTask.WriteModel(f32, "apache-2.0");
+        GgufQuantizer.Run(f32, q8, LlamaFileType.MostlyQ8_0);
+        TinyTask.WriteData(dir.File("test.jsonl"), 1000, 2);
+        string adapter = dir.File("adapter.gguf");
+        WriteRandomAdapter(q8, adapter);
+
+        var result = GgufExporter.Export(Request(dir, adapter, "F32"));
+        MergedGgufWriter.Write(q8, null, dequantised);
+        var merged = LlamaCpp.AllLogits(result.ModelFile, Prompt());
+        double exact = LogitDistance.RelativeL2(merged, LlamaCpp.AllLogits(dequantised, Prompt(), adapter));
+        // llama.cpp runs Q8_0 weights with Q8_0-quantised activations: that, not the merge, is the rest of the difference.
+        double activationNoise = LogitDistance.RelativeL2(LlamaCpp.AllLogits(q8, Prompt()), LlamaCpp.AllLogits(dequantised, Prompt()));
+        double attached = LogitDistance.RelativeL2(merged, LlamaCpp.AllLogits(q8, Prompt(), adapter));
+        output.WriteLine($"merged from Q8_0 vs dequantised base + adapter {exact:E2}; vs Q8_0 base + adapter {attached:E2}; Q8_0 activation noise {activationNoise:E2}");
+        Assert.True(exact <= 1e-4, $"merged vs the dequantised base with the adapter attached: {exact:E2} > 1e-4");
+        Assert.True(attached <= 3 * activationNoise + 1e-4, $"merged vs Q8_0 base + adapter {attached:E2}, beyond Q8_0's own noise {activationNoise:E2}");
+    }
+
+    [Fact]
+    public void Separate_export_of_a_PEFT_adapter_writes_the_GGUF_adapter_llama_cpp_applies_the_same()
+    {
+        using var dir = new TempDir();
+        TinyTask.WriteModel(dir.File("model.gguf"), "apache-2.0");
+        TinyTask.WriteData(dir.File("test.jsonl"), 1000, 2);
+        string gguf = dir.File("adapter.gguf"), peft = dir.File("peft");
+        WriteRandomAdapter(dir.File("model.gguf"), gguf, peftFolder: peft);
+
+        var result = GgufExporter.Export(Request(dir, peft, "F32") with { Mode = GgufExportMode.Separate });
+        Assert.NotNull(result.AdapterFile);
+        double d = LogitDistance.RelativeL2(LlamaCpp.AllLogits(result.ModelFile, Prompt(), result.AdapterFile), LlamaCpp.AllLogits(dir.File("model.gguf"), Prompt(), gguf));
+        output.WriteLine($"exported base + adapter written from PEFT vs base + the GGUF adapter: {d:E2}");
+        Assert.True(d <= 1e-5, $"{d:E2}");
     }
 
     [Fact]

@@ -90,8 +90,12 @@ public static class GgufExporter
             {
                 using var file = GgufFile.Open(r.BaseModel);
                 var config = ModelConfig.FromGguf(file);
-                int rank = adapter.Pairs.Count == 0 ? 1 : adapter.Pairs[0].Rank;
-                LoraAdapterWriter.WriteGguf(adapterGguf, config, adapter.Pairs, adapter.Scale * rank, rsLora: false, adapter.Layout);
+                // A PEFT folder names its pairs by Hugging Face weight names; the GGUF adapter by GGUF names (B's Q/K rows
+                // permuted by the writer). The scale is kept exactly: alpha = scale · r, which llama.cpp divides by r again.
+                var names = TensorMap.Tensors(config).ToDictionary(t => adapter.Layout == AdapterLayout.HuggingFace ? t.HfName : t.GgufName, t => t.GgufName, StringComparer.Ordinal);
+                var pairs = adapter.Pairs.Select(p => p with { Name = names[p.Name] }).ToList();
+                int rank = pairs.Count == 0 ? 1 : pairs[0].Rank;
+                LoraAdapterWriter.WriteGguf(adapterGguf, config, pairs, adapter.Scale * rank, rsLora: false, adapter.Layout);
             }
         }
 
