@@ -144,7 +144,6 @@ public static class GgufExporter
         var referenceMetric = reference.Metric(primary) ?? throw new EdgeTuneException($"the primary metric {primary} was not computed for {referenceName}");
 
         var candidates = new List<GgufCandidate>();
-        var files = new Dictionary<string, string>();
         foreach (var (type, row, fits) in rows)
         {
             if (!fits)
@@ -152,13 +151,13 @@ public static class GgufExporter
                 candidates.Add(new GgufCandidate(type, row, false, $"does not fit {limit}", null, null, null));
                 continue;
             }
+            // One candidate on disk at a time (a 7B model's seven types would need ~40 GB); the chosen one is written again
+            // at the end, and the quantiser is deterministic, so it is the file that was scored.
             string file = Path.Combine(temp, $"candidate-{type}.gguf");
             progress?.Report($"quantise {type}");
-            var ft = LlamaFileTypes.Parse(type);
-            if (ft == LlamaFileType.AllF32) File.Copy(source, file);
-            else GgufQuantizer.Run(source, file, ft, new QuantizeOptions { Threads = r.Threads }, null, cancellationToken);
-            files[type] = file;
+            Quantize(source, file, type);
             var answers = Answer(type, Engines.LlamaCpp(file, adapterGguf, r.Threads));
+            File.Delete(file);
             var score = Scoring.Score(type, $"llama.cpp: {type}{(adapterGguf is null ? "" : " + adapter")}", answers, r.Scoring);
             var test = Comparer.Pair(type, answers, referenceName, referenceAnswers, r.Scoring).First(c => c.Metric == primary).Test;
             var value = score.Metric(primary)!.Value.Value;
@@ -169,11 +168,11 @@ public static class GgufExporter
         var (chosen, reason) = Choose(candidates, referenceName, referenceMetric.Value.Value, primary, referenceMetric.HigherIsBetter, r.Type == "auto", r.Alpha);
         progress?.Report($"chosen {chosen.Type}: {reason}");
 
-        // Keep the chosen file, drop the others and the source; the file's weight bytes must be the fit's.
+        // The chosen type written for good, the source dropped; the file's weight bytes must be the fit's.
         string modelName = $"{(merged ? "model" : "base")}-{chosen.Type.ToLowerInvariant()}.gguf";
         string modelPath = Path.Combine(temp, modelName);
-        File.Move(files[chosen.Type], modelPath);
-        foreach (var f in files.Values.Where(File.Exists)) File.Delete(f);
+        progress?.Report($"write {modelName}");
+        Quantize(source, modelPath, chosen.Type);
         File.Delete(source);
         long weightBytes;
         using (var written = GgufFile.Open(modelPath)) weightBytes = written.Tensors.Sum(t => t.ByteLength);
@@ -183,7 +182,25 @@ public static class GgufExporter
         var result = new GgufExportResult(target, r.Mode, chosen.Type, Path.Combine(target, modelName), adapterGguf is null ? null : Path.Combine(target, "adapter.gguf"),
             new FileInfo(modelPath).Length, weightBytes, reason, primary, referenceName, reference, candidates, skipped, licence, fit.Context);
         ExportCard.WriteAll(temp, r, result);
+        FlushToDisk(temp);
         return result;
+
+        void Quantize(string from, string to, string type)
+        {
+            var ft = LlamaFileTypes.Parse(type);
+            if (ft == LlamaFileType.AllF32) File.Copy(from, to);
+            else GgufQuantizer.Run(from, to, ft, new QuantizeOptions { Threads = r.Threads }, null, cancellationToken);
+        }
+    }
+
+    /// <summary>Every file of the folder on disk before the folder is renamed into place (a crash after the rename finds whole files).</summary>
+    private static void FlushToDisk(string folder)
+    {
+        foreach (var path in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+            stream.Flush(flushToDisk: true);
+        }
     }
 
     /// <summary>The fit of each wanted type (FitPlanner's rows), and the types the quantiser cannot write, with why.</summary>
