@@ -36,6 +36,7 @@ public static class CliApp
             BundleCommand.Create(console),
             DeployCommand.Create(console),
             FleetCommand.Create(console),
+            RunsCommand.Create(console),
         };
 
         if (args.Length == 0)

@@ -21,6 +21,15 @@ public sealed record Recipe
 
     private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval", "export"];
 
+    /// <summary>
+    /// The base the run's adapter belongs to: with [model] add_tokens the run writes its own base.gguf (the vocabulary
+    /// grown and the new rows trained); otherwise [model] base.
+    /// </summary>
+    public string AdapterBase => Model.AddTokens.Count > 0 ? Path.Combine(Output.Dir, AddedTokensBaseFile) : Model.Base;
+
+    /// <summary>The file name of that base in the run folder.</summary>
+    public const string AddedTokensBaseFile = "base.gguf";
+
     public static Recipe Load(string file)
     {
         if (!System.IO.File.Exists(file)) throw new EdgeTuneException($"{file}: no such recipe file");
@@ -62,14 +71,29 @@ public sealed record ModelSection
     public required string Base { get; init; }
     /// <summary>A chat template (Jinja text) overriding the model's own; null uses the model's.</summary>
     public string? ChatTemplate { get; init; }
+    /// <summary>
+    /// Special tokens added to the vocabulary (the chat template's markers when the base has them only as text):
+    /// the embedding and output rows grow, the new rows are trained (LoRA too), and the run writes the resized base
+    /// the adapter belongs to, with the markers as control tokens llama.cpp ends generation at.
+    /// </summary>
+    public IReadOnlyList<string> AddTokens { get; init; } = [];
 
     internal static ModelSection Read(TomlSection s, Func<string, string> resolve)
     {
-        s.RefuseUnknown(["base", "chat_template"]);
+        s.RefuseUnknown(["base", "chat_template", "add_tokens"]);
+        var add = s.Strings("add_tokens") ?? [];
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var token in add)
+        {
+            if (token.Length == 0 || token.Any(char.IsWhiteSpace))
+                throw s.Error("add_tokens", $"\"{token}\" cannot be a special token (empty or containing whitespace)");
+            if (!seen.Add(token)) throw s.Error("add_tokens", $"\"{token}\" is listed twice");
+        }
         return new ModelSection
         {
             Base = resolve(s.RequiredString("base", "a GGUF file or a Hugging Face folder")),
             ChatTemplate = s.String("chat_template"),
+            AddTokens = add,
         };
     }
 }
