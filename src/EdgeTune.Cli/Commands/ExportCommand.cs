@@ -59,6 +59,7 @@ internal static class ExportCommand
         var output = new Option<string?>("--out") { Description = "The folder to write (must not exist or be empty; default: export-gguf-PROFILE in the recipe's run folder)" };
         var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp and the quantiser (0: all cores)" };
         var json = new Option<bool>("--json") { Description = "Print export.json (the table, the choice, the licence decision)" };
+        var registry = RunLog.RegistryOption();
         var command = new Command("gguf",
             "Export GGUF for a device profile: the adapter merged in float32 (or kept separate), each candidate type sized against the profile " +
             "(weights + KV cache at the context + runtime buffers vs the memory budget; decode bound from the bandwidth), every fitting candidate " +
@@ -67,7 +68,7 @@ internal static class ExportCommand
             "MODEL_CARD.md and export.json; the folder appears only when complete. Progress on stderr.\n\n" +
             "Example: edgetune export gguf runs/qlora.toml --profile jetson-orin-nano-8gb --adapter runs/qlora/adapter.gguf --out ship/")
         {
-            recipe, profile, baseModel, adapter, test, merge, separate, type, context, use, accept, output, threads, json,
+            recipe, profile, baseModel, adapter, test, merge, separate, type, context, use, accept, output, threads, json, registry,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -82,6 +83,7 @@ internal static class ExportCommand
                 AcceptLicence = parse.GetValue(accept),
             };
             var result = GgufExporter.Export(request, new SyncProgress<string>(line => console.Error.WriteLine($"export gguf: {line}")), cancellationToken);
+            RunLog.RecordExport(console, parse.GetValue(registry), request, result);
             if (parse.GetValue(json))
             {
                 console.Out.WriteLine(File.ReadAllText(Path.Combine(result.Folder, ExportCard.JsonFile)).TrimEnd());
@@ -118,7 +120,7 @@ internal static class ExportCommand
         var plan = EvalCommand.Plan(r, adapter, gguf: null, ggufAdapter: null, threads);
         return new GgufExportRequest
         {
-            BaseModel = baseModel ?? plan.BaseModel, Adapter = plan.Adapter, TestFile = test ?? plan.TestFile, Fields = plan.Fields,
+            BaseModel = baseModel ?? plan.AdapterBase ?? plan.BaseModel, Adapter = plan.Adapter, TestFile = test ?? plan.TestFile, Fields = plan.Fields,
             ChatTemplate = plan.ChatTemplate, SystemPrompt = plan.SystemPrompt, MaxNewTokens = plan.MaxNewTokens, Scoring = plan.Scoring,
             Profile = profile, OutDir = outDir ?? Path.Combine(r.Output.Dir, $"export-gguf-{profile.Name}"),
             Use = LicenceGate.ParseUse(use ?? r.Export.Use), RecipeFile = recipeFile, Threads = threads,
