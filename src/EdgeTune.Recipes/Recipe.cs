@@ -17,8 +17,9 @@ public sealed record Recipe
     public required TrainSection Train { get; init; }
     public required OutputSection Output { get; init; }
     public required EvalSection Eval { get; init; }
+    public ExportSection Export { get; init; } = new();
 
-    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval"];
+    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval", "export"];
 
     /// <summary>
     /// The base the run's adapter belongs to: with [model] add_tokens the run writes its own base.gguf (the vocabulary
@@ -58,6 +59,7 @@ public sealed record Recipe
             Train = TrainSection.Read(top.Sub("train"), adapter.Method),
             Output = OutputSection.Read(top.Sub("output"), Resolve, file),
             Eval = EvalSection.Read(top.Sub("eval"), Resolve),
+            Export = ExportSection.Read(top.Sub("export")),
         };
     }
 }
@@ -260,5 +262,22 @@ public sealed record OutputSection
     {
         s.RefuseUnknown(["dir"]);
         return new OutputSection { Dir = resolve(s.String("dir") is { Length: > 0 } d ? d : Path.Combine("runs", Path.GetFileNameWithoutExtension(recipeFile))) };
+    }
+}
+
+/// <summary>
+/// [export]: what `edgetune export gguf` needs beyond the model and the test split. <c>use</c> is the declared use the
+/// base model's licence is checked against: commercial (the default, the strictest), internal or research.
+/// </summary>
+public sealed record ExportSection
+{
+    public static readonly string[] Uses = ["commercial", "internal", "research"];
+
+    public string Use { get; init; } = "commercial";
+
+    internal static ExportSection Read(TomlSection s)
+    {
+        s.RefuseUnknown(["use"]);
+        return new ExportSection { Use = s.Choice("use", Uses)?.ToLowerInvariant() ?? "commercial" };
     }
 }

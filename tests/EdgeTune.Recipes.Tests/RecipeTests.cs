@@ -50,6 +50,8 @@ public class RecipeTests
         var lora = Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[adapter]\nrank = 8\nrslora = true\n", "/r/x.toml");
         Assert.Equal(2e-4, lora.Train.LearningRate);
         Assert.Equal(16.0 / Math.Sqrt(8), lora.Adapter.Scale, 12);
+        Assert.Equal("commercial", lora.Export.Use); // the strictest use unless the recipe declares another
+        Assert.Equal("research", Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[export]\nuse = \"Research\"\n", "/r/x.toml").Export.Use);
     }
 
     [Theory]
@@ -59,6 +61,7 @@ public class RecipeTests
     [InlineData("[data]\ntrain = \"t\"\n", "x.toml:1:1: model.base: required")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[trian]\n", "x.toml:5:2: trian: unknown key")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\ndevice = \"tpu\"\n", "x.toml:6:1: train.device: 'tpu' is not one of auto, cuda, cpu")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[export]\nuse = \"personal\"\n", "x.toml:6:1: export.use: 'personal' is not one of commercial, internal, research")]
     public void Mistakes_name_the_place(string text, string expected)
     {
         var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse(text, "x.toml"));
