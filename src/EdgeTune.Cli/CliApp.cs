@@ -37,6 +37,7 @@ public static class CliApp
             DeployCommand.Create(console),
             FleetCommand.Create(console),
             RetrievalCommand.Create(console),
+            RunsCommand.Create(console),
         };
 
         if (args.Length == 0)

@@ -84,23 +84,32 @@ public static class Comparer
         else if (answers.ContainsKey(Base))
             foreach (var b in Baselines.Skip(1)) if (answers.ContainsKey(b)) pairs.Add((b, Base));
         var result = new List<PairedComparison>();
-        foreach (var (a, b) in pairs)
+        foreach (var (a, b) in pairs) result.AddRange(Pair(a, answers[a], b, answers[b], o));
+        return result;
+    }
+
+    /// <summary>
+    /// Paired tests of runner <paramref name="a"/> against <paramref name="b"/> on every quality metric (difference A − B):
+    /// McNemar for per-example right/wrong metrics, the paired bootstrap for the others. Export re-scoring uses it for
+    /// each quantised candidate against base + adapter.
+    /// </summary>
+    public static List<PairedComparison> Pair(string a, IReadOnlyList<RunnerAnswer> answersA, string b, IReadOnlyList<RunnerAnswer> answersB, ScoringOptions o)
+    {
+        if (!answersA.Select(x => x.Id).SequenceEqual(answersB.Select(x => x.Id)))
+            throw new EdgeTuneException($"runners {a} and {b} answered different examples; cannot pair them");
+        var result = new List<PairedComparison>();
+        var sa = Scoring.Series(answersA, o);
+        var sb = Scoring.Series(answersB, o);
+        int k = 0;
+        foreach (var x in sa)
         {
-            if (!answers[a].Select(x => x.Id).SequenceEqual(answers[b].Select(x => x.Id)))
-                throw new EdgeTuneException($"runners {a} and {b} answered different examples; cannot pair them");
-            var sa = Scoring.Series(answers[a], o);
-            var sb = Scoring.Series(answers[b], o);
-            int k = 0;
-            foreach (var x in sa)
-            {
-                var y = sb.First(s => s.Name == x.Name);
-                k++;
-                if (x.Name is "latency_s" or "tokens_per_s") continue; // speed differs by runtime, not by tuning: reported, not tested
-                var test = x.Correct is not null && y.Correct is not null
-                    ? Stats.McNemar(x.Correct, y.Correct)
-                    : Stats.PairedBootstrap(answers[a].Count, x.Statistic, y.Statistic, o.Seed + 1000 + (ulong)k, o.Resamples);
-                result.Add(new PairedComparison(a, b, x.Name, test));
-            }
+            var y = sb.First(s => s.Name == x.Name);
+            k++;
+            if (x.Name is "latency_s" or "tokens_per_s") continue; // speed differs by runtime, not by tuning: reported, not tested
+            var test = x.Correct is not null && y.Correct is not null
+                ? Stats.McNemar(x.Correct, y.Correct)
+                : Stats.PairedBootstrap(answersA.Count, x.Statistic, y.Statistic, o.Seed + 1000 + (ulong)k, o.Resamples);
+            result.Add(new PairedComparison(a, b, x.Name, test));
         }
         return result;
     }

@@ -32,6 +32,8 @@ public sealed record EvalPlan
     public int MaxNewTokens { get; init; } = 256;
     /// <summary>A PEFT folder or a GGUF adapter on the base model (runner "tuned").</summary>
     public string? Adapter { get; init; }
+    /// <summary>The base the adapter belongs to when it is not <see cref="BaseModel"/>: the run's base.gguf of [model] add_tokens.</summary>
+    public string? AdapterBase { get; init; }
     /// <summary>The exported GGUF (runner "exported"), with an optional GGUF adapter.</summary>
     public string? Gguf { get; init; }
     public string? GgufAdapter { get; init; }
@@ -102,7 +104,7 @@ public static class Evaluator
         }
 
         ForgettingResult? forgetting = null;
-        bool llamaCpp = UsesLlamaCpp(plan.BaseModel, plan.Adapter);
+        bool llamaCpp = UsesLlamaCpp(plan.BaseModel, plan.Adapter) && UsesLlamaCpp(plan.AdapterBase ?? plan.BaseModel, plan.Adapter);
         using (var baseEngine = OpenEngine(plan.BaseModel, null, plan.Threads, llamaCpp))
         {
             if (plan.Baselines)
@@ -124,7 +126,7 @@ public static class Evaluator
             }
             if (plan.Adapter is not null)
             {
-                using var tunedEngine = OpenEngine(plan.BaseModel, plan.Adapter, plan.Threads, llamaCpp);
+                using var tunedEngine = OpenEngine(plan.AdapterBase ?? plan.BaseModel, plan.Adapter, plan.Threads, llamaCpp);
                 RunOne(Comparer.Tuned, tunedEngine, zeroShot);
                 string text = plan.GeneralTextFile is null ? GeneralText.Default() : File.ReadAllText(plan.GeneralTextFile);
                 progress?.Report(new EvalStage("forgetting", 0, 1));

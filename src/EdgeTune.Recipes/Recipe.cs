@@ -18,8 +18,18 @@ public sealed record Recipe
     public required OutputSection Output { get; init; }
     public required EvalSection Eval { get; init; }
     public BaselineSection Baseline { get; init; } = new();
+    public ExportSection Export { get; init; } = new();
 
-    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval", "baseline"];
+    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval", "baseline", "export"];
+
+    /// <summary>
+    /// The base the run's adapter belongs to: with [model] add_tokens the run writes its own base.gguf (the vocabulary
+    /// grown and the new rows trained); otherwise [model] base.
+    /// </summary>
+    public string AdapterBase => Model.AddTokens.Count > 0 ? Path.Combine(Output.Dir, AddedTokensBaseFile) : Model.Base;
+
+    /// <summary>The file name of that base in the run folder.</summary>
+    public const string AddedTokensBaseFile = "base.gguf";
 
     public static Recipe Load(string file)
     {
@@ -51,6 +61,7 @@ public sealed record Recipe
             Output = OutputSection.Read(top.Sub("output"), Resolve, file),
             Eval = EvalSection.Read(top.Sub("eval"), Resolve),
             Baseline = BaselineSection.Read(top.Sub("baseline"), Resolve),
+            Export = ExportSection.Read(top.Sub("export")),
         };
     }
 }
@@ -62,14 +73,29 @@ public sealed record ModelSection
     public required string Base { get; init; }
     /// <summary>A chat template (Jinja text) overriding the model's own; null uses the model's.</summary>
     public string? ChatTemplate { get; init; }
+    /// <summary>
+    /// Special tokens added to the vocabulary (the chat template's markers when the base has them only as text):
+    /// the embedding and output rows grow, the new rows are trained (LoRA too), and the run writes the resized base
+    /// the adapter belongs to, with the markers as control tokens llama.cpp ends generation at.
+    /// </summary>
+    public IReadOnlyList<string> AddTokens { get; init; } = [];
 
     internal static ModelSection Read(TomlSection s, Func<string, string> resolve)
     {
-        s.RefuseUnknown(["base", "chat_template"]);
+        s.RefuseUnknown(["base", "chat_template", "add_tokens"]);
+        var add = s.Strings("add_tokens") ?? [];
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var token in add)
+        {
+            if (token.Length == 0 || token.Any(char.IsWhiteSpace))
+                throw s.Error("add_tokens", $"\"{token}\" cannot be a special token (empty or containing whitespace)");
+            if (!seen.Add(token)) throw s.Error("add_tokens", $"\"{token}\" is listed twice");
+        }
         return new ModelSection
         {
             Base = resolve(s.RequiredString("base", "a GGUF file or a Hugging Face folder")),
             ChatTemplate = s.String("chat_template"),
+            AddTokens = add,
         };
     }
 }
@@ -238,5 +264,22 @@ public sealed record OutputSection
     {
         s.RefuseUnknown(["dir"]);
         return new OutputSection { Dir = resolve(s.String("dir") is { Length: > 0 } d ? d : Path.Combine("runs", Path.GetFileNameWithoutExtension(recipeFile))) };
+    }
+}
+
+/// <summary>
+/// [export]: what `edgetune export gguf` needs beyond the model and the test split. <c>use</c> is the declared use the
+/// base model's licence is checked against: commercial (the default, the strictest), internal or research.
+/// </summary>
+public sealed record ExportSection
+{
+    public static readonly string[] Uses = ["commercial", "internal", "research"];
+
+    public string Use { get; init; } = "commercial";
+
+    internal static ExportSection Read(TomlSection s)
+    {
+        s.RefuseUnknown(["use"]);
+        return new ExportSection { Use = s.Choice("use", Uses)?.ToLowerInvariant() ?? "commercial" };
     }
 }

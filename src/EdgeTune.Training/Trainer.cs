@@ -41,8 +41,22 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         Directory.CreateDirectory(runDir);
         void Say(string message) => progress?.Report(new TrainProgress(0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, message));
 
-        using var weights = BaseWeights.Open(r.Model.Base);
-        var (template, tokenizer, _) = Templater.LoadModel(r.Model.Base);
+        string basePath = r.Model.Base;
+        int addedRows = 0;
+        if (r.Model.AddTokens.Count > 0)
+        {
+            // The markers become control tokens of a resized copy of the base, which the run then trains on.
+            var (original, _, _) = Templater.LoadModel(r.Model.Base);
+            if (r.Model.ChatTemplate is { } text) original = ChatTemplate.FromText(text, $"{r.File}: model.chat_template");
+            string? marker = original.EndOfTurnMarker();
+            basePath = Path.Combine(runDir, "base-resized.gguf");
+            var added = AddedTokens.Resize(r.Model.Base, r.Model.AddTokens, marker, basePath);
+            addedRows = added.RowsAdded;
+            Say($"add_tokens: {string.Join(", ", added.Ids.Select(kv => $"{kv.Key} = id {kv.Value}"))}; vocabulary {added.VocabularySize} ({added.RowsAdded} new rows, trained)" +
+                (added.EndOfTurnId is int eot ? $"; end of turn {marker} (id {eot}) ends generation in llama.cpp" : marker is null ? "" : $"; the template's end of turn {marker} is not among them"));
+        }
+        using var weights = BaseWeights.Open(basePath);
+        var (template, tokenizer, _) = Templater.LoadModel(basePath);
         if (r.Model.ChatTemplate is { } custom) template = ChatTemplate.FromText(custom, $"{r.File}: model.chat_template");
         if (template.EndOfTurnWarning(tokenizer) is { } endOfTurn) Say($"warning: {endOfTurn}");
         var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = r.Train.MaxSeqLen, TrainOnInputs = r.Data.TrainOnInputs });
@@ -55,7 +69,7 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         List<TrainingExample>? eval = null;
         if (r.Data.Eval is { } evalPath) eval = TrainingExamples.Load(evalPath, templater, readOptions).Examples;
 
-        var setup = TrainingSetup.From(r);
+        var setup = TrainingSetup.From(r) with { AddedTokens = addedRows };
         using var model = new TrainableLlama(weights, setup, backend);
         using var m = backend.Allocate(Math.Max(1, model.Layout.Total));
         using var v = backend.Allocate(Math.Max(1, model.Layout.Total));
@@ -174,6 +188,17 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
             LoraAdapterWriter.WriteGguf(gguf, weights.Config, pairs, r.Adapter.Alpha, r.Adapter.RsLora, layout, Path.GetFileName(runDir));
             peft = Path.Combine(runDir, "peft");
             LoraAdapterWriter.WritePeft(peft, weights.Config, pairs, r.Adapter.Alpha, r.Adapter.RsLora, r.Adapter.Dropout, layout, r.Model.Base);
+        }
+        if (r.Model.AddTokens.Count > 0 && r.Adapter.Method != TuningMethod.Full)
+        {
+            // The adapter belongs to the resized base with the trained rows of the new tokens, written beside it.
+            var trained = new Dictionary<string, float[]>();
+            if (addedRows > 0)
+            {
+                trained["token_embd.weight"] = model.Read("token_embd.added");
+                if (model.Layout.Contains("output.added")) trained["output.weight"] = model.Read("output.added");
+            }
+            AddedTokens.WriteTrained(basePath, addedRows, trained, r.AdapterBase);
         }
         string? curve = LossCurve.TryWrite(metricsPath, Path.Combine(runDir, "loss.png"));
         return new TrainResult(runDir, state.Step, lastLoss, lastEval, state.BestStep == 0 ? null : state.BestStep, gguf, peft, merged, metricsPath, curve, stop);

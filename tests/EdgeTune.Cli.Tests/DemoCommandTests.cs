@@ -52,6 +52,9 @@ public class DemoCommandTests
         Assert.InRange(double.Parse(onnx.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0, 1e-3);
         Assert.Contains("check-onnx: ok: llama", o, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(run, "models/tuned-onnx-int4/genai_config.json")));
+        // The ONNX artifact re-scored on the frozen test split beside the GGUF one, paired against the tuned model.
+        Assert.Matches(@"\n  onnx +\S+ \d", o);
+        Assert.Matches(@"ONNX int4 vs tuned on \S+: \S+, p = [\d.]+", o);
         // Bundle: installed through the agent's endpoint and read back from its slots; the broken one rolled back to that slot.
         var installed = System.Text.RegularExpressions.Regex.Match(o, @"installed version 1\.0\.0 in slot (\w) \(good: \1\)");
         Assert.True(installed.Success, o);

@@ -50,6 +50,8 @@ public class RecipeTests
         var lora = Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[adapter]\nrank = 8\nrslora = true\n", "/r/x.toml");
         Assert.Equal(2e-4, lora.Train.LearningRate);
         Assert.Equal(16.0 / Math.Sqrt(8), lora.Adapter.Scale, 12);
+        Assert.Equal("commercial", lora.Export.Use); // the strictest use unless the recipe declares another
+        Assert.Equal("research", Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[export]\nuse = \"Research\"\n", "/r/x.toml").Export.Use);
     }
 
     [Theory]
@@ -62,6 +64,7 @@ public class RecipeTests
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\ntop_k = 0\n", "x.toml:6:1: baseline.top_k:")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\nchunk_tokens = 64\nchunk_overlap = 64\n", "x.toml:7:1: baseline.chunk_overlap: 64 must be below chunk_tokens (64)")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\nknowlege = \"docs\"\n", "x.toml:6:1: baseline.knowlege: unknown key")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[export]\nuse = \"personal\"\n", "x.toml:6:1: export.use: 'personal' is not one of commercial, internal, research")]
     public void Mistakes_name_the_place(string text, string expected)
     {
         var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse(text, "x.toml"));

@@ -122,6 +122,80 @@ public class TrainableLlamaTests
         Assert.True(checkedCount >= 6);
     }
 
+    /// <summary>
+    /// [model] add_tokens exported: the resized base with the trained rows (AddedTokens.WriteTrained) plus the GGUF
+    /// adapter give our logits in llama.cpp on a sequence that holds the new tokens.
+    /// </summary>
+    [Fact]
+    public void Added_tokens_base_and_adapter_give_our_logits_in_llama_cpp()
+    {
+        using var dir = new TempDir();
+        string path = TinyTask.WriteModel(dir.Path, TinyTask.Model with { ChatMl = false });
+        string resized = dir.File("resized.gguf"), shipped = dir.File("base.gguf"), adapter = dir.File("adapter.gguf");
+        var added = AddedTokens.Resize(path, ["<|im_start|>", "<|im_end|>"], "<|im_end|>", resized);
+        using var w = BaseWeights.Open(resized);
+        int vocab = w.Config.VocabSize;
+        Assert.Equal((2, vocab, vocab - 1), (added.RowsAdded, added.VocabularySize, added.EndOfTurnId));
+        using var b = new CpuBackend(2);
+        using var m = new TrainableLlama(w, new TrainingSetup { Method = TuningMethod.Lora, Rank = 4, Alpha = 8, Seed = 3, AddedTokens = 2 }, b);
+        Randomise(m, 5);
+        var rng = new Random(6);
+        foreach (var name in new[] { "token_embd.added", "output.added" })
+            m.Write(name, m.Read(name).Select(x => x + (float)(rng.NextDouble() - 0.5)).ToArray());
+        int[] tokens = [.. Tokens, vocab - 2, 263, 270, vocab - 1, 271];
+        var ours = m.Logits(tokens);
+        LoraAdapterWriter.WriteGguf(adapter, w.Config, Trainer.AdapterPairs(m), 8, false, AdapterLayout.Gguf);
+        AddedTokens.WriteTrained(resized, 2, new Dictionary<string, float[]> { ["token_embd.weight"] = m.Read("token_embd.added"), ["output.weight"] = m.Read("output.added") }, shipped);
+        AssertClose(LlamaCpp.AllLogits(shipped, tokens, adapter), ours, 1e-3);
+    }
+
+    /// <summary>[model] add_tokens under LoRA: the new rows of the embedding and head get the loss's gradient (inputs and targets).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Added_token_rows_train_under_lora_with_finite_difference_gradients(bool tied)
+    {
+        using var dir = new TempDir();
+        string path = TinyTask.WriteModel(dir.Path, TinyTask.Model with { Embedding = 32, FeedForward = 48, Heads = 4, KvHeads = 2, TiedEmbeddings = tied });
+        using var w = BaseWeights.Open(path);
+        using var b = new CpuBackend(2);
+        using var m = new TrainableLlama(w, new TrainingSetup { Method = TuningMethod.Lora, Rank = 4, Alpha = 8, Seed = 3, AddedTokens = 2 }, b);
+        Randomise(m, 9);
+        int vocab = w.Config.VocabSize, first = vocab - 2;
+        Assert.Equal(tied ? ["token_embd.added"] : new[] { "token_embd.added", "output.added" }, m.Layout.Slots.Where(s => s.Name.EndsWith(".added", StringComparison.Ordinal)).Select(s => s.Name));
+        // The added rows start as the base's rows (the resized base's mean rows): nudge them so the probe sees their effect.
+        var rng = new Random(4);
+        foreach (var name in m.Layout.Slots.Where(s => s.Name.EndsWith(".added", StringComparison.Ordinal)).Select(s => s.Name))
+            m.Write(name, m.Read(name).Select(x => x + (float)(rng.NextDouble() - 0.5) * 0.5f).ToArray());
+        int[] tokens = [1, 259, first, 262, 270, first + 1, 280, 17, first, 271, 265, first + 1];
+        int[] targets = [.. NextTokens(tokens)];
+        targets[4] = -1;
+        m.ZeroGradients();
+        m.Step(tokens, targets, 2, tokens.Length / 2, train: true, gradScale: 1f, 0);
+        int checkedCount = 0;
+        foreach (var name in m.Layout.Slots.Where(s => s.Name.EndsWith(".added", StringComparison.Ordinal)).Select(s => s.Name))
+        {
+            var analytic = m.ReadGradient(name);
+            var values = m.Read(name);
+            Assert.Contains(analytic, g => Math.Abs(g) > 1e-4);
+            for (int probe = 0; probe < 6; probe++)
+            {
+                int i = rng.Next(values.Length);
+                float keep = values[i];
+                const float h = 1e-2f;
+                values[i] = keep + h; m.Write(name, values);
+                double up = m.Step(tokens, targets, 2, tokens.Length / 2, train: false, 0, 0);
+                values[i] = keep - h; m.Write(name, values);
+                double down = m.Step(tokens, targets, 2, tokens.Length / 2, train: false, 0, 0);
+                values[i] = keep; m.Write(name, values);
+                double numeric = (up - down) / (2 * h);
+                Assert.True(Math.Abs(numeric - analytic[i]) <= 3e-3 + 3e-2 * Math.Abs(numeric), $"{name}[{i}]: analytic {analytic[i]}, finite difference {numeric}");
+                checkedCount++;
+            }
+        }
+        Assert.True(checkedCount >= 6);
+    }
+
     [Theory]
     [InlineData("nf4", 0.52)]
     [InlineData("q8_0", 1.07)]

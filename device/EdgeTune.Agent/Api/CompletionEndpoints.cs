@@ -10,8 +10,12 @@ using EdgeTune.Inference;
 namespace EdgeTune.Agent.Api;
 
 /// <summary>POST /v1/chat/completions and /v1/completions, plain and SSE streaming.</summary>
-internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log, AgentMetrics metrics, Redactor redactor, KnowledgeRetriever? retriever = null)
+internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log, AgentMetrics metrics, Redactor redactor,
+    KnowledgeRetriever? retriever = null, EdgeTune.Core.Drift.DriftMonitor? drift = null)
 {
+    /// <summary>The drift monitor ([drift] with a fingerprint), fed by every completion and rating; null when off.</summary>
+    public EdgeTune.Core.Drift.DriftMonitor? Drift => drift;
+
     /// <summary>The most recent completion in the field log (what a feedback button rates).</summary>
     public volatile string? LastLoggedId;
 
@@ -163,6 +167,12 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
         IInferenceModel runtime, string? adapter, SamplingSettings sampling, GenerationResult result, double latencyMs)
     {
         metrics.Generation(latencyMs / 1000, result.TimeToFirstTokenMs / 1000, result.PromptTokens, result.CompletionTokens, (result.GenerationMs - result.TimeToFirstTokenMs) / 1000);
+        if (drift is not null)
+        {
+            // The prompt as the fingerprint counts it: the non-assistant messages' text, in the model's tokens, no markers.
+            string text = chat ? string.Join("\n", request.Messages!.Where(m => m.Role != "assistant").Select(m => m.Content)) : request.Prompt!;
+            drift.Observe(id, runtime.Tokenize(text, addSpecial: false, parseSpecial: false), result.Text);
+        }
         if (log is null || request.LogOptOut) return;
         if (config.FieldLog.SampleRate < 1 && Random.Shared.NextDouble() >= config.FieldLog.SampleRate) return;
         var messages = chat

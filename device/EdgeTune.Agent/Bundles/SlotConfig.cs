@@ -15,6 +15,9 @@ public static class SlotConfig
 {
     public const string FileName = "agent.toml";
 
+    /// <summary>Where a bundle carries the training set's drift fingerprint (`bundle create --drift-fingerprint`).</summary>
+    public const string DriftFingerprintPath = "drift/fingerprint.json";
+
     /// <summary>Keys a bundle does not carry: paths of the author's machine, or a native library of another board.</summary>
     private static readonly string[] NotCarried = ["path", "adapters", "native_library"];
 
@@ -59,7 +62,14 @@ public static class SlotConfig
     public static AgentConfig Apply(AgentConfig device, string slotFolder)
     {
         var slot = AgentConfig.Load(Path.Combine(slotFolder, FileName), checkFiles: true, requireToken: false);
-        return device with { Model = slot.Model, Retrieval = slot.Retrieval ?? device.Retrieval };
+        // The training set's fingerprint belongs to the model: one in the bundle replaces the device's.
+        string fingerprint = Path.Combine(slotFolder, DriftFingerprintPath);
+        return device with
+        {
+            Model = slot.Model,
+            Retrieval = slot.Retrieval ?? device.Retrieval,
+            Drift = File.Exists(fingerprint) ? device.Drift with { Fingerprint = fingerprint } : device.Drift,
+        };
     }
 
     private static string Quote(string s)

@@ -96,6 +96,7 @@ internal static class EvalCommand
         var noBaselines = new Option<bool>("--no-baselines") { Description = "Skip the baseline runners (base, few_shot, retrieved_few_shot, rag)" };
         var json = new Option<bool>("--json") { Description = "Print every runner's metrics with their 95% intervals, the paired tests and {\"verdict\": {\"tuned_better_than_baselines\": …}} as JSON" };
         var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp (0: all cores)" };
+        var registry = RunLog.RegistryOption();
         var command = new Command("eval",
             "Evaluate on the held-out test split: the baselines (base zero-shot, few_shot, retrieved_few_shot and, with [baseline] knowledge, rag), the tuned model (--adapter, by default the adapter " +
             "`edgetune train RECIPE` wrote to the recipe's [output].dir; the output names the one used) and the exported " +
@@ -106,7 +107,7 @@ internal static class EvalCommand
             "to the run folder. Progress on stderr.\n\n" +
             "Examples:\n  edgetune eval recipe.toml\n  edgetune eval recipe.toml --adapter runs/recipe/adapter.gguf\n  edgetune eval recipe.toml --adapter lora.gguf --gguf model-q4_k_m.gguf --gguf-adapter lora.gguf --json\n  edgetune eval recipe.toml --adapter lora.gguf --onnx model-onnx-int4")
         {
-            recipe, adapter, gguf, ggufAdapter, onnx, noBaselines, json, threads,
+            recipe, adapter, gguf, ggufAdapter, onnx, noBaselines, json, threads, registry,
         };
         command.SetAction(parse =>
         {
@@ -136,6 +137,7 @@ internal static class EvalCommand
             };
             var outcome = Run(console, plan);
             EvalReportWriter.Write(outcome, plan.RunDir, $"Evaluation: {Path.GetFileName(r.File)}");
+            RunLog.RecordEval(console, parse.GetValue(registry), r, plan, outcome);
             if (parse.GetValue(json))
             {
                 var node = System.Text.Json.Nodes.JsonNode.Parse(Evaluator.ToJson(outcome))!.AsObject();
@@ -218,6 +220,7 @@ internal static class EvalCommand
             TopK = r.Baseline.TopK,
             MaxNewTokens = r.Eval.MaxNewTokens,
             Adapter = adapter is null ? null : Path.GetFullPath(adapter),
+            AdapterBase = r.Model.AddTokens.Count > 0 ? r.AdapterBase : null,
             Gguf = gguf is null ? null : Path.GetFullPath(gguf),
             GgufAdapter = ggufAdapter is null ? null : Path.GetFullPath(ggufAdapter),
             GeneralTextFile = r.Eval.GeneralText,

@@ -18,6 +18,7 @@ internal static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "Continue from the run folder's checkpoint (the losses continue exactly as without the interruption)" };
         var maxSteps = new Option<int?>("--max-steps") { Description = "Stop after this many optimizer steps; overrides [train].max_steps" };
         var json = new Option<bool>("--json") { Description = "Print the result (paths, steps, losses) as JSON" };
+        var registry = RunLog.RegistryOption();
         var command = new Command("train",
             "Tune a model with LoRA, QLoRA (NF4 or GGUF-quantised frozen base) or full fine-tuning, as a recipe says.\n" +
             "Writes to the run folder: metrics.jsonl (train and eval loss), loss.png, checkpoint/ (resumable), and the\n" +
@@ -25,7 +26,7 @@ internal static class TrainCommand
             "A NaN, infinite or exploding loss stops the run with the step and what to change.\n\n" +
             "Examples:\n  edgetune train recipe.toml\n  edgetune train recipe.toml --device cpu --threads 8\n  edgetune train recipe.toml --resume")
         {
-            recipe, device, threads, resume, maxSteps, json,
+            recipe, device, threads, resume, maxSteps, json, registry,
         };
         command.SetAction((parse, cancel) =>
         {
@@ -52,6 +53,7 @@ internal static class TrainCommand
                 });
                 return new Trainer(r, backend, progress).Run(parse.GetValue(resume), cancel);
             });
+            RunLog.RecordTrain(console, parse.GetValue(registry), r, result);
             if (parse.GetValue(json))
             {
                 console.Out.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

@@ -122,19 +122,22 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
         var tuned = Train(recipe, "qlora", cancel);
         _o.WriteLine(string.Create(C, $"  loss {tuned.FinalLoss:F3}, eval loss {tuned.FinalEvalLoss:F3}; adapter {tuned.AdapterGguf}"));
 
-        Step(5, "evaluate base, prompt baseline, tuned and exported (Q8_0 GGUF + GGUF adapter through llama.cpp)");
+        Step(5, "export: Q8_0 GGUF + GGUF adapter for llama.cpp, and ONNX int4 (adapter merged) for ONNX Runtime, checked against our forward");
         string exported = Path.Combine(models, "base-q8_0.gguf");
         GgufQuantizer.Run(basePath, exported, LlamaFileTypes.Parse("Q8_0"), new QuantizeOptions { Threads = threads }, null, cancel);
-        var plan = EvalCommand.Plan(recipe, tuned.AdapterGguf, exported, tuned.AdapterGguf, threads);
+        _o.WriteLine($"  GGUF: {exported} + {tuned.AdapterGguf}");
+        string onnx = ExportOnnx(basePath, tuned.AdapterGguf!, models, cancel);
+
+        Step(6, "evaluate on the frozen test split: base, prompt baseline, tuned, and both shipped artifacts (GGUF through llama.cpp, ONNX int4 through ONNX Runtime GenAI)");
+        var plan = EvalCommand.Plan(recipe, tuned.AdapterGguf, exported, tuned.AdapterGguf, threads) with { Onnx = onnx };
         var outcome = Evaluator.Run(plan, EvalProgress(), cancel);
         foreach (var r in outcome.Runners) _o.WriteLine($"  {r.Runner,-9} {Describe(r)}");
         var (markdown, html) = EvalReportWriter.Write(outcome, plan.RunDir, "EdgeTune demo: support ticket triage");
         var v = outcome.Verdict;
         if (v is not null)
             _o.WriteLine(string.Create(C, $"  verdict: tuned {(v.TunedBetterThanBaselines ? "IS" : "is NOT")} better than the best baseline ({v.BestBaseline}) on {v.PrimaryMetric}: {v.TunedValue:0.###} vs {v.BestBaselineValue:0.###}, p = {v.PValue:0.####}; quantisation cost {v.QuantisationCost:+0.###;-0.###;0}"));
-
-        Step(6, "ONNX: the tuned model (adapter merged) exported as ONNX int4 for the board's CPU, checked by ONNX Runtime against our forward");
-        string onnx = ExportOnnx(basePath, tuned.AdapterGguf!, models, cancel);
+        if (v is not null && outcome.Comparisons.FirstOrDefault(c => c.A == Comparer.Onnx && c.B == Comparer.Tuned && c.Metric == v.PrimaryMetric) is { } onnxVsTuned)
+            _o.WriteLine(string.Create(C, $"  ONNX int4 vs tuned on {v.PrimaryMetric}: {onnxVsTuned.Test.Difference:+0.###;-0.###;0}, p = {onnxVsTuned.Test.PValue:0.####} ({onnxVsTuned.Test.Test})"));
 
         var field = RunDevice(exported, tuned.AdapterGguf!, data, cancel);
 

@@ -212,7 +212,8 @@ public sealed record ModelConfig
             AttentionBias = file.FindTensor("blk.0.attn_q.bias") is not null,
             ContextLength = U("context_length"),
             BosTokenId = Id("tokenizer.ggml.bos_token_id"),
-            EosTokenIds = Id("tokenizer.ggml.eos_token_id") is { } eos ? [eos] : [],
+            // llama.cpp ends generation at EOS and at EOT (a chat template's end-of-turn, e.g. one added by [model] add_tokens).
+            EosTokenIds = new[] { Id("tokenizer.ggml.eos_token_id"), Id("tokenizer.ggml.eot_token_id") }.OfType<int>().Distinct().ToArray(),
         };
     }
 

@@ -98,8 +98,21 @@ public sealed class ChatTemplate
         if (ids is [int id] && tokenizer.IsSpecial(id)) return null;
         return $"{Origin}: the chat template ends a turn with \"{marker}\", which the vocabulary has only as text ({ids.Count} ordinary tokens), " +
                "so a tuned model writes it as text and never emits an end-of-turn token; EdgeTune's runtimes stop at that text and cut it, " +
-               "other runtimes run to their token limit. Fix: a base model whose vocabulary has the template's markers as special tokens, " +
-               "or a chat template written with the vocabulary's own end token";
+               "other runtimes run to their token limit. Fix: add the markers as special tokens ([model] add_tokens = [" +
+               string.Join(", ", Markers().Select(t => $"\"{t}\"")) + "] in the recipe: the embeddings grow, the new rows are trained and the run's base.gguf " +
+               "has them as end-of-generation tokens for llama.cpp), a base model whose vocabulary has them, or a chat template written with the vocabulary's own end token";
+    }
+
+    /// <summary>
+    /// The template's markers to add as special tokens: every &lt;|…|&gt; it writes around a conversation, and the
+    /// end-of-turn marker (so a Llama 2 style "&lt;/s&gt;" is named too).
+    /// </summary>
+    public IReadOnlyList<string> Markers()
+    {
+        string text = Apply([new ChatMessage("system", "s"), new ChatMessage("user", "u"), new ChatMessage("assistant", "a")], false);
+        var markers = System.Text.RegularExpressions.Regex.Matches(text, @"<\|[^\s<>|]+\|>").Select(m => m.Value).ToList();
+        if (EndOfTurnMarker() is { } end) markers.Add(end);
+        return markers.Distinct(StringComparer.Ordinal).ToList();
     }
 
     private static string Preview(string s) => (s.Length > 40 ? s[..40] + "..." : s).ReplaceLineEndings(" ");

@@ -21,6 +21,11 @@ public sealed class TrainableLlama : IDisposable
     private readonly Layer[] _layers;
     private readonly Weight _embed, _outNorm, _head;
     private readonly DeviceBuffer _invFreq;
+    // [model] add_tokens under LoRA/QLoRA: the new rows of the (frozen) embedding and head are trainable. They live
+    // in Parameters and are copied into the frozen tables before each forward; the head's gradient goes through a
+    // full-size scratch (the fused cross-entropy writes every row) of which only the new rows are kept.
+    private readonly Weight? _addedEmbed, _addedHead;
+    private readonly DeviceBuffer? _headScratch;
     private readonly List<IDisposable> _owned = [];
     private Activations? _acts;
 
@@ -37,6 +42,8 @@ public sealed class TrainableLlama : IDisposable
     public long FrozenLinearParameters { get; private set; }
     public long FrozenOtherBytes { get; private set; }
     public long ActivationBytes => _acts?.Bytes ?? 0;
+    /// <summary>The head-gradient scratch that training added tokens under LoRA costs (0 otherwise).</summary>
+    public long AddedTokenScratchBytes { get; }
 
     private sealed class Weight
     {
@@ -89,6 +96,12 @@ public sealed class TrainableLlama : IDisposable
         }
         else
         {
+            if (setup.AddedTokens > 0)
+            {
+                if (setup.AddedTokens >= c.VocabSize) throw new ArgumentException($"{setup.AddedTokens} added tokens leave no vocabulary of the base", nameof(setup));
+                Layout.Add("token_embd.added", setup.AddedTokens, c.HiddenSize);
+                if (!c.TiedEmbeddings) Layout.Add("output.added", setup.AddedTokens, c.HiddenSize);
+            }
             for (int l = 0; l < c.Layers; l++)
                 foreach (var t in TrainingSetup.Stems.Keys.Where(setup.Targets.Contains))
                 {
@@ -149,6 +162,15 @@ public sealed class TrainableLlama : IDisposable
         }
         _outNorm = Vector("output_norm.weight");
         _head = c.TiedEmbeddings ? _embed : Vector("output.weight");
+        if (!full && setup.AddedTokens > 0)
+        {
+            long rows = (long)setup.AddedTokens * c.HiddenSize, first = ((long)c.VocabSize - setup.AddedTokens) * c.HiddenSize;
+            float[] Tail(string name) => weights.Read(name).AsSpan((int)first, (int)rows).ToArray();
+            _addedEmbed = Trainable("token_embd.added", Tail("token_embd.weight"));
+            _addedHead = c.TiedEmbeddings ? _addedEmbed : Trainable("output.added", Tail("output.weight"));
+            _headScratch = Own(_b.Allocate((long)c.VocabSize * c.HiddenSize));
+            AddedTokenScratchBytes = (long)c.VocabSize * c.HiddenSize * 4;
+        }
         _invFreq = Own(_b.Allocate(weights.InverseFrequencies.Length));
         _b.Upload(weights.InverseFrequencies, _invFreq);
     }
@@ -282,6 +304,7 @@ public sealed class TrainableLlama : IDisposable
         var a = EnsureActivations(batch, seqLen);
         bool dropout = train && Setup.Dropout > 0 && Setup.Method != TuningMethod.Full;
 
+        if (_addedEmbed is not null) CopyAddedRowsIntoTables();
         _b.EmbeddingForward(tokens, _embed.Value!, a.X(n), c.HiddenSize);
         for (int l = 0; l < c.Layers; l++)
         {
@@ -290,9 +313,11 @@ public sealed class TrainableLlama : IDisposable
             LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l);
         }
         _b.RmsNormForward(a.X(n), _outNorm.Value!, a.FinalNorm(n), a.FinalRstd(n), n, c.HiddenSize, (float)c.RmsEpsilon);
+        if (train && _headScratch is not null) _b.Zero(_headScratch);
         double loss = _b.CrossEntropy(a.FinalNorm(n), _head.Value!, targets, n, c.HiddenSize, c.VocabSize, gradScale,
-            train ? a.DHidden(n) : null, train ? _head.Grad : null);
+            train ? a.DHidden(n) : null, train ? _head.Grad ?? _headScratch : null);
         if (!train) return loss;
+        if (_headScratch is not null) _b.AddScaled(_addedHead!.Grad!, _headScratch.Slice(AddedRowsOffset, _addedHead.Grad!.Length), 1f);
 
         // Backward, in reverse order.
         var dx = a.DX(n);
@@ -309,7 +334,42 @@ public sealed class TrainableLlama : IDisposable
             LayerBackward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l);
         }
         if (_embed.Grad is not null) _b.EmbeddingBackward(tokens, dx, _embed.Grad, c.HiddenSize);
+        else if (_addedEmbed is not null) AddedEmbeddingBackward(tokens, dx);
         return loss;
+    }
+
+    private long AddedRowsOffset => ((long)Config.VocabSize - Setup.AddedTokens) * Config.HiddenSize;
+
+    /// <summary>The trained rows of the added tokens into the frozen embedding table and head (the same table when tied).</summary>
+    private void CopyAddedRowsIntoTables()
+    {
+        long rows = (long)Setup.AddedTokens * Config.HiddenSize;
+        _b.Copy(_addedEmbed!.Value!, _embed.Value!.Slice(AddedRowsOffset, rows));
+        if (!ReferenceEquals(_addedHead, _addedEmbed)) _b.Copy(_addedHead!.Value!, _head.Value!.Slice(AddedRowsOffset, rows));
+    }
+
+    /// <summary>
+    /// ∂loss/∂(embedding row) of the added tokens: the sum of dx over the positions holding them. Added tokens are
+    /// template markers, a few positions per sequence, so their rows are gathered on the host rather than scattering
+    /// into a vocabulary-sized gradient.
+    /// </summary>
+    private void AddedEmbeddingBackward(int[] tokens, DeviceBuffer dx)
+    {
+        int dim = Config.HiddenSize, first = Config.VocabSize - Setup.AddedTokens;
+        float[]? sum = null;
+        var row = new float[dim];
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if (tokens[i] < first) continue;
+            if (sum is null)
+            {
+                sum = new float[_addedEmbed!.Grad!.Length];
+                _b.Download(_addedEmbed.Grad, sum);
+            }
+            _b.Download(dx.Slice((long)i * dim, dim), row);
+            System.Numerics.Tensors.TensorPrimitives.Add(sum.AsSpan((tokens[i] - first) * dim, dim), row, sum.AsSpan((tokens[i] - first) * dim, dim));
+        }
+        if (sum is not null) _b.Upload(sum, _addedEmbed!.Grad!);
     }
 
     /// <summary>Logits of every position of one sequence: (T, V), as llama.cpp returns them with all logits on (for parity checks and scoring).</summary>

@@ -16,6 +16,8 @@ public sealed record TrainingSetup
     public string BaseQuant { get; init; } = "nf4";
     public ulong Seed { get; init; } = 42;
     public bool ActivationCheckpointing { get; init; }
+    /// <summary>Rows at the end of the vocabulary added by [model] add_tokens: trained under LoRA/QLoRA too.</summary>
+    public int AddedTokens { get; init; }
 
     public double Scale => RsLora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
 
