@@ -43,7 +43,26 @@ public static class AgentApp
 
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(new RequestQueue(config.Server.QueueCapacity));
-        builder.Services.AddSingleton(runtimeFactory ?? (c => ModelHost.Open(c.Model)));
+        // [retrieval]: the index is opened for each model that loads (its tokenizer checked; a stale one fails the load),
+        // the device's own or the one a bundle brings with its model.
+        var retriever = new KnowledgeRetriever();
+        var load = runtimeFactory ?? (c => ModelHost.Open(c.Model));
+        Func<AgentConfig, IInferenceModel> factory = c =>
+        {
+            var model = load(c);
+            try
+            {
+                retriever.Attach(model, c.Retrieval);
+                return model;
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        };
+        builder.Services.AddSingleton(_ => retriever);
+        builder.Services.AddSingleton(factory);
         builder.Services.AddSingleton<ModelHost>();
         var metrics = new AgentMetrics();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
@@ -54,7 +73,10 @@ public static class AgentApp
             : null;
         var authenticator = new TokenAuthenticator(config.Server.AllTokens);
         if (fieldLog is not null) builder.Services.AddSingleton(fieldLog);
-        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics, redactor));
+        var drift = config.Drift.Fingerprint is { } fingerprint
+            ? new EdgeTune.Core.Drift.DriftMonitor(EdgeTune.Core.Drift.DriftFingerprint.Read(fingerprint), config.Drift.Thresholds)
+            : null;
+        builder.Services.AddSingleton(sp => new CompletionEndpoints(config, sp.GetRequiredService<ModelHost>(), sp.GetRequiredService<RequestQueue>(), fieldLog, metrics, redactor, retriever, drift));
 
         BundleEndpoints.AddServices(builder.Services, config);
 
@@ -170,6 +192,7 @@ public static class AgentApp
             if (rating is null && corrected is null) throw new ApiException(400, "give a 'rating' and/or a 'corrected' answer", code: "invalid_value");
             if (!fieldLog.AddFeedback(id, rating, corrected is null ? null : redactor.Apply(corrected), comment is null ? null : redactor.Apply(comment)))
                 throw new ApiException(404, $"no completion with id '{id}' in the field log", code: "completion_not_found", param: "completion_id");
+            if (rating is { } given) drift?.Feedback(id, given);
             return Results.Json(new { @object = "feedback", completion_id = id, rating, corrected });
         }).RequireScope(Scope.Chat);
 
@@ -216,7 +239,7 @@ public static class AgentApp
                 new EdgeTune.Profiles.SensorSpec(config.Telemetry.PowerRails.Count > 0 ? "ina3221" : "any", config.Telemetry.PowerRails, [], config.Telemetry.GpuDevfreq, null)))
             : null;
         var installer = app.Services.GetRequiredService<BundleInstaller>();
-        fleetStatus = () => AgentStatus.Of(config, host, app.Services.GetRequiredService<RequestQueue>(), metrics, sensors?.Value) with
+        fleetStatus = () => AgentStatus.Of(config, host, app.Services.GetRequiredService<RequestQueue>(), metrics, sensors?.Value, drift?.Snapshot()) with
         {
             Bundle = installer.Store.Active is { } slot ? installer.InstalledVersion(slot) : null,
         };
@@ -226,6 +249,7 @@ public static class AgentApp
                 : new[] { "", "-wal", "-shm" }.Select(x => new FileInfo(fieldLog.Path + x)).Where(f => f.Exists).Sum(f => f.Length);
             var text = new StringBuilder(metrics.Write(app.Services.GetRequiredService<RequestQueue>().Depth, host.Ready, fieldLog?.Count, bytes, fieldLog?.Unexported, fieldLog?.Evicted, fieldLog?.Refused));
             if (sensors is not null) AgentMetrics.WriteTelemetry(text, sensors.Value.Read(System.Diagnostics.Stopwatch.GetTimestamp()));
+            if (drift is not null) AgentMetrics.WriteDrift(text, drift.Snapshot());
             app.Services.GetRequiredService<BundleStatus>().Write(text);
             return Results.Text(text.ToString(), "text/plain; version=0.0.4; charset=utf-8");
         }).RequireScope(Scope.Fleet | Scope.Admin);

@@ -39,6 +39,8 @@ public sealed partial record BundleManifest
     /// <summary>The agent configuration supplying [model] settings on the device (paths relative to the slot).</summary>
     public required string Config { get; init; }
     public string? TrainingSetFingerprint { get; init; }
+    /// <summary>The run in the workstation's registry the model came from (`edgetune runs show RUN`).</summary>
+    public string? Run { get; init; }
     public string? ExportCard { get; init; }
     public HealthSet? Health { get; init; }
     public required IReadOnlyList<BundleFile> Files { get; init; }
@@ -62,6 +64,7 @@ public sealed partial record BundleManifest
             w.WriteEndArray();
             w.WriteString("config", Config);
             if (TrainingSetFingerprint is { } fp) w.WriteString("training_set_fingerprint", fp);
+            if (Run is { } run) w.WriteString("run", run);
             if (ExportCard is { } card) w.WriteString("export_card", card);
             if (Health is { } h)
             {
@@ -158,7 +161,7 @@ public sealed partial record BundleManifest
             return new BundleManifest
             {
                 Version = version, Compatible = compatible, MinAgentVersion = minAgent, Created = created, Model = model, Adapters = adapters,
-                Config = config, TrainingSetFingerprint = OptStr(root, "training_set_fingerprint", where), ExportCard = card, Health = health, Files = files,
+                Config = config, TrainingSetFingerprint = OptStr(root, "training_set_fingerprint", where), Run = OptStr(root, "run", where), ExportCard = card, Health = health, Files = files,
             };
         }
     }

@@ -13,6 +13,8 @@ public sealed record BundleDraft
     public IReadOnlyList<string> Adapters { get; init; } = [];
     public required string Config { get; init; }
     public string? TrainingSetFingerprint { get; init; }
+    /// <summary>The run (edgetune runs) the model came from, for lineage.</summary>
+    public string? Run { get; init; }
     public string? ExportCard { get; init; }
     public HealthSet? Health { get; init; }
 }
@@ -40,7 +42,7 @@ public static class BundleWriter
         var manifest = new BundleManifest
         {
             Version = draft.Version, Compatible = draft.Compatible, MinAgentVersion = draft.MinAgentVersion, Created = DateTimeOffset.UtcNow,
-            Model = draft.Model, Adapters = draft.Adapters, Config = draft.Config, TrainingSetFingerprint = draft.TrainingSetFingerprint,
+            Model = draft.Model, Adapters = draft.Adapters, Config = draft.Config, TrainingSetFingerprint = draft.TrainingSetFingerprint, Run = draft.Run,
             ExportCard = draft.ExportCard, Health = draft.Health, Files = files,
         };
         byte[] manifestBytes = manifest.ToJson();

@@ -37,6 +37,7 @@ public static class CliApp
             BundleCommand.Create(console),
             DeployCommand.Create(console),
             FleetCommand.Create(console),
+            RetrievalCommand.Create(console),
             RunsCommand.Create(console),
         };
 

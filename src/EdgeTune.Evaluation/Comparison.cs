@@ -40,9 +40,33 @@ public static class Comparer
 {
     public const string Base = "base";
     public const string FewShot = "few_shot";
+    public const string RetrievedFewShot = "retrieved_few_shot";
+    public const string Rag = "rag";
     public const string Tuned = "tuned";
     public const string Exported = "exported";
     public const string Onnx = "onnx";
+    /// <summary>Runners that need no training, in the order they are run and reported.</summary>
+    public static readonly string[] Baselines = [Base, FewShot, RetrievedFewShot, Rag];
+
+    /// <summary>A baseline's name in plain words, for sentences.</summary>
+    public static string PlainName(string runner) => runner switch
+    {
+        Base => "The base model zero-shot",
+        FewShot => "Fixed few-shot",
+        RetrievedFewShot => "Retrieved few-shot",
+        Rag => "RAG",
+        _ => runner,
+    };
+
+    /// <summary>The baseline with the best value of <paramref name="metric"/> (by its direction); null when none computed it.</summary>
+    public static RunnerResult? BestBaseline(IReadOnlyList<RunnerResult> runners, string metric)
+    {
+        var baselines = runners.Where(r => Baselines.Contains(r.Runner) && r.Metric(metric) is not null).ToList();
+        if (baselines.Count == 0) return null;
+        bool higher = baselines[0].Metric(metric)!.HigherIsBetter;
+        // Ties go to the cheaper baseline (the earlier one in Baselines): MaxBy/MinBy keep the first.
+        return higher ? baselines.MaxBy(r => r.Metric(metric)!.Value.Value) : baselines.MinBy(r => r.Metric(metric)!.Value.Value);
+    }
 
     /// <summary>
     /// Paired tests for every metric: tuned against each baseline, and exported (GGUF) and onnx against tuned (the
@@ -53,29 +77,39 @@ public static class Comparer
         var pairs = new List<(string A, string B)>();
         if (answers.ContainsKey(Tuned))
         {
-            foreach (var b in new[] { Base, FewShot }) if (answers.ContainsKey(b)) pairs.Add((Tuned, b));
+            foreach (var b in Baselines) if (answers.ContainsKey(b)) pairs.Add((Tuned, b));
             if (answers.ContainsKey(Exported)) pairs.Add((Exported, Tuned));
             if (answers.ContainsKey(Onnx)) pairs.Add((Onnx, Tuned));
         }
-        else if (answers.ContainsKey(Base) && answers.ContainsKey(FewShot)) pairs.Add((FewShot, Base));
+        else if (answers.ContainsKey(Base))
+            foreach (var b in Baselines.Skip(1)) if (answers.ContainsKey(b)) pairs.Add((b, Base));
         var result = new List<PairedComparison>();
-        foreach (var (a, b) in pairs)
+        foreach (var (a, b) in pairs) result.AddRange(Pair(a, answers[a], b, answers[b], o));
+        return result;
+    }
+
+    /// <summary>
+    /// Paired tests of runner <paramref name="a"/> against <paramref name="b"/> on every quality metric (difference A − B):
+    /// McNemar for per-example right/wrong metrics, the paired bootstrap for the others. Export re-scoring uses it for
+    /// each quantised candidate against base + adapter.
+    /// </summary>
+    public static List<PairedComparison> Pair(string a, IReadOnlyList<RunnerAnswer> answersA, string b, IReadOnlyList<RunnerAnswer> answersB, ScoringOptions o)
+    {
+        if (!answersA.Select(x => x.Id).SequenceEqual(answersB.Select(x => x.Id)))
+            throw new EdgeTuneException($"runners {a} and {b} answered different examples; cannot pair them");
+        var result = new List<PairedComparison>();
+        var sa = Scoring.Series(answersA, o);
+        var sb = Scoring.Series(answersB, o);
+        int k = 0;
+        foreach (var x in sa)
         {
-            if (!answers[a].Select(x => x.Id).SequenceEqual(answers[b].Select(x => x.Id)))
-                throw new EdgeTuneException($"runners {a} and {b} answered different examples; cannot pair them");
-            var sa = Scoring.Series(answers[a], o);
-            var sb = Scoring.Series(answers[b], o);
-            int k = 0;
-            foreach (var x in sa)
-            {
-                var y = sb.First(s => s.Name == x.Name);
-                k++;
-                if (x.Name is "latency_s" or "tokens_per_s") continue; // speed differs by runtime, not by tuning: reported, not tested
-                var test = x.Correct is not null && y.Correct is not null
-                    ? Stats.McNemar(x.Correct, y.Correct)
-                    : Stats.PairedBootstrap(answers[a].Count, x.Statistic, y.Statistic, o.Seed + 1000 + (ulong)k, o.Resamples);
-                result.Add(new PairedComparison(a, b, x.Name, test));
-            }
+            var y = sb.First(s => s.Name == x.Name);
+            k++;
+            if (x.Name is "latency_s" or "tokens_per_s") continue; // speed differs by runtime, not by tuning: reported, not tested
+            var test = x.Correct is not null && y.Correct is not null
+                ? Stats.McNemar(x.Correct, y.Correct)
+                : Stats.PairedBootstrap(answersA.Count, x.Statistic, y.Statistic, o.Seed + 1000 + (ulong)k, o.Resamples);
+            result.Add(new PairedComparison(a, b, x.Name, test));
         }
         return result;
     }
@@ -90,11 +124,9 @@ public static class Comparer
         var tuned = runners.FirstOrDefault(r => r.Runner == Tuned);
         if (tuned is null)
             return new Verdict(false, primary, null, null, null, null, null, null, null, "no tuned model was evaluated (train first: edgetune train RECIPE, or give --adapter)");
-        var baselines = runners.Where(r => r.Runner is Base or FewShot && r.Metric(primary) is not null).ToList();
         var t = tuned.Metric(primary) ?? throw new EdgeTuneException($"the primary metric {primary} was not computed (e.g. nll needs answers within the context)");
         bool higher = t.HigherIsBetter;
-        var best = baselines.Count == 0 ? null
-            : (higher ? baselines.MaxBy(r => r.Metric(primary)!.Value.Value) : baselines.MinBy(r => r.Metric(primary)!.Value.Value));
+        var best = BestBaseline(runners, primary);
         double? bestValue = best?.Metric(primary)!.Value.Value;
         var test = best is null ? null : comparisons.FirstOrDefault(c => c.A == Tuned && c.B == best.Runner && c.Metric == primary)?.Test;
         bool better = best is not null && test is not null &&

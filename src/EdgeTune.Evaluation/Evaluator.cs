@@ -5,6 +5,7 @@ using EdgeTune.Core;
 using EdgeTune.Data;
 using EdgeTune.Evaluation.Runners;
 using EdgeTune.Models.Chat;
+using EdgeTune.Retrieval;
 
 namespace EdgeTune.Evaluation;
 
@@ -19,6 +20,15 @@ public sealed record EvalPlan
     public FieldMapping Fields { get; init; } = FieldMapping.Default;
     public string? SystemPrompt { get; init; }
     public int FewShot { get; init; } = 3;
+    /// <summary>Demonstrations retrieved per test prompt from the training split (runner retrieved_few_shot; 0: none).</summary>
+    public int RetrievedFewShot { get; init; }
+    /// <summary>The knowledge folder for the rag runner (null: none), its chunking and how many chunks a prompt gets.</summary>
+    public string? Knowledge { get; init; }
+    public int ChunkTokens { get; init; } = 256;
+    public int ChunkOverlap { get; init; } = 32;
+    public int TopK { get; init; } = 4;
+    /// <summary>Warnings that do not stop the run (a knowledge file of another kind skipped).</summary>
+    public Action<string>? Warn { get; init; }
     public int MaxNewTokens { get; init; } = 256;
     /// <summary>A PEFT folder or a GGUF adapter on the base model (runner "tuned").</summary>
     public string? Adapter { get; init; }
@@ -102,6 +112,17 @@ public static class Evaluator
                 RunOne(Comparer.Base, baseEngine, zeroShot);
                 if (plan.FewShot > 0)
                     RunOne(Comparer.FewShot, baseEngine, zeroShot with { Shots = PromptStyle.DrawShots(train, plan.FewShot, plan.Scoring.Seed) });
+                if (plan.RetrievedFewShot > 0)
+                {
+                    // Built from the training split alone: a test row cannot be retrieved.
+                    using var shots = new RetrievedShots(train, plan.RetrievedFewShot);
+                    RunOne(Comparer.RetrievedFewShot, baseEngine, zeroShot with { Retriever = shots });
+                }
+                if (plan.Knowledge is not null)
+                {
+                    using var chunks = new KnowledgeChunks(KnowledgeIndexFor(plan, baseEngine, progress, cancellationToken), plan.TopK);
+                    RunOne(Comparer.Rag, baseEngine, zeroShot with { Retriever = chunks });
+                }
             }
             if (plan.Adapter is not null)
             {
@@ -130,6 +151,26 @@ public static class Evaluator
         var outcome = new EvalOutcome(results, comparisons, verdict, forgetting);
         File.WriteAllText(Path.Combine(plan.RunDir, "eval.json"), ToJson(outcome));
         return outcome;
+    }
+
+    /// <summary>The run folder's knowledge.etidx for the plan's folder, built or updated (only changed documents) with the base model's tokenizer.</summary>
+    public static KnowledgeIndex KnowledgeIndexFor(EvalPlan plan, IInferenceModel engine, IProgress<EvalStage>? progress, CancellationToken cancellationToken)
+    {
+        // A chunk must leave room in the context for the question and the answer: at most half of what the prompt may take.
+        int room = (engine.ContextSize - Math.Min(plan.MaxNewTokens, engine.ContextSize / 2)) / 2;
+        if (plan.ChunkTokens > room)
+            throw new EdgeTuneException($"[baseline] chunk_tokens = {plan.ChunkTokens} is over the {room} tokens a chunk may take in this model's context of {engine.ContextSize} (half of it after the answer's room): lower it");
+        string file = Path.Combine(plan.RunDir, "knowledge.etidx");
+        var options = new ChunkingOptions { ChunkTokens = plan.ChunkTokens, ChunkOverlap = plan.ChunkOverlap, Tokenize = engine.EncodePlain, MaxChunkTokens = room };
+        var report = progress is null ? null : new SyncIndexProgress(p => progress.Report(new EvalStage("knowledge index", p.Done, p.Total)));
+        var built = KnowledgeIndex.Build(plan.Knowledge!, file, options, engine.Description, plan.Warn, report, cancellationToken);
+        if (built.UpToDate) progress?.Report(new EvalStage("knowledge index (unchanged)", built.Files, built.Files));
+        return KnowledgeIndex.Open(file);
+    }
+
+    private sealed class SyncIndexProgress(Action<IndexProgress> report) : IProgress<IndexProgress>
+    {
+        public void Report(IndexProgress value) => report(value);
     }
 
     /// <summary>IProgress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool, out of order).</summary>

@@ -17,10 +17,12 @@ public sealed record Recipe
     public required TrainSection Train { get; init; }
     public required OutputSection Output { get; init; }
     public required EvalSection Eval { get; init; }
+    public BaselineSection Baseline { get; init; } = new();
+    public ExportSection Export { get; init; } = new();
     /// <summary>[distill]: a teacher to distil from; null trains on the labels alone.</summary>
     public DistillSection? Distill { get; init; }
 
-    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval", "distill"];
+    private static readonly string[] Sections = ["model", "data", "adapter", "train", "output", "eval", "baseline", "export", "distill"];
 
     /// <summary>
     /// The base the run's adapter belongs to: with [model] add_tokens the run writes its own base.gguf (the vocabulary
@@ -64,6 +66,8 @@ public sealed record Recipe
             Output = output,
             Eval = EvalSection.Read(top.Sub("eval"), Resolve),
             Distill = distill,
+            Baseline = BaselineSection.Read(top.Sub("baseline"), Resolve),
+            Export = ExportSection.Read(top.Sub("export")),
         };
     }
 }
@@ -325,5 +329,22 @@ public sealed record DistillSection
             Logits = s.String("logits") is { Length: > 0 } l ? resolve(l) : "",
             _section = s,
         };
+    }
+}
+
+/// <summary>
+/// [export]: what `edgetune export gguf` needs beyond the model and the test split. <c>use</c> is the declared use the
+/// base model's licence is checked against: commercial (the default, the strictest), internal or research.
+/// </summary>
+public sealed record ExportSection
+{
+    public static readonly string[] Uses = ["commercial", "internal", "research"];
+
+    public string Use { get; init; } = "commercial";
+
+    internal static ExportSection Read(TomlSection s)
+    {
+        s.RefuseUnknown(["use"]);
+        return new ExportSection { Use = s.Choice("use", Uses)?.ToLowerInvariant() ?? "commercial" };
     }
 }

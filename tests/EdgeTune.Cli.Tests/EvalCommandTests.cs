@@ -17,7 +17,7 @@ public class EvalCommandTests
         var root = doc.RootElement;
         Assert.True(root.GetProperty("fine_tuning_warranted").GetBoolean());
         var runners = root.GetProperty("baseline").GetProperty("runners").EnumerateArray().Select(x => x.GetProperty("name").GetString()!).ToArray();
-        Assert.Equal(["base", "few_shot"], runners);
+        Assert.Equal(["base", "few_shot", "retrieved_few_shot"], runners);
         var em = root.GetProperty("baseline").GetProperty("runners")[0].GetProperty("metrics").GetProperty("exact_match");
         Assert.Equal(2, em.GetProperty("ci95").GetArrayLength());
         Assert.Contains("base: 8/8", r.Stderr); // progress on stderr
@@ -46,7 +46,7 @@ public class EvalCommandTests
             var verdict = doc.RootElement.GetProperty("verdict");
             Assert.False(verdict.GetProperty("tuned_better_than_baselines").GetBoolean());
             Assert.Equal("exact_match", verdict.GetProperty("primary_metric").GetString());
-            Assert.Equal(3, doc.RootElement.GetProperty("runners").GetArrayLength()); // base, few_shot, tuned
+            Assert.Equal(4, doc.RootElement.GetProperty("runners").GetArrayLength()); // base, few_shot, retrieved_few_shot, tuned
             Assert.False(doc.RootElement.GetProperty("forgetting").GetProperty("flagged").GetBoolean());
         }
 
@@ -94,7 +94,7 @@ public class EvalCommandTests
         Assert.True(r.ExitCode == 0, r.Stderr);
         using (var doc = JsonDocument.Parse(r.Stdout))
         {
-            Assert.Equal(["base", "few_shot", "tuned"], doc.RootElement.GetProperty("runners").EnumerateArray().Select(x => x.GetProperty("name").GetString()!));
+            Assert.Equal(["base", "few_shot", "retrieved_few_shot", "tuned"], doc.RootElement.GetProperty("runners").EnumerateArray().Select(x => x.GetProperty("name").GetString()!));
             Assert.Equal(adapter, doc.RootElement.GetProperty("adapter").GetProperty("path").GetString());
             Assert.True(doc.RootElement.GetProperty("adapter").GetProperty("from_run").GetBoolean());
         }

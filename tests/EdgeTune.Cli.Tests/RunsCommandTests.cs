@@ -75,7 +75,7 @@ public class RunsCommandTests
         Assert.Contains("paired test: the runs were scored on different test splits", across.Stdout, StringComparison.Ordinal);
         Assert.Equal(1, CliRunner.Run("runs", "promote", other, "--registry", registry).ExitCode);
 
-        var show = CliRunner.Run("runs", "show", strong[..15], "--registry", registry);
+        var show = CliRunner.Run("runs", "show", strong[..19], "--registry", registry); // a unique start of the id
         Assert.True(show.ExitCode == 0, show.Stderr);
         Assert.Contains("artifact: answers-tuned.jsonl", show.Stdout, StringComparison.Ordinal);
     }

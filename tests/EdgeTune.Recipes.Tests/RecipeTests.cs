@@ -50,6 +50,8 @@ public class RecipeTests
         var lora = Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[adapter]\nrank = 8\nrslora = true\n", "/r/x.toml");
         Assert.Equal(2e-4, lora.Train.LearningRate);
         Assert.Equal(16.0 / Math.Sqrt(8), lora.Adapter.Scale, 12);
+        Assert.Equal("commercial", lora.Export.Use); // the strictest use unless the recipe declares another
+        Assert.Equal("research", Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[export]\nuse = \"Research\"\n", "/r/x.toml").Export.Use);
     }
 
     [Theory]
@@ -59,6 +61,10 @@ public class RecipeTests
     [InlineData("[data]\ntrain = \"t\"\n", "x.toml:1:1: model.base: required")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[trian]\n", "x.toml:5:2: trian: unknown key")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\ndevice = \"tpu\"\n", "x.toml:6:1: train.device: 'tpu' is not one of auto, cuda, cpu")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\ntop_k = 0\n", "x.toml:6:1: baseline.top_k:")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\nchunk_tokens = 64\nchunk_overlap = 64\n", "x.toml:7:1: baseline.chunk_overlap: 64 must be below chunk_tokens (64)")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\nknowlege = \"docs\"\n", "x.toml:6:1: baseline.knowlege: unknown key")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[export]\nuse = \"personal\"\n", "x.toml:6:1: export.use: 'personal' is not one of commercial, internal, research")]
     public void Mistakes_name_the_place(string text, string expected)
     {
         var e = Assert.Throws<TomlConfigException>(() => Recipe.Parse(text, "x.toml"));
@@ -117,5 +123,14 @@ public class RecipeTests
     {
         var d = Recipe.Parse(Student + "[distill]\nteacher = \"t\"\ntop_k = 900\n", "x.toml").Distill!;
         Assert.StartsWith("x.toml:7:1: distill.top_k: too big", d.Error("top_k", "too big").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Baseline_keys_parse_with_their_defaults()
+    {
+        var plain = Recipe.Parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n", "/r/x.toml");
+        Assert.Equal((null, null, 256, 32, 4), (plain.Baseline.RetrievedFewShot, plain.Baseline.Knowledge, plain.Baseline.ChunkTokens, plain.Baseline.ChunkOverlap, plain.Baseline.TopK));
+        var r = Recipe.Parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\nknowledge = \"docs/\"\nchunk_tokens = 64\ntop_k = 2\nretrieved_few_shot = 0\n", "/r/x.toml");
+        Assert.Equal(("/r/docs/", 64, 16, 2, 0), (r.Baseline.Knowledge, r.Baseline.ChunkTokens, r.Baseline.ChunkOverlap, r.Baseline.TopK, r.Baseline.RetrievedFewShot));
     }
 }

@@ -22,12 +22,13 @@ public static class TinyTask
 
     public static int HelloId => 3 + 256 + TinyLlama.Pieces.ToList().IndexOf("▁hello");
 
-    /// <summary>The tiny model with the chat template in its metadata.</summary>
-    public static void WriteModel(string path)
+    /// <summary>The tiny model with the chat template in its metadata (and <c>general.license</c> when <paramref name="licence"/> is given).</summary>
+    public static void WriteModel(string path, string? licence = null, TinyLlamaConfig? config = null)
     {
-        var vocabulary = TinyLlama.Metadata(Config).Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal)).ToList();
+        var vocabulary = TinyLlama.Metadata(config ?? Config).Where(kv => kv.Key.StartsWith("tokenizer.", StringComparison.Ordinal)).ToList();
         vocabulary.Add(new("tokenizer.chat_template", GgufValue.String(ChatMl)));
-        TinyLlama.WriteGguf(path, Config, GgmlType.F32, "tiny-task", vocabulary);
+        if (licence is not null) vocabulary.Add(new("general.license", GgufValue.String(licence)));
+        TinyLlama.WriteGguf(path, config ?? Config, GgmlType.F32, "tiny-task", vocabulary);
     }
 
     /// <summary>Chat JSONL lines: "question i" → "hello".</summary>
@@ -35,10 +36,13 @@ public static class TinyTask
         File.WriteAllLines(file, Enumerable.Range(from, count).Select(i =>
             $"{{\"messages\": [{{\"role\": \"user\", \"content\": \"q{i} say it\"}}, {{\"role\": \"assistant\", \"content\": \"{answer}\"}}]}}"));
 
-    /// <summary>The hand-built "tuned" adapter (see the class summary), or with <paramref name="zero"/> the useless all-zero one.</summary>
-    public static void WriteAdapter(string path, bool zero)
+    /// <summary>
+    /// The hand-built "tuned" adapter (see the class summary), or with <paramref name="zero"/> the useless all-zero one;
+    /// for another model shape (<paramref name="config"/>) and with the push towards "▁hello" scaled by <paramref name="strength"/>.
+    /// </summary>
+    public static void WriteAdapter(string path, bool zero, TinyLlamaConfig? config = null, double strength = 4)
     {
-        var c = Config;
+        var c = config ?? Config;
         const int rank = 8;
         int layer = c.Layers - 1;
         var writer = new GgufWriter();
@@ -71,7 +75,7 @@ public static class TinyTask
         var t = Enumerable.Range(0, c.Embedding).Select(e => (double)output[HelloId * c.Embedding + e] * norm2[e]).ToArray();
         double tn = Math.Sqrt(t.Sum(x => x * x));
         var downB = new float[c.Embedding * rank];
-        for (int e = 0; e < c.Embedding; e++) downB[e * rank] = (float)(4 * t[e] / tn);
+        for (int e = 0; e < c.Embedding; e++) downB[e * rank] = (float)(strength * t[e] / tn);
         Add(writer, $"blk.{layer}.ffn_down.weight.lora_a", [c.FeedForward, rank], zero ? new float[downA.Length] : downA);
         Add(writer, $"blk.{layer}.ffn_down.weight.lora_b", [rank, c.Embedding], zero ? new float[downB.Length] : downB);
         writer.Write(path);

@@ -95,6 +95,22 @@ public sealed class AgentMetrics
         s.Append(CultureInfo.InvariantCulture, $"# HELP edgetune_throttling 1 when a thermal zone is at its limit or a cooling device is engaged.\n# TYPE edgetune_throttling gauge\nedgetune_throttling {(r.Throttling.Count > 0 ? 1 : 0)}\n");
     }
 
+    /// <summary>The drift monitor's gauges (absent figures are left out); edgetune_drift_warning is 1 when a threshold is crossed.</summary>
+    public static void WriteDrift(StringBuilder s, EdgeTune.Core.Drift.DriftSnapshot d)
+    {
+        void Gauge(string name, string help, double? value)
+        {
+            if (value is { } v) s.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v:R}\n");
+        }
+        Gauge("edgetune_drift_window_samples", "Completions in the drift window.", d.Samples);
+        Gauge("edgetune_drift_prompt_length_psi", "Population stability index of prompt lengths against the training set (above 0.25: a shift).", d.PromptLengthPsi);
+        Gauge("edgetune_drift_token_js", "Jensen-Shannon divergence (bits) of the prompt token distribution against the training set.", d.TokenJs);
+        Gauge("edgetune_drift_format_validity", "Share of answers with the keys every training answer has.", d.FormatValidity);
+        Gauge("edgetune_drift_feedback_rate", "Share of completions in the window with a rating.", d.FeedbackRate);
+        Gauge("edgetune_drift_mean_rating", "Mean rating in the window.", d.MeanRating);
+        Gauge("edgetune_drift_warning", "1 when a drift threshold ([drift] in agent.toml) is crossed.", d.Warning ? 1 : 0);
+    }
+
     private sealed class Histogram(double[] bounds)
     {
         private readonly long[] _counts = new long[bounds.Length];

@@ -10,8 +10,12 @@ using EdgeTune.Inference;
 namespace EdgeTune.Agent.Api;
 
 /// <summary>POST /v1/chat/completions and /v1/completions, plain and SSE streaming.</summary>
-internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log, AgentMetrics metrics, Redactor redactor)
+internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, RequestQueue queue, FieldLogStore? log, AgentMetrics metrics, Redactor redactor,
+    KnowledgeRetriever? retriever = null, EdgeTune.Core.Drift.DriftMonitor? drift = null)
 {
+    /// <summary>The drift monitor ([drift] with a fingerprint), fed by every completion and rating; null when off.</summary>
+    public EdgeTune.Core.Drift.DriftMonitor? Drift => drift;
+
     /// <summary>The most recent completion in the field log (what a feedback button rates).</summary>
     public volatile string? LastLoggedId;
 
@@ -25,8 +29,29 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
             throw new ApiException(400, $"unknown model '{name}' (this agent serves '{runtime.ModelName}')", code: "model_not_found", param: "model");
 
         var clock = Stopwatch.StartNew();
-        string prompt = chat ? runtime.ApplyChatTemplate(request.Messages!) : request.Prompt!;
-        var tokens = runtime.Tokenize(prompt);
+        // [retrieval]: chat completions are served with knowledge chunks in the system turn (the request is not changed);
+        // when the prompt would leave too little room for the answer, the least relevant chunks are left out first.
+        var messages = request.Messages;
+        IReadOnlyList<string>? chunkIds = null;
+        string prompt;
+        int[] tokens;
+        if (chat && retriever?.Retrieve(request.Messages!, text => runtime.Tokenize(text, addSpecial: false, parseSpecial: false).Length) is { } chunks)
+        {
+            int answerRoom = Math.Min(request.MaxTokens ?? config.Model.DefaultMaxTokens, runtime.ContextSize / 2);
+            for (int n = chunks.Count; ; n--)
+            {
+                messages = KnowledgeRetriever.Place(request.Messages!, chunks.Take(n).ToList());
+                prompt = runtime.ApplyChatTemplate(messages);
+                tokens = runtime.Tokenize(prompt);
+                chunkIds = chunks.Take(n).Select(c => c.ChunkId).ToList();
+                if (n == 0 || tokens.Length + answerRoom <= runtime.ContextSize) break;
+            }
+        }
+        else
+        {
+            prompt = chat ? runtime.ApplyChatTemplate(request.Messages!) : request.Prompt!;
+            tokens = runtime.Tokenize(prompt);
+        }
         int room = runtime.ContextSize - tokens.Length;
         if (room < 1)
             throw new ApiException(400, $"the prompt has {tokens.Length} tokens; the model's context holds {runtime.ContextSize}", code: "context_length_exceeded", param: chat ? "messages" : "prompt");
@@ -72,7 +97,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
                 {
                     throw new ApiException(504, $"the request took longer than server.request_timeout_seconds ({config.Server.RequestTimeoutSeconds} s)", "timeout_error", "timeout");
                 }
-                Record(id, chat, request, runtime, result.Adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
+                Record(id, chat, request, messages, chunkIds, runtime, result.Adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
                 object choice = chat
                     ? new { index = 0, message = new { role = "assistant", content = result.Text }, logprobs = (object?)null, finish_reason = result.FinishReason }
                     : new { index = 0, text = result.Text, logprobs = (object?)null, finish_reason = result.FinishReason };
@@ -106,7 +131,7 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
                     await Send(context, Chunk(id, chunkObject, created, runtime.ModelName, chat, piece), aborted);
                 var result = await generation;
                 // The record is durable before the final event: a client that saw [DONE] has a logged completion.
-                Record(id, chat, request, runtime, result.Adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
+                Record(id, chat, request, messages, chunkIds, runtime, result.Adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
                 await Send(context, Chunk(id, chunkObject, created, runtime.ModelName, chat, null, finish: result.FinishReason, usage: Usage(result)), aborted);
                 await context.Response.WriteAsync("data: [DONE]\n\n", aborted);
                 await context.Response.Body.FlushAsync(aborted);
@@ -136,21 +161,35 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
         await context.Response.Body.FlushAsync(ct);
     }
 
-    private void Record(string id, bool chat, CompletionRequest request, IInferenceModel runtime, string? adapter, SamplingSettings sampling, GenerationResult result, double latencyMs)
+    /// <param name="served">The conversation as the model was shown it (with [retrieval], the chunks in the system turn).</param>
+    /// <param name="chunkIds">With [retrieval], the knowledge chunks shown (recorded as "retrieved_chunks" beside the sampling settings).</param>
+    private void Record(string id, bool chat, CompletionRequest request, IReadOnlyList<Models.Chat.ChatMessage>? served, IReadOnlyList<string>? chunkIds,
+        IInferenceModel runtime, string? adapter, SamplingSettings sampling, GenerationResult result, double latencyMs)
     {
         metrics.Generation(latencyMs / 1000, result.TimeToFirstTokenMs / 1000, result.PromptTokens, result.CompletionTokens, (result.GenerationMs - result.TimeToFirstTokenMs) / 1000);
+        if (drift is not null)
+        {
+            // The prompt as the fingerprint counts it: the non-assistant messages' text, in the model's tokens, no markers.
+            string text = chat ? string.Join("\n", request.Messages!.Where(m => m.Role != "assistant").Select(m => m.Content)) : request.Prompt!;
+            drift.Observe(id, runtime.Tokenize(text, addSpecial: false, parseSpecial: false), result.Text);
+        }
         if (log is null || request.LogOptOut) return;
         if (config.FieldLog.SampleRate < 1 && Random.Shared.NextDouble() >= config.FieldLog.SampleRate) return;
         var messages = chat
-            ? request.Messages!.Select(m => new FieldMessage(m.Role, redactor.Apply(m.Content))).ToList()
+            ? served!.Select(m => new FieldMessage(m.Role, redactor.Apply(m.Content))).ToList()
             : [new FieldMessage("user", redactor.Apply(request.Prompt!))];
+        var settings = new Dictionary<string, object?>
+        {
+            ["max_tokens"] = sampling.MaxTokens, ["temperature"] = sampling.Temperature, ["top_p"] = sampling.TopP,
+            ["seed"] = sampling.Seed, ["stop"] = sampling.Stop,
+        };
+        if (chunkIds is not null)
+        {
+            settings["retrieval_index"] = retriever?.IndexName;
+            settings["retrieved_chunks"] = chunkIds;
+        }
         long? stored = log.Add(new CompletionRecord(id, DateTimeOffset.UtcNow, config.FieldLog.DeviceId, chat ? "chat" : "completion", runtime.ModelName, adapter,
-            messages, redactor.Apply(result.Text),
-            new Dictionary<string, object?>
-            {
-                ["max_tokens"] = sampling.MaxTokens, ["temperature"] = sampling.Temperature, ["top_p"] = sampling.TopP,
-                ["seed"] = sampling.Seed, ["stop"] = sampling.Stop,
-            },
+            messages, redactor.Apply(result.Text), settings,
             latencyMs, result.TimeToFirstTokenMs, result.PromptTokens, result.CompletionTokens, result.FinishReason));
         if (stored is not null) LastLoggedId = id; // null: refused, the log is full of unacknowledged records
     }

@@ -7,18 +7,22 @@ namespace EdgeTune.Agent.Bundles;
 
 /// <summary>
 /// A bundle's agent.toml: the [model] section of the author's configuration, with the model and adapter paths
-/// rewritten to where the bundle puts them (relative to the slot). Everything else (server, token, trust, field
-/// log) belongs to the device's own configuration and is never taken from a bundle.
+/// rewritten to where the bundle puts them (relative to the slot), and [retrieval] when the bundle ships a knowledge
+/// index (the model and its index travel together: the index is counted in that model's tokens). Everything else
+/// (server, token, trust, field log) belongs to the device's own configuration and is never taken from a bundle.
 /// </summary>
 public static class SlotConfig
 {
     public const string FileName = "agent.toml";
 
+    /// <summary>Where a bundle carries the training set's drift fingerprint (`bundle create --drift-fingerprint`).</summary>
+    public const string DriftFingerprintPath = "drift/fingerprint.json";
+
     /// <summary>Keys a bundle does not carry: paths of the author's machine, or a native library of another board.</summary>
     private static readonly string[] NotCarried = ["path", "adapters", "native_library"];
 
     /// <summary>The slot configuration text for <paramref name="authorConfig"/>'s [model] settings.</summary>
-    public static string FromAuthorConfig(string authorConfig, string modelPath, IReadOnlyList<string> adapterPaths)
+    public static string FromAuthorConfig(string authorConfig, string modelPath, IReadOnlyList<string> adapterPaths, string? knowledgeIndexPath = null)
     {
         if (!File.Exists(authorConfig)) throw new AgentConfigException($"{authorConfig}: no such configuration file");
         var diagnostics = new List<ProfileDiagnostic>();
@@ -40,14 +44,32 @@ public static class SlotConfig
             };
             text.Append(CultureInfo.InvariantCulture, $"{key} = {value}\n");
         }
+        if (knowledgeIndexPath is not null)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"[retrieval]\nindex = {Quote(knowledgeIndexPath)}\n");
+            // The author's retrieval sizes travel with the index; its path does not.
+            if (root["retrieval"] is TomlTableNode retrieval)
+                foreach (var (key, node) in retrieval.Items)
+                    if (key != "index" && node is TomlValueNode { Value: long } number) text.Append(CultureInfo.InvariantCulture, $"{key} = {number.Text}\n");
+        }
         return text.ToString();
     }
 
-    /// <summary>The device configuration serving the slot's model: [model] from the slot, the rest from the device.</summary>
+    /// <summary>
+    /// The device configuration serving the slot's model: [model] from the slot, [retrieval] from the slot when it ships
+    /// an index (else the device's own), the rest from the device.
+    /// </summary>
     public static AgentConfig Apply(AgentConfig device, string slotFolder)
     {
         var slot = AgentConfig.Load(Path.Combine(slotFolder, FileName), checkFiles: true, requireToken: false);
-        return device with { Model = slot.Model };
+        // The training set's fingerprint belongs to the model: one in the bundle replaces the device's.
+        string fingerprint = Path.Combine(slotFolder, DriftFingerprintPath);
+        return device with
+        {
+            Model = slot.Model,
+            Retrieval = slot.Retrieval ?? device.Retrieval,
+            Drift = File.Exists(fingerprint) ? device.Drift with { Fingerprint = fingerprint } : device.Drift,
+        };
     }
 
     private static string Quote(string s)

@@ -137,6 +137,29 @@ public sealed record TelemetryConfig
     public IReadOnlyList<string> GpuDevfreq { get; init; } = ["ga10b", "gv11b", "gpu"];
 }
 
+/// <summary>
+/// [retrieval]: serve with retrieval-augmented generation. Chat completions get the top_k chunks of the knowledge
+/// index (built by `edgetune retrieval index` for this model) that fit max_context_tokens in the system prompt.
+/// </summary>
+public sealed record RetrievalConfig
+{
+    public required string Index { get; init; }
+    public int TopK { get; init; } = 4;
+    /// <summary>The most tokens of retrieved chunks one prompt gets (the chunks' own counts, in the model's tokens).</summary>
+    public int MaxContextTokens { get; init; } = 1024;
+}
+
+/// <summary>
+/// [drift]: live traffic against the training set's fingerprint (EdgeTune.Core.Drift); off without a fingerprint.
+/// A bundle carrying drift/fingerprint.json supplies it for its slot.
+/// </summary>
+public sealed record DriftConfig
+{
+    /// <summary>The fingerprint from `edgetune data fingerprint`; null: no drift monitor.</summary>
+    public string? Fingerprint { get; init; }
+    public EdgeTune.Core.Drift.DriftThresholds Thresholds { get; init; } = new();
+}
+
 /// <summary>Signed bundle installs (device/EdgeTune.Agent/Bundles): trusted keys, the A/B slots' home, health check.</summary>
 public sealed record BundlesConfig
 {
@@ -165,6 +188,9 @@ public sealed record AgentConfig
     public GpioConfig Gpio { get; init; } = new();
     public TelemetryConfig Telemetry { get; init; } = new();
     public BundlesConfig Bundles { get; init; } = new();
+    /// <summary>[retrieval]; null when the section is absent (completions are served as they come).</summary>
+    public RetrievalConfig? Retrieval { get; init; }
+    public DriftConfig Drift { get; init; } = new();
 
     /// <summary>
     /// Where relative state paths (field_log.path) resolve: an explicit bundles.state_dir, else systemd's
@@ -186,6 +212,8 @@ public sealed record AgentConfig
         ["bundles"] = ["trust", "state_dir", "board", "boot_attempts", "canary_prompt", "health_timeout_seconds", "max_bundle_bytes"],
         ["gpio"] = ["enabled", "chip", "feedback_up_pin", "feedback_down_pin", "status_led_pin", "debounce_ms"],
         ["fleet"] = EdgeTune.Agent.Fleet.FleetConfig.Keys,
+        ["retrieval"] = ["index", "top_k", "max_context_tokens"],
+        ["drift"] = ["fingerprint", "window", "min_samples", "psi_warn", "js_warn", "validity_warn", "rating_warn", "min_ratings"],
     };
 
     private static readonly string[] TokenKeys = ["token", "token_file", "scopes"];
@@ -345,7 +373,58 @@ public sealed record AgentConfig
             GpuDevfreq = StrList(telemetry, "telemetry", "gpu_devfreq") ?? telemetryDefaults.GpuDevfreq,
         };
         var fleetConfig = EdgeTune.Agent.Fleet.FleetConfig.Load(root["fleet"] as TomlTableNode, logConfig, Resolve, checkFiles);
-        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig, Bundles = bundlesConfig, Fleet = fleetConfig };
+        var drift = root["drift"] as TomlTableNode;
+        var thresholds = new EdgeTune.Core.Drift.DriftThresholds();
+        var driftConfig = new DriftConfig
+        {
+            Fingerprint = Str(drift, "drift", "fingerprint") is { Length: > 0 } fingerprint ? Resolve(fingerprint) : null,
+            Thresholds = new EdgeTune.Core.Drift.DriftThresholds
+            {
+                Window = (int)(Int(drift, "drift", "window", 1, 1_000_000) ?? thresholds.Window),
+                MinSamples = (int)(Int(drift, "drift", "min_samples", 1, 1_000_000) ?? thresholds.MinSamples),
+                PromptLengthPsi = Num(drift, "drift", "psi_warn", 0, 100) ?? thresholds.PromptLengthPsi,
+                TokenJs = Num(drift, "drift", "js_warn", 0, 1) ?? thresholds.TokenJs,
+                FormatValidity = Num(drift, "drift", "validity_warn", 0, 1) ?? thresholds.FormatValidity,
+                MeanRating = Num(drift, "drift", "rating_warn", -1_000, 1_000) ?? thresholds.MeanRating,
+                MinRatings = (int)(Int(drift, "drift", "min_ratings", 1, 1_000_000) ?? thresholds.MinRatings),
+            },
+        };
+        if (checkFiles && driftConfig.Fingerprint is { } fp)
+        {
+            try { EdgeTune.Core.Drift.DriftFingerprint.Read(fp); }
+            catch (EdgeTune.Core.EdgeTuneException e) { Fail(drift!["fingerprint"]!, "drift.fingerprint", e.Message); }
+        }
+        var retrievalConfig = ReadRetrieval(root["retrieval"] as TomlTableNode, Resolve, checkFiles, modelConfig.Context);
+        return new AgentConfig { File = file, Server = serverConfig, Model = modelConfig, FieldLog = logConfig, Gpio = gpioConfig, Telemetry = telemetryConfig, Bundles = bundlesConfig, Fleet = fleetConfig, Retrieval = retrievalConfig, Drift = driftConfig };
+    }
+
+    // [retrieval]: with the files checked, a missing, foreign or stale index stops the start here (the tokenizer is
+    // checked once the model has loaded).
+    private static RetrievalConfig? ReadRetrieval(TomlTableNode? table, Func<string, string> resolve, bool checkFiles, int context)
+    {
+        if (table is null) return null;
+        string? index = Str(table, "retrieval", "index");
+        if (index is null or "") throw new AgentConfigException($"{table.Location}: retrieval.index: required (a knowledge index written by `edgetune retrieval index`)");
+        var config = new RetrievalConfig
+        {
+            Index = resolve(index),
+            TopK = (int)(Int(table, "retrieval", "top_k", 1, 100) ?? 4),
+            MaxContextTokens = (int)(Int(table, "retrieval", "max_context_tokens", 1, 1 << 20) ?? Math.Min(1024, context / 2)),
+        };
+        if (config.MaxContextTokens >= context)
+            Fail(table["max_context_tokens"] ?? table, "retrieval.max_context_tokens", $"{config.MaxContextTokens} leaves no room in model.context ({context}) for the conversation and the answer");
+        if (checkFiles)
+        {
+            try
+            {
+                using var opened = EdgeTune.Retrieval.KnowledgeIndex.Open(config.Index);
+            }
+            catch (EdgeTuneException e)
+            {
+                Fail(table["index"]!, "retrieval.index", e.Message);
+            }
+        }
+        return config;
     }
 
     // [[server.tokens]]: each entry has token or token_file (read now when the files are checked) and scopes.

@@ -12,7 +12,7 @@ internal static class AgentStatus
     /// <summary>ok (a model serves), loading, or error (it did not load).</summary>
     public static string Health(ModelHost host) => host.Runtime is not null ? "ok" : host.LoadError is null ? "loading" : "error";
 
-    public static FleetStatus Of(AgentConfig config, ModelHost host, RequestQueue queue, AgentMetrics metrics, BoardSensors? sensors)
+    public static FleetStatus Of(AgentConfig config, ModelHost host, RequestQueue queue, AgentMetrics metrics, BoardSensors? sensors, EdgeTune.Core.Drift.DriftSnapshot? drift = null)
     {
         var runtime = host.Runtime;
         SensorReading? reading = null;
@@ -29,6 +29,11 @@ internal static class AgentStatus
             QueueDepth = queue.Depth,
             PowerWatts = reading?.PowerWatts,
             TemperatureC = reading is { TemperaturesC.Count: > 0 } r ? r.TemperaturesC.Values.Max() : null,
+            DriftPromptLengthPsi = drift?.PromptLengthPsi,
+            DriftTokenJs = drift?.TokenJs,
+            DriftFormatValidity = drift?.FormatValidity,
+            DriftWarning = drift?.Warning,
+            DriftReasons = drift is { Reasons.Count: > 0 } d ? d.Reasons : null,
         };
     }
 }

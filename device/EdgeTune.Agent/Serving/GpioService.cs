@@ -53,6 +53,7 @@ internal sealed class GpioService(AgentConfig config, Func<GpioController> contr
             return;
         }
         fieldLog.AddFeedback(id, rating, null, "gpio button");
+        completions.Drift?.Feedback(id, rating);
         if (logger.IsEnabled(LogLevel.Information)) logger.LogInformation("button feedback {Rating} on {Id}", rating, id);
     }
 }

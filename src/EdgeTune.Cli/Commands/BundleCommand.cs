@@ -32,11 +32,15 @@ internal static class BundleCommand
         var minAgent = new Option<string?>("--min-agent-version") { Description = $"The oldest agent that may install it (default: this release, {ReleaseVersion})" };
         var card = new Option<string?>("--export-card") { Description = "The export card (JSON) to ship; found by itself as export-card.json in a model folder" };
         var fingerprint = new Option<string?>("--training-set-fingerprint") { Description = "The training set's fingerprint (default: the export card's training_set_fingerprint)" };
+        var run = new Option<string?>("--run") { Description = "The run the model came from (an id of `edgetune runs list`; checked against the registry when it has runs)" };
+        var registry = RunLog.RegistryOption();
+        var driftFingerprint = new Option<string?>("--drift-fingerprint") { Description = "The training set's drift fingerprint (`edgetune data fingerprint`): the agent compares this model's traffic against it" };
         var healthSet = new Option<string?>("--health-set") { Description = "A small JSONL scored set ({\"prompt\", \"expected\"} per line) the device must pass before it marks the bundle good" };
+        var knowledge = new Option<string?>("--knowledge-index") { Description = "A knowledge index (from 'edgetune retrieval index --model' for this model) to serve with: the slot's agent.toml gets [retrieval] pointing at it, with the author's [retrieval] top_k and max_context_tokens" };
         var threshold = new Option<double>("--health-threshold") { Description = "The share of --health-set the device must answer exactly", DefaultValueFactory = _ => 1.0 };
         var command = new Command("create", "Pack a model, its adapters and settings into one bundle with a manifest of every file's size and SHA-256.\n\n" +
             "Example: edgetune bundle create --model tuned.gguf --adapter support.gguf --config agent.toml --profile jetson-orin-nano-8gb --version 1.2.0 --out tuned.etb")
-        { model, adapters, config, profile, version, output, key, minAgent, card, fingerprint, healthSet, threshold };
+        { model, adapters, config, profile, version, output, key, minAgent, card, fingerprint, driftFingerprint, run, registry, healthSet, threshold, knowledge };
         command.SetAction(parse =>
         {
             string modelPath = parse.GetValue(model)!;
@@ -86,6 +90,18 @@ internal static class BundleCommand
                 sources.Add(new BundleSource(cardInBundle, cardPath));
             }
             string? fp = parse.GetValue(fingerprint) ?? FingerprintFromCard(cardInBundle is null ? null : sources.First(s => s.Path == cardInBundle).SourceFile);
+            if (parse.GetValue(driftFingerprint) is { } driftPath)
+            {
+                EdgeTune.Core.Drift.DriftFingerprint.Read(driftPath); // a broken one is refused here, not on the device
+                sources.Add(new BundleSource(EdgeTune.Agent.Bundles.SlotConfig.DriftFingerprintPath, driftPath));
+            }
+            string? runId = parse.GetValue(run);
+            if (runId is not null)
+            {
+                var reg = EdgeTune.Core.Runs.RunRegistry.Locate(parse.GetValue(registry));
+                var records = reg.ReadAll();
+                if (records.Count > 0) runId = reg.Find(runId, records).Id; // a unique start becomes the full id
+            }
             HealthSet? health = null;
             if (parse.GetValue(healthSet) is { } setPath)
             {
@@ -96,8 +112,16 @@ internal static class BundleCommand
                 sources.Add(new BundleSource(health.Path, setPath));
             }
 
+            string? indexInBundle = null;
+            if (parse.GetValue(knowledge) is { } indexPath)
+            {
+                using (EdgeTune.Retrieval.KnowledgeIndex.Open(indexPath)) { } // an index, of this format, before it is shipped
+                indexInBundle = "knowledge/" + Path.GetFileName(indexPath);
+                sources.Add(new BundleSource(indexInBundle, indexPath));
+            }
+
             // The slot's agent.toml: the author's [model] settings, paths pointing into the bundle. Checked the way the device loads it.
-            string slotConfig = SlotConfig.FromAuthorConfig(parse.GetValue(config)!, modelInBundle, adapterPaths);
+            string slotConfig = SlotConfig.FromAuthorConfig(parse.GetValue(config)!, modelInBundle, adapterPaths, indexInBundle);
             string configTemp = Path.Combine(Path.GetTempPath(), $"edgetune-bundle-{Guid.NewGuid():N}.toml");
             File.WriteAllText(configTemp, slotConfig);
             try
@@ -108,7 +132,7 @@ internal static class BundleCommand
                 var draft = new BundleDraft
                 {
                     Version = v, Compatible = board, MinAgentVersion = min, Model = modelInBundle, Adapters = adapterPaths, Config = SlotConfig.FileName,
-                    TrainingSetFingerprint = fp, ExportCard = cardInBundle, Health = health,
+                    TrainingSetFingerprint = fp, Run = runId, ExportCard = cardInBundle, Health = health,
                 };
                 var manifest = BundleWriter.Create(outPath, draft, sources, signingKey, what => console.Error.WriteLine($"bundle: {what}"));
                 console.Out.WriteLine($"wrote {outPath}: version {v} for {board}, {manifest.Files.Count} files, {manifest.PayloadBytes} bytes, " +
@@ -218,6 +242,7 @@ internal static class BundleCommand
             if (m.Adapters.Count > 0) o.WriteLine($"adapters     {string.Join(", ", m.Adapters)}");
             o.WriteLine($"config       {m.Config}");
             if (m.TrainingSetFingerprint is { } fp) o.WriteLine($"training set {fp}");
+            if (m.Run is { } runOf) o.WriteLine($"run          {runOf}");
             if (m.ExportCard is { } c) o.WriteLine($"export card  {c}");
             if (m.Health is { } h) o.WriteLine($"health set   {h.Path} (threshold {h.Threshold:0.##})");
             o.WriteLine($"files        {m.Files.Count}, {m.PayloadBytes} bytes");

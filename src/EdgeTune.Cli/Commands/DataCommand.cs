@@ -18,7 +18,7 @@ internal static class DataCommand
             "Training data: check its quality and split it into train, eval and test without leaks.\n\n" +
             "Example: edgetune data check support.jsonl --model ./Qwen3-0.6B")
         {
-            Check(console), Split(console), Ingest(console), Stats(console),
+            Check(console), Split(console), Ingest(console), Stats(console), Fingerprint(console),
         };
 
     private static Argument<string[]> Files() => new("FILE")
@@ -31,6 +31,53 @@ internal static class DataCommand
     {
         Description = "Other field or column names, as TARGET=FIELD,… (targets: messages, instruction, input, output, prompt, completion, system, label)",
     };
+
+    private static Command Fingerprint(CliConsole console)
+    {
+        var file = new Argument<string>("FILE") { Description = "The training split (JSONL, JSON or CSV, as `data check` reads it)" };
+        var model = new Option<string>("--model") { Description = "The model whose tokenizer the device uses (.gguf file or Hugging Face folder)", Required = true };
+        var output = new Option<string>("--out") { Description = "The fingerprint file to write (JSON)", Required = true };
+        var map = Map();
+        var json = new Option<bool>("--json") { Description = "Print the fingerprint's summary as JSON" };
+        var command = new Command("fingerprint",
+            "Write the training set's drift fingerprint: the prompt-length histogram and the token distribution of the prompts (the non-assistant " +
+            "messages, in the model's tokens, hashed into 1,024 buckets), and the keys every answer has when all answers are JSON objects. " +
+            "Ship it in a bundle (`bundle create --drift-fingerprint`) or point the agent's [drift] fingerprint at it: the agent compares live " +
+            "traffic against it (PSI, Jensen-Shannon divergence, format validity) on /metrics and in fleet status.\n\n" +
+            "Example: edgetune data fingerprint data/train.jsonl --model model.gguf --out fingerprint.json")
+        {
+            file, model, output, map, json,
+        };
+        command.SetAction(parse =>
+        {
+            string path = parse.GetValue(file)!;
+            if (!File.Exists(path)) throw new EdgeTuneException($"{path}: no such file");
+            var (_, tokenizer, _) = Templater.LoadModel(parse.GetValue(model)!);
+            var fields = parse.GetValue(map) is { } m ? FieldMapping.Parse(m) : FieldMapping.Default;
+            var examples = new List<(IReadOnlyList<int>, string)>();
+            int skipped = 0;
+            foreach (var item in DatasetReader.Read(path, new ReadOptions { Fields = fields }))
+            {
+                if (item.Example is not { } e) { skipped++; continue; }
+                string prompt = string.Join("\n", e.Messages.Where(x => x.Role != "assistant").Select(x => x.Content));
+                examples.Add((tokenizer.Encode(prompt, addSpecialTokens: false, parseSpecial: false), e.Answer));
+            }
+            var fingerprint = EdgeTune.Core.Drift.DriftFingerprint.Compute(examples, $"{Path.GetFileName(path)} ({examples.Count} examples)");
+            fingerprint.Write(parse.GetValue(output)!);
+            if (skipped > 0) console.Error.WriteLine($"edgetune: {skipped} unreadable rows left out (`edgetune data check {path}` names them)");
+            var peak = fingerprint.PromptLengths.Select((v, i) => (v, i)).MaxBy(x => x.v);
+            string peakBin = peak.i == fingerprint.LengthBounds.Count ? $">= {fingerprint.LengthBounds[^1]}" : $"< {fingerprint.LengthBounds[peak.i]}";
+            if (parse.GetValue(json))
+                console.Out.WriteLine(JsonSerializer.Serialize(new { file = Path.GetFullPath(parse.GetValue(output)!), examples = fingerprint.Examples, answer_keys = fingerprint.AnswerKeys, prompt_lengths = fingerprint.PromptLengths }, Json));
+            else
+            {
+                string answers = fingerprint.AnswerKeys is { } keys ? $"answers are JSON objects with {string.Join(", ", keys)}" : "free-text answers (no format check)";
+                console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {parse.GetValue(output)}: {fingerprint.Examples} examples; most prompts {peakBin} tokens ({peak.v * 100:0}%); {answers}"));
+            }
+            return CliApp.Success;
+        });
+        return command;
+    }
 
     private static Command Check(CliConsole console)
     {

@@ -25,9 +25,12 @@ internal static class EvalCommand
         var json = new Option<bool>("--json") { Description = "Print every runner's metrics with their 95% intervals and the decision as JSON" };
         var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp (0: all cores)" };
         var command = new Command("baseline",
-            "Before training: answer the test split with the base model, zero-shot with the task's system prompt and with k few-shot " +
-            "examples drawn (seeded) from the training split, and say whether fine-tuning looks warranted: when a baseline already " +
-            "meets the recipe's [eval] target_metric/target_value, it says so. Answers are kept in the run folder (resumable); " +
+            "Before training: answer the test split with the base model, zero-shot with the task's system prompt (base), with k few-shot " +
+            "examples drawn (seeded) from the training split (few_shot), with the k training examples most similar to each test prompt " +
+            "(retrieved_few_shot; [baseline] retrieved_few_shot, default [eval] few_shot) and with the top_k chunks of a knowledge folder " +
+            "in the system prompt (rag; [baseline] knowledge, chunk_tokens, chunk_overlap, top_k), and say which is best and whether " +
+            "fine-tuning looks warranted: when a baseline already meets the recipe's [eval] target_metric/target_value, it says so. " +
+            "Answers (with the retrieved example or chunk ids) are kept in the run folder (resumable); " +
             "report.md and report.html are written there. Progress on stderr.\n\n" +
             "Example: edgetune baseline recipe.toml --json")
         {
@@ -52,6 +55,9 @@ internal static class EvalCommand
                 _ => $"no baseline meets the target {target} = {r.Eval.TargetValue!.Value.ToString(C)}: fine-tuning looks warranted",
             };
             bool warranted = meeting is not { Count: > 0 };
+            var best = Comparer.BestBaseline(outcome.Runners, primary);
+            string? advice = best is null ? null
+                : string.Create(C, $"{Comparer.PlainName(best.Runner)} ({best.Runner}) reaches {primary} {best.Metric(primary)!.Value.Value:0.###} on the test split, the best of the baselines; fine-tune only if you need more");
             if (parse.GetValue(json))
             {
                 var obj = Evaluator.ToJsonObject(outcome);
@@ -61,6 +67,8 @@ internal static class EvalCommand
                     target = target is null ? null : new { metric = target, value = r.Eval.TargetValue },
                     met_by = meeting,
                     fine_tuning_warranted = warranted,
+                    best_baseline = best is null ? null : new { name = best.Runner, metric = primary, value = best.Metric(primary)!.Value.Value },
+                    advice,
                     decision,
                     run_dir = plan.RunDir,
                 }, Json));
@@ -69,6 +77,7 @@ internal static class EvalCommand
             {
                 PrintTable(console, outcome);
                 console.Out.WriteLine();
+                if (advice is not null) console.Out.WriteLine(advice);
                 console.Out.WriteLine(decision);
                 console.Out.WriteLine($"report: {Path.Combine(plan.RunDir, "report.html")}");
             }
@@ -84,15 +93,15 @@ internal static class EvalCommand
         var gguf = new Option<string?>("--gguf") { Description = "The exported GGUF, run through llama.cpp as on the device (runner 'exported')" };
         var ggufAdapter = new Option<string?>("--gguf-adapter") { Description = "A GGUF LoRA adapter attached to --gguf in llama.cpp" };
         var onnx = new Option<string?>("--onnx") { Description = "A folder written by 'edgetune export onnx', run through ONNX Runtime GenAI as the agent serves it (runner 'onnx')" };
-        var noBaselines = new Option<bool>("--no-baselines") { Description = "Skip the base and few-shot runners" };
+        var noBaselines = new Option<bool>("--no-baselines") { Description = "Skip the baseline runners (base, few_shot, retrieved_few_shot, rag)" };
         var json = new Option<bool>("--json") { Description = "Print every runner's metrics with their 95% intervals, the paired tests and {\"verdict\": {\"tuned_better_than_baselines\": …}} as JSON" };
         var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp (0: all cores)" };
         var registry = RunLog.RegistryOption();
         var command = new Command("eval",
-            "Evaluate on the held-out test split: the base model zero-shot and few-shot, the tuned model (--adapter, by default the adapter " +
+            "Evaluate on the held-out test split: the baselines (base zero-shot, few_shot, retrieved_few_shot and, with [baseline] knowledge, rag), the tuned model (--adapter, by default the adapter " +
             "`edgetune train RECIPE` wrote to the recipe's [output].dir; the output names the one used) and the exported " +
             "artifacts (--gguf, optionally with --gguf-adapter, through llama.cpp; --onnx DIR through ONNX Runtime GenAI), every metric with a 95% bootstrap interval, paired tests " +
-            "(McNemar for right/wrong metrics, paired bootstrap otherwise), the verdict (is tuned better than the best baseline with p < 0.05 " +
+            "(McNemar for right/wrong metrics, paired bootstrap otherwise), the verdict (which baseline is best, and is tuned better than it with p < 0.05 " +
             "on the primary metric?), the cost of quantisation (exported − tuned) and a forgetting check (perplexity of base and tuned on " +
             "general text). A test split that overlaps training is refused. Answers are resumable; report.md, report.html and eval.json go " +
             "to the run folder. Progress on stderr.\n\n" +
@@ -204,6 +213,11 @@ internal static class EvalCommand
             Fields = FieldMapping.Parse(string.Join(',', r.Data.Map)),
             SystemPrompt = r.Eval.SystemPrompt,
             FewShot = r.Eval.FewShot,
+            RetrievedFewShot = r.Baseline.RetrievedFewShot ?? r.Eval.FewShot,
+            Knowledge = r.Baseline.Knowledge,
+            ChunkTokens = r.Baseline.ChunkTokens,
+            ChunkOverlap = r.Baseline.ChunkOverlap,
+            TopK = r.Baseline.TopK,
             MaxNewTokens = r.Eval.MaxNewTokens,
             Adapter = adapter is null ? null : Path.GetFullPath(adapter),
             AdapterBase = r.Model.AddTokens.Count > 0 ? r.AdapterBase : null,
@@ -228,14 +242,15 @@ internal static class EvalCommand
             lastDecile = decile;
             console.Error.WriteLine($"{stage.Stage}: {stage.Done}/{stage.Total}");
         });
-        return Evaluator.Run(plan, progress);
+        return Evaluator.Run(plan with { Warn = plan.Warn ?? (w => console.Error.WriteLine($"edgetune: warning: {w}")) }, progress);
     }
     private static void PrintTable(CliConsole console, EvalOutcome o)
     {
         var names = o.Runners.SelectMany(r => r.Metrics.Select(m => m.Name)).Distinct().ToList();
-        console.Out.WriteLine(string.Join("  ", new[] { "runner".PadRight(10) }.Concat(names.Select(n => n.PadRight(24)))));
+        int width = Math.Max(10, o.Runners.Max(r => r.Runner.Length));
+        console.Out.WriteLine(string.Join("  ", new[] { "runner".PadRight(width) }.Concat(names.Select(n => n.PadRight(24)))));
         foreach (var r in o.Runners)
-            console.Out.WriteLine(string.Join("  ", new[] { r.Runner.PadRight(10) }.Concat(names.Select(n =>
+            console.Out.WriteLine(string.Join("  ", new[] { r.Runner.PadRight(width) }.Concat(names.Select(n =>
                 (r.Metric(n) is { } m ? string.Create(C, $"{m.Value.Value:0.###} [{m.Value.Low:0.###}, {m.Value.High:0.###}]") : "-").PadRight(24)))));
         foreach (var c in o.Comparisons.Where(c => c.Metric == (o.Verdict?.PrimaryMetric ?? c.Metric)))
             console.Out.WriteLine(string.Create(C, $"{c.A} vs {c.B} on {c.Metric}: {c.Test.Difference:+0.###;-0.###;0} (p = {c.Test.PValue:0.####}, {c.Test.Test})"));

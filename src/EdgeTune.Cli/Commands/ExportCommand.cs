@@ -1,8 +1,15 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using EdgeTune.Core;
+using EdgeTune.Evaluation;
+using EdgeTune.Export.Gguf;
+using EdgeTune.Export.Licensing;
 using EdgeTune.Export.Onnx;
 using EdgeTune.Formats.Onnx;
+using EdgeTune.Formats.Gguf.Quantize;
+using EdgeTune.Profiles.Sensors;
+using EdgeTune.Recipes;
 
 namespace EdgeTune.Cli.Commands;
 
@@ -19,7 +26,106 @@ internal static class ExportCommand
     {
         Onnx(console),
         CheckOnnx(console),
+        Gguf(console),
     };
+
+    private static Command Gguf(CliConsole console)
+    {
+        var recipe = new Argument<string?>("RECIPE") { Description = "The training recipe (TOML): base model, test split, [eval] scoring, [export] use", Arity = ArgumentArity.ZeroOrOne };
+        var profile = new Option<string>("--profile") { Description = "The device: a profile name, a .toml path, or 'auto'", Required = true };
+        var baseModel = new Option<string?>("--base") { Description = "The base model, a GGUF file (default: the recipe's [model] base)" };
+        var adapter = new Option<string?>("--adapter") { Description = "The LoRA adapter (GGUF adapter or PEFT folder; default: adapter.gguf in the recipe's run folder when it exists)" };
+        var test = new Option<string?>("--test") { Description = "The frozen test split, JSONL (default: the recipe's [eval] test or [data] test)" };
+        var merge = new Option<bool>("--merge") { Description = "Merge the adapter into the weights (default): one file" };
+        var separate = new Option<bool>("--separate") { Description = "The base quantised once plus the GGUF adapter, applied at run time (hot-swappable)" };
+        var type = new Option<string>("--type")
+        {
+            Description = "auto (every fitting candidate of " + string.Join(", ", GgufExportRequest.AutoCandidates) + " scored; the smallest not worse than base + adapter beyond noise) or one type",
+            DefaultValueFactory = _ => "auto",
+        };
+        type.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is { } v && v != "auto" && !LlamaFileTypes.TryParse(v, out _))
+                r.AddError($"unknown --type '{v}'; choose auto or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
+        });
+        var context = new Option<int?>("--context") { Description = "Context length on the device, in tokens (default 4096, or the model's trained context when shorter)" };
+        context.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--context must be at least 1"); });
+        var use = new Option<string?>("--use") { Description = "Declared use the base model's licence is checked against: commercial (default), internal or research (default: the recipe's [export] use)" };
+        use.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string?>() is { } v && !ExportSection.Uses.Contains(v.ToLowerInvariant())) r.AddError($"--use '{v}': choose commercial, internal or research");
+        });
+        var accept = new Option<string?>("--accept-licence") { Description = "For a licence EdgeTune does not know: who accepts which terms (recorded in the model card)" };
+        var output = new Option<string?>("--out") { Description = "The folder to write (must not exist or be empty; default: export-gguf-PROFILE in the recipe's run folder)" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads for llama.cpp and the quantiser (0: all cores)" };
+        var json = new Option<bool>("--json") { Description = "Print export.json (the table, the choice, the licence decision)" };
+        var registry = RunLog.RegistryOption();
+        var command = new Command("gguf",
+            "Export GGUF for a device profile: the adapter merged in float32 (or kept separate), each candidate type sized against the profile " +
+            "(weights + KV cache at the context + runtime buffers vs the memory budget; decode bound from the bandwidth), every fitting candidate " +
+            "quantised and scored on the frozen test split through llama.cpp against base + adapter (paired test), and the smallest not worse beyond " +
+            "noise chosen. The base model's licence is checked against the declared use first. Writes the model (and adapter), fit.md/fit.json, " +
+            "MODEL_CARD.md and export.json; the folder appears only when complete. Progress on stderr.\n\n" +
+            "Example: edgetune export gguf runs/qlora.toml --profile jetson-orin-nano-8gb --adapter runs/qlora/adapter.gguf --out ship/")
+        {
+            recipe, profile, baseModel, adapter, test, merge, separate, type, context, use, accept, output, threads, json, registry,
+        };
+        command.SetAction((parse, cancellationToken) =>
+        {
+            if (parse.GetValue(merge) && parse.GetValue(separate)) throw new EdgeTuneException("--merge and --separate exclude each other; choose one");
+            var (p, _) = ProfilesCommand.ResolveProfile(parse.GetValue(profile)!, new SystemRoot("/"));
+            var request = GgufRequest(parse.GetValue(recipe), parse.GetValue(baseModel), parse.GetValue(adapter), parse.GetValue(test), parse.GetValue(output),
+                parse.GetValue(use), parse.GetValue(threads), p) with
+            {
+                Mode = parse.GetValue(separate) ? GgufExportMode.Separate : GgufExportMode.Merged,
+                Type = parse.GetValue(type)!,
+                Context = parse.GetValue(context),
+                AcceptLicence = parse.GetValue(accept),
+            };
+            var result = GgufExporter.Export(request, new SyncProgress<string>(line => console.Error.WriteLine($"export gguf: {line}")), cancellationToken);
+            RunLog.RecordExport(console, parse.GetValue(registry), request, result);
+            if (parse.GetValue(json))
+            {
+                console.Out.WriteLine(File.ReadAllText(Path.Combine(result.Folder, ExportCard.JsonFile)).TrimEnd());
+                return Task.FromResult(CliApp.Success);
+            }
+            console.Out.Write(ExportCard.TableMarkdown(result));
+            var l = result.Licence;
+            console.Out.WriteLine($"licence: {l.Reason}");
+            foreach (var o in l.Obligations) console.Out.WriteLine($"  obligation: {o}");
+            console.Out.WriteLine($"wrote {result.Folder}: {Path.GetFileName(result.ModelFile)} ({result.ChosenType}, {result.ModelFileBytes} bytes)" +
+                                  (result.AdapterFile is null ? "" : " + adapter.gguf") + $", {ExportCard.CardFile}, {ExportCard.JsonFile}");
+            return Task.FromResult(CliApp.Success);
+        });
+        return command;
+    }
+
+    /// <summary>The export request from a recipe (its scoring exactly as `edgetune eval` builds it) or from flags alone.</summary>
+    internal static GgufExportRequest GgufRequest(string? recipeFile, string? baseModel, string? adapter, string? test, string? outDir, string? use, int threads,
+        Profiles.DeviceProfile profile)
+    {
+        if (recipeFile is null)
+        {
+            if (baseModel is null || test is null) throw new EdgeTuneException("without a RECIPE, give --base MODEL and --test FILE");
+            return new GgufExportRequest
+            {
+                BaseModel = baseModel, Adapter = adapter, TestFile = test, Profile = profile,
+                OutDir = outDir ?? $"export-gguf-{profile.Name}", Use = LicenceGate.ParseUse(use ?? "commercial"),
+                Scoring = new ScoringOptions(), Threads = threads,
+            };
+        }
+        var r = Recipe.Load(recipeFile);
+        string? defaultAdapter = Path.Combine(r.Output.Dir, "adapter.gguf");
+        adapter ??= File.Exists(defaultAdapter) ? defaultAdapter : null;
+        var plan = EvalCommand.Plan(r, adapter, gguf: null, ggufAdapter: null, threads);
+        return new GgufExportRequest
+        {
+            BaseModel = baseModel ?? plan.AdapterBase ?? plan.BaseModel, Adapter = plan.Adapter, TestFile = test ?? plan.TestFile, Fields = plan.Fields,
+            ChatTemplate = plan.ChatTemplate, SystemPrompt = plan.SystemPrompt, MaxNewTokens = plan.MaxNewTokens, Scoring = plan.Scoring,
+            Profile = profile, OutDir = outDir ?? Path.Combine(r.Output.Dir, $"export-gguf-{profile.Name}"),
+            Use = LicenceGate.ParseUse(use ?? r.Export.Use), RecipeFile = recipeFile, Threads = threads,
+        };
+    }
 
     private static Command Onnx(CliConsole console)
     {

@@ -125,6 +125,8 @@ internal static class FleetCommand
                     model = d.Model, adapter = d.Adapter, bundle = d.Bundle, tokens_per_second = d.TokensPerSecond, feedback_rate = d.FeedbackRate,
                     format_valid_rate = d.FormatValidRate, latency_p95_ms = d.LatencyP95Ms, outbox_lag = d.OutboxLag, outbox_dropped = d.OutboxDropped,
                     published = d.Published, queue_depth = d.QueueDepth, power_watts = d.PowerWatts, temperature_c = d.TemperatureC,
+                    drift_prompt_length_psi = d.DriftPromptLengthPsi, drift_token_js = d.DriftTokenJs, drift_format_validity = d.DriftFormatValidity,
+                    drift_warning = d.DriftWarning, drift_reasons = d.DriftReasons,
                 }), Json));
                 return CliApp.Success;
             }
@@ -133,12 +135,13 @@ internal static class FleetCommand
                 console.Out.WriteLine($"no device has published a status under {FleetProtocol.AllStatus(fleet)}");
                 return CliApp.Success;
             }
-            string[] header = ["DEVICE", "HEALTH", "LAST SEEN", "MODEL", "BUNDLE", "FEEDBACK", "JSON OK", "P95 MS", "OUTBOX LAG", "DROPPED"];
+            string[] header = ["DEVICE", "HEALTH", "LAST SEEN", "MODEL", "BUNDLE", "FEEDBACK", "JSON OK", "P95 MS", "OUTBOX LAG", "DROPPED", "DRIFT"];
             var rows = devices.Select(d => new[]
             {
                 d.Device, d.Health, Ago(now - d.Time), d.Model ?? "-", d.Bundle ?? "-", Percent(d.FeedbackRate), Percent(d.FormatValidRate),
                 d.LatencyP95Ms is { } p ? p.ToString("0", CultureInfo.InvariantCulture) : "-", d.OutboxLag.ToString(CultureInfo.InvariantCulture),
                 d.OutboxDropped.ToString(CultureInfo.InvariantCulture),
+                d.DriftWarning switch { null => "-", false => "ok", true => "WARN: " + string.Join("; ", d.DriftReasons ?? []) },
             }).ToList();
             var widths = header.Select((h, i) => Math.Max(h.Length, rows.Max(r => r[i].Length))).ToArray();
             foreach (var row in rows.Prepend(header)) console.Out.WriteLine(string.Join("  ", row.Select((c, i) => c.PadRight(widths[i]))).TrimEnd());

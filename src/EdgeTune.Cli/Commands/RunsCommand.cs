@@ -116,6 +116,32 @@ internal static class RunLog
             return record with { Metrics = metrics, Artifacts = artifacts };
         });
 
+    /// <summary>An export: the chosen type and every scored candidate's primary metric; the model (and adapter) as artifacts.</summary>
+    public static string? RecordExport(CliConsole console, string? registryOption, EdgeTune.Export.Gguf.GgufExportRequest request, EdgeTune.Export.Gguf.GgufExportResult result) =>
+        Record(console, registryOption, registry =>
+        {
+            var record = request.RecipeFile is { } file
+                ? Start(registry, "export", Recipe.Load(file), request.BaseModel)
+                : new RunRecord
+                {
+                    Id = RunRegistry.NewId(DateTimeOffset.UtcNow), Kind = "export", Command = "edgetune " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+                    Base = Path.GetFullPath(request.BaseModel), BaseSha256 = registry.HashOf(request.BaseModel), Toolkit = Toolkit, User = Environment.UserName,
+                    Data = registry.HashOf(request.TestFile) is { } t ? new Dictionary<string, string> { ["test"] = t } : [],
+                };
+            var metrics = new Dictionary<string, RunMetric>();
+            foreach (var m in result.Reference.Metrics) metrics[$"reference.{m.Name}"] = new RunMetric(m.Value.Value, Finite(m.Value.Low), Finite(m.Value.High));
+            foreach (var c in result.Candidates)
+                if (c.Score?.Metric(result.PrimaryMetric) is { } m) metrics[$"{c.Type}.{m.Name}"] = new RunMetric(m.Value.Value, Finite(m.Value.Low), Finite(m.Value.High));
+            return record with
+            {
+                Parent = ParentOf(registry, [request.Adapter]),
+                Metrics = metrics,
+                Artifacts = new[] { registry.Artifact($"model ({result.ChosenType})", result.ModelFile), registry.Artifact("adapter.gguf", result.AdapterFile), registry.Artifact("folder", result.Folder) }
+                    .OfType<RunArtifact>().ToList(),
+                Note = result.Reason,
+            };
+        });
+
     private static double? Finite(double v) => double.IsFinite(v) ? v : null;
 }
 

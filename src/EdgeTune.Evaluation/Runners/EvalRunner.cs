@@ -7,6 +7,7 @@ using EdgeTune.Core;
 using EdgeTune.Data;
 using EdgeTune.Models.Chat;
 using EdgeTune.Evaluation.Statistics;
+using EdgeTune.Retrieval;
 
 namespace EdgeTune.Evaluation.Runners;
 
@@ -40,6 +41,10 @@ public sealed record RunnerAnswer
     /// <summary>Sum of −log p over the reference answer's tokens (teacher-forced), when scored.</summary>
     [JsonPropertyName("reference_nll")] public double? ReferenceNll { get; init; }
     [JsonPropertyName("reference_tokens")] public int ReferenceTokens { get; init; }
+    /// <summary>Retrieval runners: the ids shown to the model (training example ids or knowledge chunk ids), most relevant first.</summary>
+    [JsonPropertyName("retrieved"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<string>? Retrieved { get; init; }
+    /// <summary>Retrieval runners: ids retrieved but left out because the prompt would not fit the context budget.</summary>
+    [JsonPropertyName("retrieved_over_budget"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<string>? RetrievedOverBudget { get; init; }
 }
 
 public sealed record RunnerProgress(string Runner, int Done, int Total);
@@ -51,11 +56,23 @@ public sealed record PromptStyle
     public string? SystemPrompt { get; init; }
     /// <summary>Worked examples rendered as previous user/assistant turns (after the system turn).</summary>
     public IReadOnlyList<DatasetExample> Shots { get; init; } = [];
+    /// <summary>Knowledge chunks placed in the system turn (as the agent places them: <see cref="KnowledgePrompt"/>).</summary>
+    public IReadOnlyList<KnowledgeChunk> Knowledge { get; init; } = [];
+    /// <summary>Per-example shots or chunks, chosen for each test prompt (retrieved few-shot, rag).</summary>
+    public PromptRetriever? Retriever { get; init; }
+
+    /// <summary>This style with retrieved shots and chunks added.</summary>
+    public PromptStyle With(IReadOnlyList<Retrieved> found) => this with
+    {
+        Shots = [.. Shots, .. found.Where(r => r.Shot is not null).Select(r => r.Shot!)],
+        Knowledge = [.. Knowledge, .. found.Where(r => r.Chunk is not null).Select(r => r.Chunk!)],
+    };
 
     public IReadOnlyList<ChatMessage> Messages(EvalItem item)
     {
         var messages = new List<ChatMessage>();
         var system = item.Prompt.FirstOrDefault(m => m.Role == "system")?.Content ?? SystemPrompt;
+        if (Knowledge.Count > 0) system = KnowledgePrompt.System(system, Knowledge);
         if (system is not null) messages.Add(new ChatMessage("system", system));
         foreach (var shot in Shots)
             foreach (var m in shot.Messages)
@@ -87,15 +104,38 @@ public sealed class EvalRunner(string name, IInferenceModel engine, ChatTemplate
 
     public string Name { get; } = name;
     public IInferenceModel Engine { get; } = engine;
-    public string Description => Engine.Description + (style.Shots.Count > 0 ? $", {style.Shots.Count}-shot" : "");
+    public string Description => Engine.Description + (style.Shots.Count > 0 ? $", {style.Shots.Count}-shot" : "") +
+                                 (style.Retriever is { } r ? $", {r.Description}" : "");
 
     public string Render(EvalItem item) => template.Apply(style.Messages(item), addGenerationPrompt: true);
+
+    /// <summary>
+    /// The prompt for an example: with a retriever, the most relevant shots or chunks that fit the budget (the context
+    /// less the answer's room, <paramref name="maxNewTokens"/> up to half the context), dropping the least relevant first.
+    /// </summary>
+    private (string Text, int[] Ids, IReadOnlyList<string>? Shown, IReadOnlyList<string>? Dropped) Prompt(EvalItem item)
+    {
+        if (style.Retriever is not { } retriever)
+        {
+            string plain = Render(item);
+            return (plain, Engine.EncodePrompt(plain), null, null);
+        }
+        var found = retriever.Retrieve(item);
+        int budget = Engine.ContextSize - Math.Min(maxNewTokens, Engine.ContextSize / 2);
+        for (int n = found.Count; ; n--)
+        {
+            var shown = found.Take(n).ToList();
+            string text = template.Apply((style with { Retriever = null }).With(shown).Messages(item), addGenerationPrompt: true);
+            int[] ids = Engine.EncodePrompt(text);
+            if (ids.Length <= budget || n == 0)
+                return (text, ids, shown.Select(r => r.Id).ToList(), found.Skip(n).Select(r => r.Id).ToList());
+        }
+    }
 
     /// <summary>Answer one example (and score its reference answer when <paramref name="scoreReference"/>).</summary>
     public RunnerAnswer Answer(EvalItem item, bool scoreReference, CancellationToken cancellationToken)
     {
-        string text = Render(item);
-        int[] prompt = Engine.EncodePrompt(text);
+        var (text, prompt, shown, dropped) = Prompt(item);
         if (prompt.Length + 1 > Engine.ContextSize)
             throw new EdgeTuneException($"{item.Source}: the {Name} prompt is {prompt.Length} tokens, over the context of {Engine.ContextSize}" +
                                         (style.Shots.Count > 0 ? " (lower [eval] few_shot)" : ""));
@@ -124,6 +164,7 @@ public sealed class EvalRunner(string name, IInferenceModel engine, ChatTemplate
             Id = item.Id, Source = item.Source, Text = answer, Reference = item.Reference, Label = item.Label, Prompt = text,
             Question = item.Prompt.LastOrDefault(m => m.Role == "user")?.Content ?? "",
             PromptTokens = prompt.Length, GeneratedTokens = tokens, Seconds = seconds, ReferenceNll = nll, ReferenceTokens = refTokens,
+            Retrieved = shown, RetrievedOverBudget = dropped,
         };
     }
 
@@ -134,7 +175,7 @@ public sealed class EvalRunner(string name, IInferenceModel engine, ChatTemplate
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(answersFile))!);
         // Answers resume only for the same runner: model, adapter, shots, template and length limit.
         string key = $"{Description}|{TextHash.Hex(TextHash.Of(template.Source))}|{maxNewTokens}|{scoreReference}|" +
-                     string.Join(",", style.Shots.Select(s => TextHash.Hex(s.Hash))) + "|" + style.SystemPrompt;
+                     string.Join(",", style.Shots.Select(s => TextHash.Hex(s.Hash))) + "|" + style.SystemPrompt + "|" + style.Retriever?.Key;
         string keyFile = answersFile + ".key";
         if (!File.Exists(keyFile) || File.ReadAllText(keyFile) != key)
         {
@@ -201,5 +242,6 @@ public sealed class EvalRunner(string name, IInferenceModel engine, ChatTemplate
         return (nll, count);
     }
 
+    /// <summary>Disposes the engine; a style's retriever belongs to whoever made it.</summary>
     public void Dispose() => Engine.Dispose();
 }

@@ -87,6 +87,13 @@ public sealed record FleetStatus
     [JsonPropertyName("power_watts")] public double? PowerWatts { get; init; }
     [JsonPropertyName("temperature_c")] public double? TemperatureC { get; init; }
 
+    /// <summary>The [drift] monitor over its window (absent when the agent has no fingerprint): see EdgeTune.Core.Drift.</summary>
+    [JsonPropertyName("drift_prompt_length_psi")] public double? DriftPromptLengthPsi { get; init; }
+    [JsonPropertyName("drift_token_js")] public double? DriftTokenJs { get; init; }
+    [JsonPropertyName("drift_format_validity")] public double? DriftFormatValidity { get; init; }
+    [JsonPropertyName("drift_warning")] public bool? DriftWarning { get; init; }
+    [JsonPropertyName("drift_reasons")] public IReadOnlyList<string>? DriftReasons { get; init; }
+
     public static readonly JsonSerializerOptions JsonOptions = new() { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
