@@ -65,6 +65,27 @@ public static class SupportTickets
         return text[..(i - 1)] + text[i] + text[i - 1] + text[(i + 1)..];
     }
 
+    /// <summary>
+    /// The support team's triage guide as a small knowledge base (one Markdown file per category, one on priority):
+    /// what the rag baseline retrieves from. Every rule the tickets follow is written in it.
+    /// </summary>
+    public static void WriteTriageGuide(string folder)
+    {
+        Directory.CreateDirectory(folder);
+        foreach (var (category, symptoms) in Symptoms)
+        {
+            var md = new System.Text.StringBuilder($"# {category} tickets\n\nTickets go to category \"{category}\" when the customer reports one of these.\n");
+            foreach (var symptom in symptoms) md.Append($"\n## {symptom}\n\nA ticket saying the device {symptom} is a {category} ticket.\n");
+            File.WriteAllText(Path.Combine(folder, $"{category}.md"), md.ToString());
+        }
+        var priority = new System.Text.StringBuilder("# Priority\n\n## High\n\nPriority is high when the ticket says:\n");
+        foreach (var h in High) priority.Append($"- {h}\n");
+        priority.Append("\n## Low\n\nPriority is low when the ticket says:\n");
+        foreach (var l in Low.Where(l => l.Length > 0)) priority.Append($"- {l}\n");
+        priority.Append("\n## Medium\n\nEvery other ticket is medium priority.\n\n## Product\n\nThe product field is the product the ticket names: " + string.Join(", ", Products) + ".\n");
+        File.WriteAllText(Path.Combine(folder, "priority.md"), priority.ToString());
+    }
+
     /// <summary>One JSONL line in the chat format the data pipeline reads.</summary>
     public static string Line(string system, string user, string assistant) =>
         JsonSerializer.Serialize(new { messages = new[] { new { role = "system", content = system }, new { role = "user", content = user }, new { role = "assistant", content = assistant } } });

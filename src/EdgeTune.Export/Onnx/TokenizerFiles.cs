@@ -57,13 +57,33 @@ internal sealed class TokenizerFiles
         if (!m.ContainsKey("tokenizer.ggml.tokens")) return new TokenizerFiles(config.BosTokenId, config.EosTokenIds, _ => []);
         var tokenizer = GgufTokenizer.FromMetadata(m, model); // checks the vocabulary now
         var (json, tokenizerConfig) = FromGguf(m, model, tokenizer, config);
-        return new TokenizerFiles(tokenizer.BosId, tokenizer.EosId is int id ? [id] : [], folder =>
+        return new TokenizerFiles(tokenizer.BosId, EndOfGeneration(m, tokenizer), folder =>
         {
             var options = new JsonSerializerOptions { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
             File.WriteAllText(Path.Combine(folder, "tokenizer.json"), json.ToJsonString(options));
             File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), tokenizerConfig.ToJsonString(new JsonSerializerOptions(options) { WriteIndented = true }));
             return ["tokenizer.json", "tokenizer_config.json"];
         });
+    }
+
+    /// <summary>Control tokens llama.cpp ends generation at by their text (llama-vocab.cpp), besides EOS and EOT.</summary>
+    private static readonly string[] EndOfGenerationTexts =
+        ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>"];
+
+    /// <summary>
+    /// The ids GenAI must stop at to end where llama.cpp ends: EOS, EOT (tokenizer.ggml.eot_token_id) and the control
+    /// tokens llama.cpp treats as end of generation by their text (a ChatML model with EOS &lt;/s&gt; ends its turns
+    /// with &lt;|im_end|&gt;, which GenAI would otherwise generate past).
+    /// </summary>
+    private static List<int> EndOfGeneration(GgufMetadata m, GgufTokenizer t)
+    {
+        var ids = new List<int>();
+        if (t.EosId is int eos) ids.Add(eos);
+        if (m.Get("tokenizer.ggml.eot_token_id") is { } eot && (int)eot.AsInt64() is int e && (uint)e < (uint)t.VocabularySize && !ids.Contains(e)) ids.Add(e);
+        var tokens = (string[])m["tokenizer.ggml.tokens"].Value;
+        for (int id = 0; id < tokens.Length; id++)
+            if (t.TokenType(id) == GgufTokenType.Control && EndOfGenerationTexts.Contains(tokens[id]) && !ids.Contains(id)) ids.Add(id);
+        return ids;
     }
 
     private static (JsonObject Tokenizer, JsonObject Config) FromGguf(GgufMetadata m, string path, GgufTokenizer t, ModelConfig config)

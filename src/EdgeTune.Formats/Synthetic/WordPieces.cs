@@ -40,6 +40,11 @@ public static class WordPieces
         {
             if (pieces.Count < maxPieces && seen.Add(piece)) pieces.Add(piece);
         }
+        // Every character of a piece is a piece too, as in SentencePiece's own vocabularies (its alphabet is always
+        // in the model): converters to Hugging Face BPE (tokenizer.json, ONNX Runtime GenAI) merge only pairs of
+        // pieces, so a piece reachable only through a byte-fallback character would tokenize differently there.
+        foreach (var ch in counts.Keys.Concat(pairs.Keys).SelectMany(k => k.EnumerateRunes()).Select(r => r.ToString()).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal))
+            Add(ch);
         foreach (var (pair, _) in pairs.Where(p => p.Value >= 3).OrderByDescending(p => p.Value).ThenBy(p => p.Key, StringComparer.Ordinal).Take(maxPieces / 20))
             Add(pair);
         foreach (var (word, _) in counts.Where(c => c.Value >= 2).OrderByDescending(c => c.Value).ThenBy(c => c.Key, StringComparer.Ordinal))
