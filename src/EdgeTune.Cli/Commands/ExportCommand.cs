@@ -178,6 +178,7 @@ internal static class ExportCommand
             var result = console.WithProgress($"export onnx {parse.GetValue(precision)}", report =>
                 OnnxExporter.Export(parse.GetValue(model)!, parse.GetValue(output)!, options,
                     new SyncProgress<(int Done, int Total, string Name)>(p => report((double)p.Done / Math.Max(1, p.Total), p.Name)), cancellationToken));
+            foreach (var warning in result.Warnings) console.Error.WriteLine($"edgetune: warning: {warning}");
             if (parse.GetValue(json))
                 console.Out.WriteLine(JsonSerializer.Serialize(new
                 {

@@ -7,7 +7,11 @@ using EdgeTune.Models.Reference;
 namespace EdgeTune.Export.Onnx;
 
 /// <summary>What an export wrote.</summary>
-public sealed record OnnxExportResult(string Folder, string Type, OnnxPrecision Precision, long ModelBytes, long DataBytes, int Nodes, int Initializers, IReadOnlyList<string> TokenizerFiles);
+public sealed record OnnxExportResult(string Folder, string Type, OnnxPrecision Precision, long ModelBytes, long DataBytes, int Nodes, int Initializers, IReadOnlyList<string> TokenizerFiles)
+{
+    /// <summary>Where the folder will behave differently from the source in ONNX Runtime GenAI (one line each).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}
 
 /// <summary>
 /// Exports a llama-family model (Hugging Face folder or GGUF, optionally with a LoRA adapter merged) to a folder
@@ -67,7 +71,10 @@ public static class OnnxExporter
 
             OnnxFolder.Validate(temp);
             Directory.Move(temp, target);
-            return new OnnxExportResult(target, type, options.Precision, bytes.Length, dataBytes, decoder.Graph.Nodes.Count, decoder.Graph.Initializers.Count, tokenizerFiles);
+            return new OnnxExportResult(target, type, options.Precision, bytes.Length, dataBytes, decoder.Graph.Nodes.Count, decoder.Graph.Initializers.Count, tokenizerFiles)
+            {
+                Warnings = tokenizer.Warnings,
+            };
         }
         catch
         {

@@ -29,6 +29,9 @@ internal sealed class TokenizerFiles
     public int? BosTokenId { get; }
     public IReadOnlyList<int> EosTokenIds { get; }
 
+    /// <summary>What the converted tokenizer will do differently from the source (one line each); empty when nothing.</summary>
+    public IReadOnlyList<string> Warnings { get; private init; } = [];
+
     /// <summary>Writes the files into <paramref name="folder"/>; returns their names.</summary>
     public IReadOnlyList<string> WriteTo(string folder) => _write(folder);
 
@@ -57,13 +60,41 @@ internal sealed class TokenizerFiles
         if (!m.ContainsKey("tokenizer.ggml.tokens")) return new TokenizerFiles(config.BosTokenId, config.EosTokenIds, _ => []);
         var tokenizer = GgufTokenizer.FromMetadata(m, model); // checks the vocabulary now
         var (json, tokenizerConfig) = FromGguf(m, model, tokenizer, config);
-        return new TokenizerFiles(tokenizer.BosId, EndOfGeneration(m, tokenizer), folder =>
+        return new TokenizerFiles(tokenizer.BosId, EndOfGeneration(m, tokenizer), Write) { Warnings = SentencePieceGaps(m, model, tokenizer) };
+
+        IReadOnlyList<string> Write(string folder)
         {
             var options = new JsonSerializerOptions { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
             File.WriteAllText(Path.Combine(folder, "tokenizer.json"), json.ToJsonString(options));
             File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), tokenizerConfig.ToJsonString(new JsonSerializerOptions(options) { WriteIndented = true }));
             return ["tokenizer.json", "tokenizer_config.json"];
-        });
+        }
+    }
+
+    /// <summary>
+    /// Hugging Face BPE (tokenizer.json, so ONNX Runtime GenAI) turns a character that is not a piece into byte tokens
+    /// before merging, while llama.cpp's SentencePiece tokenizer merges characters first: a piece holding a character
+    /// the vocabulary lacks as a piece of its own is unreachable there, and text containing it tokenizes differently.
+    /// SentencePiece models keep their alphabet, so real vocabularies pass; one line when this one does not.
+    /// </summary>
+    private static List<string> SentencePieceGaps(GgufMetadata m, string path, GgufTokenizer t)
+    {
+        if (m.GetString("tokenizer.ggml.model") != "llama") return [];
+        var tokens = (string[])m["tokenizer.ggml.tokens"].Value;
+        var pieces = new HashSet<string>(StringComparer.Ordinal);
+        for (int id = 0; id < tokens.Length; id++) if (t.TokenType(id) is GgufTokenType.Normal or GgufTokenType.Undefined) pieces.Add(tokens[id]);
+        var missing = new SortedSet<string>(StringComparer.Ordinal);
+        int affected = 0;
+        foreach (var piece in pieces)
+        {
+            bool gap = false;
+            foreach (var rune in piece.EnumerateRunes())
+                if (!pieces.Contains(rune.ToString())) { missing.Add(rune.ToString()); gap = true; }
+            if (gap) affected++;
+        }
+        if (affected == 0) return [];
+        return [$"{path}: {affected} of {pieces.Count} vocabulary pieces hold characters that are not pieces themselves ({string.Join(" ", missing.Take(8).Select(c => $"'{EdgeTune.Core.MessageText.Escape(c)}'"))}{(missing.Count > 8 ? " …" : "")}); " +
+                "ONNX Runtime GenAI's tokenizer (Hugging Face BPE) byte-encodes those characters before merging, so text containing them tokenizes differently from llama.cpp"];
     }
 
     /// <summary>Control tokens llama.cpp ends generation at by their text (llama-vocab.cpp), besides EOS and EOT.</summary>
