@@ -24,29 +24,43 @@ public static partial class Reference
             if (!dHidden.IsEmpty) dHidden.Slice(row * c, c).Clear();
             int target = targets[row];
             if (target < 0) continue;
-            T max = T.NegativeInfinity;
-            for (int o = 0; o < vocab; o++)
-            {
-                T dot = T.Zero;
-                for (int i = 0; i < c; i++) dot += h[i] * head[o * c + i];
-                logits[o] = dot;
-                max = T.Max(max, dot);
-            }
-            T sum = T.Zero;
-            for (int o = 0; o < vocab; o++) sum += T.Exp(logits[o] - max);
-            T lse = max + T.Log(sum);
+            T lse = RowLogits(h, head, c, logits);
             loss += lse - logits[target];
-            for (int o = 0; o < vocab; o++)
-            {
-                T dlogit = gradScale * (T.Exp(logits[o] - lse) - (o == target ? T.One : T.Zero));
-                for (int i = 0; i < c; i++)
-                {
-                    if (!dHidden.IsEmpty) dHidden[row * c + i] += dlogit * head[o * c + i];
-                    if (!dHead.IsEmpty) dHead[o * c + i] += dlogit * h[i];
-                }
-            }
+            for (int o = 0; o < vocab; o++) logits[o] = gradScale * (T.Exp(logits[o] - lse) - (o == target ? T.One : T.Zero));
+            HeadBackward(row, h, head, c, logits, dHidden, dHead);
         }
         return loss;
+    }
+
+    /// <summary>Fills <paramref name="logits"/> with head·h for one row and returns their log-sum-exp.</summary>
+    private static T RowLogits<T>(ReadOnlySpan<T> h, ReadOnlySpan<T> head, int c, Span<T> logits) where T : IFloatingPointIeee754<T>
+    {
+        T max = T.NegativeInfinity;
+        for (int o = 0; o < logits.Length; o++)
+        {
+            T dot = T.Zero;
+            for (int i = 0; i < c; i++) dot += h[i] * head[o * c + i];
+            logits[o] = dot;
+            max = T.Max(max, dot);
+        }
+        T sum = T.Zero;
+        for (int o = 0; o < logits.Length; o++) sum += T.Exp(logits[o] - max);
+        return max + T.Log(sum);
+    }
+
+    /// <summary>Adds one row's logit gradients <paramref name="dLogits"/> into dHidden (that row) and dHead, each when given.</summary>
+    private static void HeadBackward<T>(int row, ReadOnlySpan<T> h, ReadOnlySpan<T> head, int c, ReadOnlySpan<T> dLogits, Span<T> dHidden, Span<T> dHead)
+        where T : IFloatingPointIeee754<T>
+    {
+        for (int o = 0; o < dLogits.Length; o++)
+        {
+            T dlogit = dLogits[o];
+            for (int i = 0; i < c; i++)
+            {
+                if (!dHidden.IsEmpty) dHidden[row * c + i] += dlogit * head[o * c + i];
+                if (!dHead.IsEmpty) dHead[o * c + i] += dlogit * h[i];
+            }
+        }
     }
 
     internal static void CheckCrossEntropy(long hidden, long head, ReadOnlySpan<int> targets, int n, int c, int vocab)

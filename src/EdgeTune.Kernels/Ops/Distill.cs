@@ -74,32 +74,14 @@ public static partial class Reference
             if (!dHidden.IsEmpty) dHidden.Slice(row * c, c).Clear();
             int target = targets[row];
             if (target < 0) continue;
-            T max = T.NegativeInfinity;
-            for (int o = 0; o < vocab; o++)
-            {
-                T dot = T.Zero;
-                for (int i = 0; i < c; i++) dot += h[i] * head[o * c + i];
-                logits[o] = dot;
-                max = T.Max(max, dot);
-            }
-            T sum = T.Zero;
-            for (int o = 0; o < vocab; o++) sum += T.Exp(logits[o] - max);
-            T lse = max + T.Log(sum);
+            T lse = RowLogits(h, head, c, logits);
             ce += lse - logits[target];
             var ids = teacherIds.Slice(row * k, k);
             for (int i = 0; i < k; i++) z[i] = logits[ids[i]];
             kd += DistillRow(z, teacherLogProbs.Slice(row * k, k), settings, gradScale * alpha, dz);
             for (int o = 0; o < vocab; o++) logits[o] = gradScale * (T.One - alpha) * (T.Exp(logits[o] - lse) - (o == target ? T.One : T.Zero));
             for (int i = 0; i < k; i++) logits[ids[i]] += dz[i];
-            for (int o = 0; o < vocab; o++)
-            {
-                T dlogit = logits[o];
-                for (int i = 0; i < c; i++)
-                {
-                    if (!dHidden.IsEmpty) dHidden[row * c + i] += dlogit * head[o * c + i];
-                    if (!dHead.IsEmpty) dHead[o * c + i] += dlogit * h[i];
-                }
-            }
+            HeadBackward(row, h, head, c, logits, dHidden, dHead);
         }
         return new DistillLossSums(double.CreateChecked(ce), double.CreateChecked(kd));
     }
