@@ -157,12 +157,7 @@ public sealed class RunRegistry
         var info = new FileInfo(file);
         string key = $"{info.FullName}|{info.Length}|{info.LastWriteTimeUtc.Ticks}";
         string cacheFile = System.IO.Path.Combine(Folder, "hash-cache.json");
-        Dictionary<string, string> cache = [];
-        try
-        {
-            if (File.Exists(cacheFile)) cache = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(cacheFile)) ?? [];
-        }
-        catch (JsonException) { cache = []; } // a damaged cache is only a cache
+        var cache = _hashCache ??= ReadHashCache(cacheFile);
         if (cache.TryGetValue(key, out var known)) return known;
         string hash;
         using (var stream = File.OpenRead(file)) hash = Convert.ToHexString(SHA256.HashData(stream)).ToLowerInvariant();
@@ -173,6 +168,17 @@ public sealed class RunRegistry
             DurableFiles.WriteAllText(cacheFile, JsonSerializer.Serialize(cache));
         }
         return hash;
+    }
+
+    private Dictionary<string, string>? _hashCache; // read once per registry, not once per hashed file
+
+    private static Dictionary<string, string> ReadHashCache(string cacheFile)
+    {
+        try
+        {
+            return File.Exists(cacheFile) ? JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(cacheFile)) ?? [] : [];
+        }
+        catch (JsonException) { return []; } // a damaged cache is only a cache
     }
 
     /// <summary>SHA-256 of a file or of a folder's files (names and contents, in order); null when it does not exist.</summary>
