@@ -43,6 +43,13 @@ public sealed record ModelOptions
 
     /// <summary>A native library to load instead of the packaged one (llama.cpp built for the board), or null.</summary>
     public string? NativeLibrary { get; init; }
+
+    /// <summary>
+    /// Generations decoded together, one sequence each (llama.cpp: n_seq_max, each sequence with a KV cache of
+    /// <see cref="ContextSize"/> tokens of its own). 1: one generation at a time. Runtimes that cannot batch
+    /// (ONNX Runtime GenAI, the reference) generate one at a time whatever this says.
+    /// </summary>
+    public int Parallel { get; init; } = 1;
 }
 
 /// <summary>Sampling and stopping for one generation (OpenAI's names). Temperature 0 is greedy (argmax, ties to the lowest id).</summary>
@@ -94,8 +101,9 @@ public interface IInferenceRuntime
 }
 
 /// <summary>
-/// One loaded model with one context. Generations run one at a time (a second waits for the first);
-/// <see cref="SetAdapter"/> waits for a generation in progress. Every call is safe from any thread: a runtime
+/// One loaded model with one context. Generations run one at a time (a second waits for the first), or, where the
+/// runtime batches (<see cref="Parallel"/> above 1), up to Parallel of them are decoded together and the rest wait;
+/// <see cref="SetAdapter"/> waits for the generations in progress. Every call is safe from any thread: a runtime
 /// whose native library wants one calling thread (llama.cpp with OpenMP) moves the work there itself.
 /// </summary>
 public interface IInferenceModel : IDisposable
@@ -117,6 +125,9 @@ public interface IInferenceModel : IDisposable
 
     /// <summary>The adapter in use, or null for the bare base.</summary>
     string? ActiveAdapter { get; }
+
+    /// <summary>How many generations are decoded together (1 unless the runtime batches and was opened with <see cref="ModelOptions.Parallel"/>).</summary>
+    int Parallel { get; }
 
     /// <summary>Switches the adapter (null: the bare base) after a generation in progress ends.</summary>
     void SetAdapter(string? name);
@@ -188,6 +199,32 @@ public interface IDecodeSession
 
     /// <summary>Settings the runtime chose (threads, batch, flash attention, system info), for reports.</summary>
     IReadOnlyDictionary<string, string> Details { get; }
+}
+
+/// <summary>
+/// Several sequences in one context, each in a slot of its own (llama.cpp: a sequence id with its own KV cache),
+/// evaluated together: what the batched scheduler of <see cref="InferenceModel"/> drives. Called only on the
+/// runtime's own thread, under the generation gate.
+/// </summary>
+public interface IBatchedSession
+{
+    /// <summary>Slots (sequences) the context holds.</summary>
+    int Slots { get; }
+
+    /// <summary>Tokens in the slot's sequence.</summary>
+    int Position(int slot);
+
+    /// <summary>Empties <paramref name="slot"/>, then evaluates <paramref name="tokens"/> there; the logits of the last one are ready after it.</summary>
+    void Prompt(int slot, ReadOnlySpan<int> tokens);
+
+    /// <summary>Evaluates one token in each named slot, all in one pass; each slot's logits are ready after it.</summary>
+    void Decode(ReadOnlySpan<(int Slot, int Token)> step);
+
+    /// <summary>The logits after the slot's last evaluated token (valid until the next Prompt or Decode).</summary>
+    ReadOnlySpan<float> Logits(int slot);
+
+    /// <summary>Forgets the slot's sequence.</summary>
+    void Clear(int slot);
 }
 
 /// <summary>Streaming detokenizer: ids in, text out as soon as it is whole.</summary>

@@ -24,6 +24,7 @@ public sealed class LlamaCppModel : InferenceModel
     private LLamaWeights _weights = null!;
     private SafeLLamaContextHandle _context = null!;
     private StepSession _session = null!;
+    private SlotSession? _slots;
     private int _contextSize;
     private int _batch;
 
@@ -64,11 +65,17 @@ public sealed class LlamaCppModel : InferenceModel
         {
             _contextSize = o.ContextSize > 0 ? o.ContextSize : Math.Min(_weights.ContextSize > 0 ? _weights.ContextSize : 2048, o.MaxContext);
             _batch = o.BatchSize > 0 ? Math.Min(o.BatchSize, _contextSize) : _contextSize;
+            // Parallel sequences: each has a KV cache of the full context of its own (llama.cpp splits a non-unified
+            // cache evenly between n_seq_max sequences), so a request's room does not depend on what else runs.
+            int parallel = Math.Clamp(o.Parallel, 1, MaxParallel);
+            int passTokens = Math.Max(_batch, parallel); // a decoding pass holds one token of every sequence
             var parameters = new ModelParams(o.Path)
             {
-                ContextSize = (uint)_contextSize,
-                BatchSize = (uint)_batch,
-                UBatchSize = (uint)(o.Exact ? _batch : Math.Min(o.MicroBatchSize, _batch)),
+                ContextSize = (uint)(_contextSize * parallel),
+                SeqMax = (uint)parallel,
+                KVUnified = parallel == 1,
+                BatchSize = (uint)passTokens,
+                UBatchSize = (uint)(o.Exact ? passTokens : Math.Min(Math.Max(o.MicroBatchSize, parallel), passTokens)),
                 Threads = o.Threads,
                 BatchThreads = o.Threads,
                 TypeK = o.Exact ? GGMLType.GGML_TYPE_F32 : (GGMLType)(int)o.KvType,
@@ -96,6 +103,7 @@ public sealed class LlamaCppModel : InferenceModel
                 InitialAdapter(_adapters.Keys.First());
             }
             _session = new StepSession(this);
+            if (parallel > 1) _slots = new SlotSession(this, parallel);
             return 0;
         }
         catch
@@ -122,6 +130,13 @@ public sealed class LlamaCppModel : InferenceModel
     public bool InferenceThreadAlive => _thread.IsAlive;
 
     protected override IDecodeSession Session => _session;
+
+    /// <summary>The most sequences one context decodes together (llama.cpp's LLAMA_MAX_SEQ is 256; a board serves far fewer).</summary>
+    public const int MaxParallel = 64;
+
+    protected override IBatchedSession? BatchedSession => _slots;
+
+    protected override bool OnRuntimeThread => _thread.IsCurrent;
 
     protected override T Execute<T>(Func<T> work, CancellationToken cancellationToken) => _thread.Run(work, cancellationToken);
 
@@ -275,6 +290,61 @@ public sealed class LlamaCppModel : InferenceModel
             ["model_bytes"] = model._weights.SizeInBytes.ToString(CultureInfo.InvariantCulture),
             ["system_info"] = LlamaCppNative.SystemInfo(),
         };
+    }
+
+    /// <summary>
+    /// The context's sequences as slots (slot i is llama.cpp's sequence id i); its methods run on the inference
+    /// thread, inside the scheduler.
+    /// </summary>
+    private sealed class SlotSession(LlamaCppModel model, int slots) : IBatchedSession
+    {
+        private readonly LLamaBatch _batch = new();
+        private readonly int[] _positions = new int[slots];
+        private readonly int[] _logitsIndex = new int[slots];
+
+        public int Slots => slots;
+
+        public int Position(int slot) => _positions[slot];
+
+        public void Prompt(int slot, ReadOnlySpan<int> tokens)
+        {
+            Clear(slot);
+            if (tokens.Length + 1 > model._contextSize)
+                throw new PromptTooLongException($"the prompt ({tokens.Length} tokens) does not fit the context ({model._contextSize})");
+            var sequence = (LLamaSeqId)slot;
+            for (int start = 0; start < tokens.Length; start += model._batch)
+            {
+                int count = Math.Min(model._batch, tokens.Length - start);
+                _batch.Clear();
+                for (int i = 0; i < count; i++)
+                    _batch.Add((LLamaToken)tokens[start + i], start + i, sequence, logits: start + i == tokens.Length - 1);
+                model._session.Run(_batch, start);
+                _logitsIndex[slot] = count - 1;
+            }
+            _positions[slot] = tokens.Length;
+        }
+
+        public void Decode(ReadOnlySpan<(int Slot, int Token)> step)
+        {
+            _batch.Clear();
+            for (int i = 0; i < step.Length; i++)
+            {
+                var (slot, token) = step[i];
+                if (_positions[slot] + 1 > model._contextSize) throw new EdgeTuneException($"the context ({model._contextSize} tokens) of sequence {slot} is full");
+                _batch.Add((LLamaToken)token, _positions[slot], (LLamaSeqId)slot, logits: true);
+                _logitsIndex[slot] = i;
+            }
+            model._session.Run(_batch, step.Length == 0 ? 0 : _positions[step[0].Slot]);
+            foreach (var (slot, _) in step) _positions[slot]++;
+        }
+
+        public ReadOnlySpan<float> Logits(int slot) => model._context.GetLogitsIth(_logitsIndex[slot]);
+
+        public void Clear(int slot)
+        {
+            model._context.MemorySequenceRemove((LLamaSeqId)slot, -1, -1);
+            _positions[slot] = 0;
+        }
     }
 
     private sealed class Decoder(StreamingTokenDecoder inner) : ITextDecoder
