@@ -42,17 +42,19 @@ public static class AgentApp
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 
         builder.Services.AddSingleton(config);
-        builder.Services.AddSingleton(new RequestQueue(config.Server.QueueCapacity));
+        var queue = new RequestQueue(config.Server.QueueCapacity, config.Server.Parallel);
+        builder.Services.AddSingleton(queue);
         // [retrieval]: the index is opened for each model that loads (its tokenizer checked; a stale one fails the load),
         // the device's own or the one a bundle brings with its model.
         var retriever = new KnowledgeRetriever();
-        var load = runtimeFactory ?? (c => ModelHost.Open(c.Model));
+        var load = runtimeFactory ?? (c => ModelHost.Open(c.Model, c.Server.Parallel));
         Func<AgentConfig, IInferenceModel> factory = c =>
         {
             var model = load(c);
             try
             {
                 retriever.Attach(model, c.Retrieval);
+                queue.Parallel = model.Parallel; // what the model decodes together (an ONNX model: one at a time)
                 return model;
             }
             catch
@@ -272,8 +274,8 @@ public static class AgentApp
                 throw new ApiException(400, $"no adapter named '{name}' (loaded: {string.Join(", ", runtime.Adapters)})", code: "adapter_not_found", param: "adapter");
             // Through the request queue like a completion: requests admitted before the switch are answered (and
             // recorded) with the adapter they were admitted under, and later ones with the new one.
-            var queue = c.RequestServices.GetRequiredService<RequestQueue>();
-            using var lease = await queue.EnterAsync(c.RequestAborted);
+            // The adapter is the context's, shared by every sequence decoded together: the switch waits until none generates.
+            using var lease = await queue.EnterExclusiveAsync(c.RequestAborted);
             if (lease is null)
             {
                 await new ApiException(429, $"the request queue is full ({queue.Capacity} waiting); retry later", "rate_limit_error", "queue_full").WriteAsync(c, queue.RetryAfterSeconds);

@@ -312,6 +312,7 @@ internal sealed class Timed(EdgeTune.Inference.IInferenceModel inner) : EdgeTune
     public int? BosId => inner.BosId;
     public IReadOnlyList<string> Adapters => inner.Adapters;
     public string? ActiveAdapter => inner.ActiveAdapter;
+    public int Parallel => inner.Parallel;
     public string? EndOfTurnText => inner.EndOfTurnText;
     public void SetAdapter(string? name) => inner.SetAdapter(name);
     public string ApplyChatTemplate(IReadOnlyList<EdgeTune.Models.Chat.ChatMessage> messages, bool addAssistant = true) => inner.ApplyChatTemplate(messages, addAssistant);

@@ -61,14 +61,15 @@ public static class TinyAgentModel
 
     /// <param name="extra">Lines added to [field_log] (or later sections).</param>
     /// <param name="serverExtra">Lines added to [server] (or [[server.tokens]] entries after it).</param>
-    public static string WriteConfig(string folder, string modelPath, string listen = "http://127.0.0.1:0", int queueCapacity = 8, string extra = "", string adapters = "", string serverExtra = "")
+    /// <param name="queueCapacity">server.queue_capacity; null leaves it out (the default).</param>
+    public static string WriteConfig(string folder, string modelPath, string listen = "http://127.0.0.1:0", int? queueCapacity = 8, string extra = "", string adapters = "", string serverExtra = "")
     {
         string path = Path.Combine(folder, "agent.toml");
         File.WriteAllText(path, $"""
             [server]
             listen = "{listen}"
             api_token = "{Token}"
-            queue_capacity = {queueCapacity}
+            {(queueCapacity is { } capacity ? $"queue_capacity = {capacity}" : "")}
             request_timeout_seconds = 60
             log_level = "Warning"
             {serverExtra}
@@ -94,7 +95,7 @@ public static class TinyAgentModel
 public sealed class AgentFixture : IAsyncLifetime
 {
     private readonly TempDir _dir = new();
-    private readonly int _queueCapacity;
+    private readonly int? _queueCapacity;
     private readonly Func<AgentConfig, IInferenceModel>? _factory;
 
     private readonly bool _withAdapter;
@@ -107,7 +108,7 @@ public sealed class AgentFixture : IAsyncLifetime
 
     private readonly string _serverExtra = "";
 
-    internal AgentFixture(int queueCapacity, Func<AgentConfig, IInferenceModel>? factory, bool withAdapter = false, string extra = "", Func<System.Device.Gpio.GpioController>? gpio = null, string serverExtra = "")
+    internal AgentFixture(int? queueCapacity, Func<AgentConfig, IInferenceModel>? factory, bool withAdapter = false, string extra = "", Func<System.Device.Gpio.GpioController>? gpio = null, string serverExtra = "")
     {
         _serverExtra = serverExtra;
         _gpio = gpio;

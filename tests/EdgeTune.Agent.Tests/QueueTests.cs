@@ -8,6 +8,7 @@ namespace EdgeTune.Agent.Tests;
 /// <summary>The real model behind a gate the test opens, so requests can be held in the queue deterministically.</summary>
 internal sealed class GatedRuntime(IInferenceModel inner) : IInferenceModel
 {
+    public IInferenceModel Inner => inner;
     public ManualResetEventSlim Gate { get; } = new(false);
     public SemaphoreSlim Entered { get; } = new(0);
     public SemaphoreSlim Cancelled { get; } = new(0);
@@ -25,6 +26,7 @@ internal sealed class GatedRuntime(IInferenceModel inner) : IInferenceModel
     public int? BosId => inner.BosId;
     public IReadOnlyList<string> Adapters => inner.Adapters;
     public string? ActiveAdapter => inner.ActiveAdapter;
+    public int Parallel => inner.Parallel;
     public string? EndOfTurnText => inner.EndOfTurnText;
     public void SetAdapter(string? name) => inner.SetAdapter(name);
     public string ApplyChatTemplate(IReadOnlyList<EdgeTune.Models.Chat.ChatMessage> messages, bool addAssistant = true) => inner.ApplyChatTemplate(messages, addAssistant);

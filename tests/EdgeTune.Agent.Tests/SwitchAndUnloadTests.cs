@@ -18,7 +18,8 @@ public sealed class SwitchAndUnloadTests
     public async Task An_adapter_switch_waits_for_admitted_requests_and_the_record_names_the_adapter_that_answered()
     {
         GatedRuntime? gated = null;
-        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model)), withAdapter: true);
+        // Four requests decode together ([server] parallel = 4, the default): the adapter is the context's, so the switch waits for all.
+        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model, c.Server.Parallel)), withAdapter: true);
         await agent.InitializeAsync();
         try
         {
@@ -27,27 +28,34 @@ public sealed class SwitchAndUnloadTests
             gated.Gate.Reset();
             Assert.True(gated.Entered.Wait(0));                  // that request's pass through the gate
 
-            var held = Completion(agent.Client);                 // admitted under "support", held before generating
-            Assert.True(await gated.Entered.WaitAsync(TimeSpan.FromSeconds(20)));
             var queue = agent.App.Services.GetRequiredService<RequestQueue>();
+            Assert.Equal(4, queue.Parallel);
+            var held = new[] { Completion(agent.Client), Completion(agent.Client) }; // admitted under "support", held before generating
+            Assert.True(await gated.Entered.WaitAsync(TimeSpan.FromSeconds(20)));
+            Assert.True(await gated.Entered.WaitAsync(TimeSpan.FromSeconds(20)));
             var switchOff = agent.Client.PostAsJsonAsync("/v1/adapters/active", new Dictionary<string, object?> { ["adapter"] = null });
             for (int i = 0; i < 400 && queue.Depth < 1; i++) await Task.Delay(25);
-            Assert.Equal(1, queue.Depth);                        // the switch waits in the queue behind the held request
+            var after = Completion(agent.Client);                // arrives after the switch: waits behind it though slots are free
+            for (int i = 0; i < 400 && queue.Depth < 2; i++) await Task.Delay(25);
+            Assert.Equal(2, queue.Depth);                        // the switch waits for the held requests, the later one for the switch
+            Assert.Equal(2, queue.Active);
             Assert.False(switchOff.IsCompleted);
             Assert.Equal("support", gated.ActiveAdapter);
 
             gated.Gate.Set();
-            Assert.Equal(withAdapter, await held);               // answered with the adapter it was admitted under
+            Assert.Equal([withAdapter, withAdapter], await Task.WhenAll(held)); // answered with the adapter they were admitted under
             using (var switched = await switchOff) Assert.Equal(200, (int)switched.StatusCode);
+            string bareAfter = await after;
             Assert.Null(gated.ActiveAdapter);
             string bare = await Completion(agent.Client);
             Assert.NotEqual(withAdapter, bare);
+            Assert.Equal(bare, bareAfter);
 
             using var export = await agent.Client.GetAsync("/v1/field-data?after=0");
             var records = (await export.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries)
                 .Select(l => EdgeTune.Formats.FieldData.FieldExample.FromJsonLine(l)!).ToList();
-            Assert.Equal(["support", "support", null], records.Select(r => r.Metadata.Adapter));
-            Assert.Equal([withAdapter, withAdapter, bare], records.Select(r => r.Messages[^1].Content));
+            Assert.Equal(["support", "support", "support", null, null], records.Select(r => r.Metadata.Adapter));
+            Assert.Equal([withAdapter, withAdapter, withAdapter, bare, bare], records.Select(r => r.Messages[^1].Content));
         }
         finally
         {

@@ -97,6 +97,10 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
                 {
                     throw new ApiException(504, $"the request took longer than server.request_timeout_seconds ({config.Server.RequestTimeoutSeconds} s)", "timeout_error", "timeout");
                 }
+                finally
+                {
+                    lease.Dispose(); // the slot is free once the model is done; the record names the adapter that answered
+                }
                 Record(id, chat, request, messages, chunkIds, runtime, result.Adapter, sampling, result, clock.Elapsed.TotalMilliseconds);
                 object choice = chat
                     ? new { index = 0, message = new { role = "assistant", content = result.Text }, logprobs = (object?)null, finish_reason = result.FinishReason }
@@ -118,7 +122,11 @@ internal sealed class CompletionEndpoints(AgentConfig config, ModelHost host, Re
             async Task<GenerationResult> Generate()
             {
                 try { return await runtime.GenerateAsync(tokens, sampling, piece => pieces.Writer.TryWrite(piece), ct); }
-                finally { pieces.Writer.TryComplete(); }
+                finally
+                {
+                    pieces.Writer.TryComplete();
+                    lease.Dispose();
+                }
             }
             var generation = Generate();
             context.Response.ContentType = "text/event-stream";

@@ -28,7 +28,11 @@ public sealed record ServerConfig
 
     /// <summary>Serve plain HTTP on an address other than loopback (tokens and field data then cross the network in clear).</summary>
     public bool AllowPlainHttp { get; init; }
-    public int QueueCapacity { get; init; } = 8;
+    /// <summary>Requests that may wait for a slot; 64 so that 64 concurrent clients queue rather than get 429.</summary>
+    public int QueueCapacity { get; init; } = 64;
+
+    /// <summary>Requests generating at once, decoded together by llama.cpp (one sequence each); 1 serves one at a time.</summary>
+    public int Parallel { get; init; } = 4;
     public double RequestTimeoutSeconds { get; init; } = 120;
     public long MaxBodyBytes { get; init; } = 1 << 20;
     public string LogLevel { get; init; } = "Information";
@@ -205,7 +209,7 @@ public sealed record AgentConfig
 
     private static readonly Dictionary<string, string[]> Keys = new()
     {
-        ["server"] = ["listen", "api_token", "tokens", "allow_plain_http", "queue_capacity", "request_timeout_seconds", "max_body_bytes", "log_level", "certificate", "certificate_password"],
+        ["server"] = ["listen", "api_token", "tokens", "allow_plain_http", "queue_capacity", "parallel", "request_timeout_seconds", "max_body_bytes", "log_level", "certificate", "certificate_password"],
         ["model"] = ["path", "runtime", "name", "adapters", "context", "batch", "threads", "gpu_layers", "native_library", "default_max_tokens"],
         ["field_log"] = ["path", "enabled", "device_id", "max_records", "sample_rate", "redact", "redact_replacement"],
         ["telemetry"] = ["enabled", "sysfs_root", "power_rails", "gpu_devfreq"],
@@ -254,6 +258,7 @@ public sealed record AgentConfig
             Tokens = Tokens(server, Resolve, checkFiles),
             AllowPlainHttp = Bool(server, "server", "allow_plain_http") ?? false,
             QueueCapacity = (int)(Int(server, "server", "queue_capacity", 0, 100_000) ?? defaults.QueueCapacity),
+            Parallel = (int)(Int(server, "server", "parallel", 1, EdgeTune.Inference.LlamaCpp.LlamaCppModel.MaxParallel) ?? defaults.Parallel),
             RequestTimeoutSeconds = Num(server, "server", "request_timeout_seconds", 0.001, 86_400) ?? defaults.RequestTimeoutSeconds,
             MaxBodyBytes = Int(server, "server", "max_body_bytes", 1024, 1L << 31) ?? defaults.MaxBodyBytes,
             LogLevel = Str(server, "server", "log_level") ?? defaults.LogLevel,

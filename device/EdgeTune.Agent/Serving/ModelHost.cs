@@ -23,8 +23,11 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
     private AgentConfig _config = config;
     private readonly SemaphoreSlim _loading = new(1, 1);
 
-    /// <summary>The agent's model from its configuration: llama.cpp (the configured native library when there is one), or an ONNX folder.</summary>
-    public static IInferenceModel Open(ModelConfig model) =>
+    /// <summary>
+    /// The agent's model from its configuration: llama.cpp (the configured native library when there is one), or an
+    /// ONNX folder; <paramref name="parallel"/> sequences decoded together ([server] parallel; ONNX generates one at a time).
+    /// </summary>
+    public static IInferenceModel Open(ModelConfig model, int parallel = 1) =>
         (model.Runtime == "onnx" ? (IInferenceRuntime)OnnxGenAiRuntime.Default : new LlamaCppRuntime(model.NativeLibrary)).Open(new ModelOptions
         {
             Path = model.Path,
@@ -35,6 +38,7 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
             Threads = model.Threads,
             GpuLayers = model.GpuLayers,
             NativeLibrary = model.NativeLibrary,
+            Parallel = parallel,
         });
 
     /// <summary>One consistent view of the model (read it once per request).</summary>
