@@ -26,13 +26,15 @@ internal static class FuzzAndLoad
         vocabulary.Add(new("tokenizer.chat_template", GgufValue.String(
             "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")));
         TinyLlama.WriteGguf(model, config, vocabulary: vocabulary);
-        int queue = int.Parse(Opt("--queue", "8"), CultureInfo.InvariantCulture);
+        int queue = int.Parse(Opt("--queue", "64"), CultureInfo.InvariantCulture);
+        int parallel = int.Parse(Opt("--parallel", "4"), CultureInfo.InvariantCulture);
         string configPath = dir.File("agent.toml");
         File.WriteAllText(configPath, $"""
             [server]
             listen = "http://127.0.0.1:0"
             api_token = "{Token}"
             queue_capacity = {queue}
+            parallel = {parallel}
             log_level = "{(args.Contains("--log") ? "Warning" : "Critical")}"
             [model]
             path = "{model}"
@@ -80,7 +82,7 @@ internal static class FuzzAndLoad
         var queue = app.Services.GetRequiredService<RequestQueue>();
         var store = app.Services.GetRequiredService<EdgeTune.Agent.FieldLog.FieldLogStore>();
         Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {(File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?")} at start");
-        Console.WriteLine($"load: {clients} clients x {perClient} chat requests, {tokens} tokens each, queue capacity {queue.Capacity}");
+        Console.WriteLine($"load: {clients} clients x {perClient} chat requests, {tokens} tokens each, queue capacity {queue.Capacity}, parallel {queue.Parallel}");
         long heapBefore = GC.GetTotalMemory(true);
         using var process = Process.GetCurrentProcess();
         var clock = Stopwatch.StartNew();

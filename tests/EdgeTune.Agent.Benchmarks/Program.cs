@@ -33,28 +33,31 @@ using Microsoft.Extensions.DependencyInjection;
 // at once (more workers than cores) make libgomp throttle its spin-waits, which halves llama.cpp's speed for
 // everyone in the process. The agent keeps its own compute on one thread and ends it when it stops.
 //
-//   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- [--requests N] [--tokens T] [--threads N] [--rounds R] [--warmup W]
+//   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- [--requests N] [--tokens T] [--threads N] [--rounds R] [--warmup W] [--parallel P]
 //     [--each: print every latency] [--cpu: print CPU time by thread per block]
 //   ... -- fuzz [--requests 10000] [--seed S] [--concurrency C] [--only N,M] [--log]   mutated HTTP requests; exit 1 on any problem
-//   ... -- load [--clients 64] [--per-client 16] [--tokens 8] [--queue 8]   latency p50/p95, rejections, memory
+//   ... -- load [--clients 64] [--per-client 16] [--tokens 8] [--queue 64] [--parallel 4]   latency p50/p95, rejections, memory
+//   ... -- concurrent [--clients 8] [--per-client 4] [--tokens 48] [--parallel 8] [--rounds 3]   aggregate tok/s, parallel P vs 1
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 if (args.Length > 0 && args[0] is "fuzz" or "load") return await FuzzAndLoad.Run(args);
+if (args.Length > 0 && args[0] is "concurrent") return await Concurrent.Run(args);
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 int requests = int.Parse(Opt("--requests", "20"));
 int tokens = int.Parse(Opt("--tokens", "48"));
 int threads = int.Parse(Opt("--threads", Math.Min(4, Environment.ProcessorCount).ToString()));
 int rounds = int.Parse(Opt("--rounds", "4"));
 int warmup = int.Parse(Opt("--warmup", "8")); // unmeasured requests first, on each side (lets .NET's tiered JIT settle in the agent)
+int parallel = int.Parse(Opt("--parallel", "4")); // the agent's [server] parallel (4 is its default): one client, so one sequence at a time either way
 const int Context = 512;
 
 using var dir = new TempDir();
-var modelConfig = new TinyLlamaConfig { Embedding = 512, Heads = 8, KvHeads = 4, FeedForward = 1408, Layers = 4, ContextLength = 512, ExtraTokens = 4000, Seed = 5 };
+var modelConfig = BenchModel.Config;
 string model = dir.File("bench.gguf");
 TinyLlama.WriteGguf(model, modelConfig);
 string[] prompts = Enumerable.Range(0, requests).Select(i => $"the device model {i} is in the world of hello").ToArray();
 Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {LoadAverage()}");
-Console.WriteLine($"model: {new FileInfo(model).Length / 1e6:0} MB F32 llama (512 wide, 4 layers); {requests} chat requests x {tokens} tokens, greedy, context {Context}, batch {Context}, {threads} threads, {rounds} rounds (order alternates), {warmup} warm-up requests per block");
+Console.WriteLine($"model: {new FileInfo(model).Length / 1e6:0} MB F32 llama (512 wide, 4 layers); {requests} chat requests x {tokens} tokens, greedy, context {Context}, batch {Context}, {threads} threads, {rounds} rounds (order alternates), {warmup} warm-up requests per block, agent parallel {parallel}");
 
 string WriteConfig(bool log)
 {
@@ -64,6 +67,7 @@ string WriteConfig(bool log)
         listen = "http://127.0.0.1:0"
         api_token = "bench-token-0123456789"
         log_level = "Warning"
+        parallel = {parallel}
         [model]
         path = "{model}"
         context = {Context}
@@ -226,7 +230,7 @@ async Task<Block> Agent(bool log)
 {
     int before = Process.GetCurrentProcess().Threads.Count;
     Timed? timed = null;
-    var app = AgentApp.Build(AgentConfig.Load(WriteConfig(log)), c => timed = new Timed(ModelHost.Open(c.Model)));
+    var app = AgentApp.Build(AgentConfig.Load(WriteConfig(log)), c => timed = new Timed(ModelHost.Open(c.Model, c.Server.Parallel)));
     await app.StartAsync();
     var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     var runs = new List<(double Ms, int Tokens)>();
