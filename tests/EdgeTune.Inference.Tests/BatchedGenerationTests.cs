@@ -6,7 +6,9 @@ namespace EdgeTune.Inference.Tests;
 
 /// <summary>
 /// llama.cpp with several sequences in one context (ModelOptions.Parallel): concurrent generations are decoded
-/// together, and each gives exactly what it gives alone.
+/// together, and each gives exactly what it gives alone. (Exact for these models; in general only up to float
+/// summation order: llama.cpp's CPU matmul sums a one-token pass with vec_dot and a wider one with tinyBLAS, see
+/// device/EdgeTune.Agent/README.md, Batched serving.)
 /// </summary>
 public sealed class BatchedGenerationTests : IDisposable
 {
@@ -52,10 +54,16 @@ public sealed class BatchedGenerationTests : IDisposable
         using var four = Open(4);
         Assert.Equal(4, four.Parallel);
         var streamed = requests.Select(_ => new System.Text.StringBuilder()).ToArray();
+        var threads = new HashSet<int>();
         var together = await Task.WhenAll(requests.Select((r, i) =>
-            four.GenerateAsync(four.Tokenize(r.Prompt), r.Sampling, piece => streamed[i].Append(piece), default)));
+            four.GenerateAsync(four.Tokenize(r.Prompt), r.Sampling, piece =>
+            {
+                streamed[i].Append(piece);
+                lock (threads) threads.Add(Environment.CurrentManagedThreadId);
+            }, default)));
 
         Assert.Equal(4, four.PeakSequencesPerPass);
+        Assert.Equal([four.InferenceThreadId], threads); // every decode (and its streaming) on the one inference thread
         for (int i = 0; i < requests.Count; i++)
         {
             Assert.Equal(alone[i].Tokens, together[i].Tokens);
