@@ -2,7 +2,6 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using EdgeTune.Agent.Serving;
-using EdgeTune.Inference.LlamaCpp;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace EdgeTune.Agent.Tests;
@@ -99,9 +98,11 @@ public sealed class BatchedServingTests
     public async Task A_client_that_goes_away_mid_stream_ends_only_its_own_sequence()
     {
         string[] alone = await OneAtATime();
-        LlamaCppModel? loaded = null;
-        var agent = new AgentFixture(8, c => loaded = (LlamaCppModel)ModelHost.Open(c.Model, c.Server.Parallel), withAdapter: true);
+        // The leaver's pieces are held 20 ms each (and with them every pass), so its 200 tokens outlast its hanging up.
+        GatedRuntime? gated = null;
+        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model, c.Server.Parallel)) { PieceDelayMs = s => s.MaxTokens == 200 ? 20 : 0 }, withAdapter: true);
         await agent.InitializeAsync();
+        gated!.Gate.Set();
         try
         {
             // The leaver asks for the longest answer the context allows, reads two events and hangs up.

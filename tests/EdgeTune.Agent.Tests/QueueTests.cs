@@ -34,8 +34,20 @@ internal sealed class GatedRuntime(IInferenceModel inner) : IInferenceModel
     public float[] Logits(int[] tokens, int from = 0) => inner.Logits(tokens, from);
     public T Run<T>(Func<IDecodeSession, T> work, CancellationToken cancellationToken = default) => inner.Run(work, cancellationToken);
 
+    /// <summary>Milliseconds each streamed piece of a generation is held on the runtime's thread (slows every sequence decoded with it).</summary>
+    public Func<SamplingSettings, int> PieceDelayMs { get; set; } = _ => 0;
+
     public GenerationResult Generate(int[] promptTokens, SamplingSettings sampling, Action<string>? onText, CancellationToken cancellationToken)
     {
+        if (PieceDelayMs(sampling) is > 0 and var delay)
+        {
+            var inner = onText;
+            onText = piece =>
+            {
+                Thread.Sleep(delay);
+                inner?.Invoke(piece);
+            };
+        }
         Entered.Release();
         try
         {
