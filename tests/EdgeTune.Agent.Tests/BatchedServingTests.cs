@@ -98,26 +98,34 @@ public sealed class BatchedServingTests
     public async Task A_client_that_goes_away_mid_stream_ends_only_its_own_sequence()
     {
         string[] alone = await OneAtATime();
-        // The leaver's pieces are held 20 ms each (and with them every pass), so its 200 tokens outlast its hanging up.
+        // The leaver's pieces are held 40 ms each (and with them every pass), so its 200 tokens outlast its hanging up.
         GatedRuntime? gated = null;
-        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model, c.Server.Parallel)) { PieceDelayMs = s => s.MaxTokens == 200 ? 20 : 0 }, withAdapter: true);
+        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model, c.Server.Parallel)) { PieceDelayMs = s => s.MaxTokens == 200 ? 40 : 0 }, withAdapter: true);
         await agent.InitializeAsync();
         gated!.Gate.Set();
         try
         {
-            // The leaver asks for the longest answer the context allows, reads two events and hangs up.
-            using var gone = new CancellationTokenSource();
+            // Alone, the leaver's prompt runs long (197 tokens before its end; 199 is not held back), so its generation outlasts its hanging up.
+            var (probe, full) = await agent.Client.PostJson("/v1/chat/completions", new { model = "tiny", max_tokens = 199, temperature = 0, messages = new[] { new { role = "user", content = "leaving" } } });
+            Assert.Equal(200, probe);
+            Assert.InRange(full.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), 150, 199);
+
+            // The leaver asks for the longest answer the context allows on a raw socket, reads two events and closes it
+            // with a reset (HttpClient might keep the connection to drain it).
             var leaver = Task.Run(async () =>
             {
-                using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
-                {
-                    Content = JsonContent.Create(new { model = "tiny", max_tokens = 200, temperature = 0, stream = true, messages = new[] { new { role = "user", content = "leaving" } } }),
-                };
-                using var response = await agent.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, gone.Token);
-                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(gone.Token));
+                using var tcp = new System.Net.Sockets.TcpClient();
+                await tcp.ConnectAsync(agent.BaseAddress.Host, agent.BaseAddress.Port);
+                var stream = tcp.GetStream();
+                string body = JsonSerializer.Serialize(new { model = "tiny", max_tokens = 200, temperature = 0, stream = true, messages = new[] { new { role = "user", content = "leaving" } } });
+                string head = $"POST /v1/chat/completions HTTP/1.1\r\nHost: {agent.BaseAddress.Authority}\r\nAuthorization: Bearer {TinyAgentModel.Token}\r\n" +
+                    $"Content-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(body)}\r\n\r\n";
+                await stream.WriteAsync(Encoding.UTF8.GetBytes(head + body));
+                using var reader = new StreamReader(stream, Encoding.UTF8, leaveOpen: true);
                 for (int events = 0; events < 2;)
-                    if ((await reader.ReadLineAsync(gone.Token))?.StartsWith("data: ", StringComparison.Ordinal) == true) events++;
-                await gone.CancelAsync();
+                    if ((await reader.ReadLineAsync())?.StartsWith("data: ", StringComparison.Ordinal) == true) events++;
+                tcp.Client.LingerState = new System.Net.Sockets.LingerOption(true, 0);
+                tcp.Close();
             });
             var others = Enumerable.Range(0, 3).Select(i => i % 2 == 0 ? Plain(agent.Client, i) : Streamed(agent.Client, i)).ToArray();
             await leaver;
@@ -129,8 +137,8 @@ public sealed class BatchedServingTests
             for (int i = 0; i < 400 && queue.Busy; i++) await Task.Delay(25);
             Assert.False(queue.Busy);
             var records = await agent.Client.DrainFieldData();
-            Assert.Equal(4, records.Count);
-            Assert.DoesNotContain(records, r => r.Messages.Any(m => m.Content == "leaving"));
+            Assert.Equal(5, records.Count); // the probe, three others, the one after
+            Assert.Single(records, r => r.Messages.Any(m => m.Content == "leaving"));
         }
         finally
         {
