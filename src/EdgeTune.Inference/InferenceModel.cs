@@ -165,6 +165,12 @@ public abstract class InferenceModel : IInferenceModel
     /// <summary>The most sequences evaluated in one batched pass since opening (tests and benchmarks check that requests were decoded together).</summary>
     public int PeakSequencesPerPass { get; private set; }
 
+    /// <summary>Batched passes run and tokens evaluated in them since opening (their ratio: sequences per pass on average).</summary>
+    public long BatchedPasses { get; private set; }
+
+    /// <inheritdoc cref="BatchedPasses"/>
+    public long BatchedTokens { get; private set; }
+
     private sealed record Waiting(int[] Prompt, SamplingSettings Sampling, Action<string>? OnText, TaskCompletionSource<GenerationResult> Done, CancellationToken Cancellation);
 
     private readonly Lock _waitingLock = new();
@@ -264,6 +270,8 @@ public abstract class InferenceModel : IInferenceModel
             step.Clear();
             foreach (var r in running) step.Add((r.Slot, r.Generation.NextToken));
             if (step.Count > PeakSequencesPerPass) PeakSequencesPerPass = step.Count;
+            BatchedPasses++;
+            BatchedTokens += step.Count;
             batch.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(step));
             for (int i = running.Count - 1; i >= 0; i--)
             {

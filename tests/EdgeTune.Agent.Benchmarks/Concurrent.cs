@@ -42,12 +42,12 @@ internal static class Concurrent
         {
             foreach (int p in round % 2 == 0 ? new[] { 1, parallel } : [parallel, 1])
             {
-                var (tps, wall, answers, peak) = await Block(p);
+                var (tps, wall, answers, peak, mean) = await Block(p);
                 results[p].Add(tps);
                 reference ??= answers;
                 int differing = answers.Count(a => reference[a.Key] != a.Value);
                 if (p != 1) { differingTotal += differing; answered += answers.Count; }
-                Console.WriteLine($"  round {round + 1} parallel {p,2}: {tps,7:0.0} tok/s aggregate, {wall,6:0.00} s wall, most sequences in one pass {peak}, answers unlike the first block's {differing}, load average {BenchModel.LoadAverage()}");
+                Console.WriteLine($"  round {round + 1} parallel {p,2}: {tps,7:0.0} tok/s aggregate, {wall,6:0.00} s wall, sequences per pass {mean:0.0} (most {peak}), answers unlike the first block's {differing}, load average {BenchModel.LoadAverage()}");
             }
         }
         double one = BenchModel.Median(results[1]), many = BenchModel.Median(results[parallel]);
@@ -60,7 +60,7 @@ internal static class Concurrent
         Console.WriteLine($"  greedy answers unlike parallel 1's: {differingTotal} of {answered} (float summation order; see device/EdgeTune.Agent/README.md, Batched serving)");
         return 0;
 
-        async Task<(double TokensPerSecond, double WallSeconds, Dictionary<string, string> Answers, int Peak)> Block(int p)
+        async Task<(double TokensPerSecond, double WallSeconds, Dictionary<string, string> Answers, int Peak, double Mean)> Block(int p)
         {
             string path = dir.File($"agent-{p}.toml");
             File.WriteAllText(path, $"""
@@ -108,7 +108,7 @@ internal static class Concurrent
                         Interlocked.Add(ref total, await One($"the device model {c * perClient + i} is in the world of hello"));
                 })));
                 double wall = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                return (total / wall, wall, answers, loaded!.PeakSequencesPerPass);
+                return (total / wall, wall, answers, loaded!.PeakSequencesPerPass, loaded.BatchedPasses == 0 ? 0 : (double)loaded.BatchedTokens / loaded.BatchedPasses);
             }
             finally
             {
