@@ -43,83 +43,21 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
         string models = Path.Combine(work, "models"), runs = Path.Combine(work, "runs");
         Directory.CreateDirectory(models);
         Directory.CreateDirectory(runs);
-        const int maxSeqLen = 192;
 
         // 2 before 1: the data check counts tokens with the model's tokenizer and chat template.
         Step(1, "base model: a tiny llama given general ability by a short pre-training (stands in for a real 1–7B checkpoint)");
-        string general = Path.Combine(work, "data", "general.jsonl");
-        Directory.CreateDirectory(Path.GetDirectoryName(general)!);
-        PretrainingText.Write(general, scale.GeneralTexts, seed: 11);
-        string initial = DemoWorld.WriteInitialModel(Path.Combine(models, "init.gguf"), scale, general);
-        var pretrain = WriteRecipe(Path.Combine(runs, "pretrain.toml"), $"""
-            # Pre-training stand-in: full fine-tuning of the random model on general text (inputs too).
-            [model]
-            base = "../models/init.gguf"
-            [data]
-            train = "../data/general.jsonl"
-            train_on_inputs = true
-            [adapter]
-            method = "full"
-            [train]
-            learning_rate = 2e-3
-            max_steps = {scale.PretrainSteps}
-            batch_size = 16
-            max_seq_len = {maxSeqLen}
-            warmup_steps = 10
-            checkpoint_every = 0
-            [output]
-            dir = "pretrain"
-            """);
-        var pre = Train(pretrain, "pre-train", cancel);
-        string basePath = Path.Combine(models, "base.gguf");
-        File.Copy(pre.ModelGguf!, basePath, overwrite: true);
-        _o.WriteLine(string.Create(C, $"  {basePath}: loss {pre.FinalLoss:F3} after {pre.Steps} steps"));
+        string basePath = Pretrain("base", scale, cancel);
 
         Step(2, "data: support tickets → JSON triage, with planted defects; data check, clean, split with a frozen test set");
         var (template, tokenizer, _) = Templater.LoadModel(basePath);
-        var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = maxSeqLen });
-        var data = DemoWorld.BuildData(work, scale, templater, maxSeqLen, _o);
+        var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = MaxSeqLen });
+        var data = DemoWorld.BuildData(work, scale, templater, MaxSeqLen, _o);
         string test = Path.Combine(data.DatasetDir, "test.jsonl");
         string testSample = Path.Combine(data.DatasetDir, "test-sample.jsonl");
         File.WriteAllLines(testSample, File.ReadLines(test).Take(scale.TestLimit));
 
         SupportTickets.WriteTriageGuide(Path.Combine(work, "data", "triage-guide"));
-        var recipe = WriteRecipe(Path.Combine(runs, "qlora.toml"), $"""
-            # QLoRA on the demo base: NF4 frozen base, rank 16 on all seven linear layers.
-            [model]
-            base = "../models/base.gguf"
-            [data]
-            train = "../data/v1/train.jsonl"
-            eval = "../data/v1/eval.jsonl"
-            test = "../data/v1/test-sample.jsonl"
-            [adapter]
-            method = "qlora"
-            rank = 16
-            alpha = 32
-            dropout = 0.05
-            [train]
-            learning_rate = 2e-3
-            max_steps = {scale.TuneSteps}
-            batch_size = 8
-            max_seq_len = {maxSeqLen}
-            warmup_steps = 10
-            eval_every = {Math.Max(10, scale.TuneSteps / 5)}
-            checkpoint_every = 50
-            [eval]
-            task = "extraction"
-            primary_metric = "field_accuracy"
-            system_prompt = {JsonSerializer.Serialize(SupportTickets.SystemPrompt)}
-            few_shot = 3
-            max_new_tokens = 40
-            target_metric = "exact_match"
-            target_value = 0.9
-            [baseline]
-            knowledge = "../data/triage-guide"
-            chunk_tokens = 64
-            top_k = 2
-            [output]
-            dir = "qlora"
-            """);
+        var recipe = WriteRecipe(Path.Combine(runs, "qlora.toml"), TuneRecipe("QLoRA on the demo base: NF4 frozen base, rank 16 on all seven linear layers.", "base.gguf", "qlora"));
 
         Step(3, "prompt baselines: the base model zero-shot, few-shot (fixed and retrieved by BM25 from the training split) and RAG over the team's triage guide");
         var baselinePlan = EvalCommand.Plan(recipe, null, null, null, threads) with { GeneralTextFile = null };
@@ -186,6 +124,84 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
         File.WriteAllText(path, text + "\n");
         return Recipe.Load(path);
     }
+
+    private const int MaxSeqLen = 192;
+
+    /// <summary>
+    /// A base model in models/NAME.gguf of the given size: the untrained llama (vocabulary fitted to the demo's text, the
+    /// same for every size) given general ability by a short full fine-tuning on generated text.
+    /// </summary>
+    private string Pretrain(string name, DemoScale size, CancellationToken cancel)
+    {
+        string models = Path.Combine(work, "models"), runs = Path.Combine(work, "runs");
+        string general = Path.Combine(work, "data", "general.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(general)!);
+        if (!File.Exists(general)) PretrainingText.Write(general, size.GeneralTexts, seed: 11);
+        DemoWorld.WriteInitialModel(Path.Combine(models, $"init-{name}.gguf"), size, general);
+        var pretrain = WriteRecipe(Path.Combine(runs, $"pretrain-{name}.toml"), $"""
+            # Pre-training stand-in: full fine-tuning of the random model on general text (inputs too).
+            [model]
+            base = "../models/init-{name}.gguf"
+            [data]
+            train = "../data/general.jsonl"
+            train_on_inputs = true
+            [adapter]
+            method = "full"
+            [train]
+            learning_rate = 2e-3
+            max_steps = {size.PretrainSteps}
+            batch_size = 16
+            max_seq_len = {MaxSeqLen}
+            warmup_steps = 10
+            checkpoint_every = 0
+            [output]
+            dir = "pretrain-{name}"
+            """);
+        var pre = Train(pretrain, $"pre-train {name}", cancel);
+        string path = Path.Combine(models, name + ".gguf");
+        File.Copy(pre.ModelGguf!, path, overwrite: true);
+        _o.WriteLine(string.Create(C, $"  {path}: {size.Layers} layers, loss {pre.FinalLoss:F3} after {pre.Steps} steps"));
+        return path;
+    }
+
+    /// <summary>The demo's tuning recipe (QLoRA on the ticket task, scored on the frozen test sample) on models/BASE into runs/OUTPUT.</summary>
+    private string TuneRecipe(string comment, string baseFile, string output, string extra = "") => $"""
+        # {comment}
+        [model]
+        base = "../models/{baseFile}"
+        [data]
+        train = "../data/v1/train.jsonl"
+        eval = "../data/v1/eval.jsonl"
+        test = "../data/v1/test-sample.jsonl"
+        [adapter]
+        method = "qlora"
+        rank = 16
+        alpha = 32
+        dropout = 0.05
+        [train]
+        learning_rate = 2e-3
+        max_steps = {scale.TuneSteps}
+        batch_size = 8
+        max_seq_len = {MaxSeqLen}
+        warmup_steps = 10
+        eval_every = {Math.Max(10, scale.TuneSteps / 5)}
+        checkpoint_every = 50
+        [eval]
+        task = "extraction"
+        primary_metric = "field_accuracy"
+        system_prompt = {JsonSerializer.Serialize(SupportTickets.SystemPrompt)}
+        few_shot = 3
+        max_new_tokens = 40
+        target_metric = "exact_match"
+        target_value = 0.9
+        [baseline]
+        knowledge = "../data/triage-guide"
+        chunk_tokens = 64
+        top_k = 2
+        [output]
+        dir = "{output}"
+        {extra}
+        """;
 
     private TrainResult Train(Recipe recipe, string title, CancellationToken cancel) =>
         console.WithProgress(title, report =>
