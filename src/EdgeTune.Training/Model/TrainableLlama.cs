@@ -298,9 +298,12 @@ public sealed class TrainableLlama : IDisposable
     /// <summary>
     /// <see cref="Step(int[], int[], int, int, bool, float, ulong)"/> with a distillation term: with
     /// <paramref name="teacher"/> the loss at each row with a target is (1 − α)·CE + α·T²·D over the teacher's top-k
-    /// entries of that row (<see cref="IComputeBackend.Distill"/>), and so are the gradients.
+    /// entries of that row (<see cref="IComputeBackend.Distill"/>), and so are the gradients. With
+    /// <paramref name="segmentStarts"/> (B,T) the sequences are packed: attention stays inside each example and RoPE
+    /// positions restart at its first token (<see cref="Batching.TrainingExamples.Pack"/>).
     /// </summary>
-    public double Step(int[] tokens, int[] targets, int batch, int seqLen, bool train, float gradScale, ulong dropoutSeed, TeacherRows? teacher)
+    public double Step(int[] tokens, int[] targets, int batch, int seqLen, bool train, float gradScale, ulong dropoutSeed, TeacherRows? teacher,
+        int[]? segmentStarts = null)
     {
         var c = Config;
         int n = batch * seqLen;
@@ -318,7 +321,7 @@ public sealed class TrainableLlama : IDisposable
         {
             _b.Copy(a.X(n), a.LayerInput(l, n));
             var s = a.ForLayer(l);
-            LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l);
+            LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l, segmentStarts);
         }
         _b.RmsNormForward(a.X(n), _outNorm.Value!, a.FinalNorm(n), a.FinalRstd(n), n, c.HiddenSize, (float)c.RmsEpsilon);
         if (train && _headScratch is not null) _b.Zero(_headScratch);
@@ -340,9 +343,9 @@ public sealed class TrainableLlama : IDisposable
             if (Setup.ActivationCheckpointing)
             {
                 _b.Copy(a.LayerInput(l, n), a.X(n));
-                LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l);
+                LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l, segmentStarts);
             }
-            LayerBackward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l);
+            LayerBackward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l, segmentStarts);
         }
         if (_embed.Grad is not null) _b.EmbeddingBackward(tokens, dx, _embed.Grad, c.HiddenSize);
         else if (_addedEmbed is not null) AddedEmbeddingBackward(tokens, dx);
@@ -396,7 +399,7 @@ public sealed class TrainableLlama : IDisposable
         return result;
     }
 
-    private void LayerForward(Layer L, LayerActivations s, Activations a, int batch, int seqLen, bool dropout, ulong seed, int l)
+    private void LayerForward(Layer L, LayerActivations s, Activations a, int batch, int seqLen, bool dropout, ulong seed, int l, int[]? segmentStarts)
     {
         var c = Config;
         int n = batch * seqLen;
@@ -405,9 +408,9 @@ public sealed class TrainableLlama : IDisposable
         LinearForward(L.Q, s.H1(n), s.Q(n), s.LoraQ(n), a, n, dropout, seed, l);
         LinearForward(L.K, s.H1(n), s.K(n), s.LoraK(n), a, n, dropout, seed, l);
         LinearForward(L.V, s.H1(n), s.V(n), s.LoraV(n), a, n, dropout, seed, l);
-        _b.Rope(s.Q(n), _invFreq, batch, seqLen, c.Heads, c.HeadDim, Rope, inverse: false);
-        _b.Rope(s.K(n), _invFreq, batch, seqLen, c.KvHeads, c.HeadDim, Rope, inverse: false);
-        _b.AttentionForward(s.Q(n), s.K(n), s.V(n), s.Att(n), s.Lse(n), batch, seqLen, c.Heads, c.KvHeads, c.HeadDim);
+        _b.Rope(s.Q(n), _invFreq, batch, seqLen, c.Heads, c.HeadDim, Rope, inverse: false, segmentStarts);
+        _b.Rope(s.K(n), _invFreq, batch, seqLen, c.KvHeads, c.HeadDim, Rope, inverse: false, segmentStarts);
+        _b.AttentionForward(s.Q(n), s.K(n), s.V(n), s.Att(n), s.Lse(n), batch, seqLen, c.Heads, c.KvHeads, c.HeadDim, segmentStarts);
         LinearForward(L.O, s.Att(n), a.Proj(n), s.LoraO(n), a, n, dropout, seed, l);
         _b.AddScaled(x, a.Proj(n), 1f);
         _b.Copy(x, s.XMid(n));
@@ -420,7 +423,7 @@ public sealed class TrainableLlama : IDisposable
     }
 
     // dx holds ∂loss/∂(this layer's output residual) on entry and ∂loss/∂(its input residual) on exit.
-    private void LayerBackward(Layer L, LayerActivations s, Activations a, int batch, int seqLen, bool dropout, ulong seed, int l)
+    private void LayerBackward(Layer L, LayerActivations s, Activations a, int batch, int seqLen, bool dropout, ulong seed, int l, int[]? segmentStarts)
     {
         var c = Config;
         int n = batch * seqLen;
@@ -433,9 +436,9 @@ public sealed class TrainableLlama : IDisposable
         _b.RmsNormBackward(a.DH(n), s.XMid(n), L.FfnNorm.Value!, s.Rstd2(n), dx, L.FfnNorm.Grad, n, c.HiddenSize);
         // x_mid = x_in + o(attention(rope(q(h1)), rope(k(h1)), v(h1))),  h1 = rmsnorm(x_in)
         LinearBackward(L.O, s.Att(n), s.LoraO(n), dx, a.DAtt(n), accumulateInput: false, a, n, dropout, seed, l);
-        _b.AttentionBackward(a.DAtt(n), s.Q(n), s.K(n), s.V(n), s.Att(n), s.Lse(n), a.DQ(n), a.DK(n), a.DV(n), batch, seqLen, c.Heads, c.KvHeads, c.HeadDim);
-        _b.Rope(a.DQ(n), _invFreq, batch, seqLen, c.Heads, c.HeadDim, Rope, inverse: true);
-        _b.Rope(a.DK(n), _invFreq, batch, seqLen, c.KvHeads, c.HeadDim, Rope, inverse: true);
+        _b.AttentionBackward(a.DAtt(n), s.Q(n), s.K(n), s.V(n), s.Att(n), s.Lse(n), a.DQ(n), a.DK(n), a.DV(n), batch, seqLen, c.Heads, c.KvHeads, c.HeadDim, segmentStarts);
+        _b.Rope(a.DQ(n), _invFreq, batch, seqLen, c.Heads, c.HeadDim, Rope, inverse: true, segmentStarts);
+        _b.Rope(a.DK(n), _invFreq, batch, seqLen, c.KvHeads, c.HeadDim, Rope, inverse: true, segmentStarts);
         LinearBackward(L.Q, s.H1(n), s.LoraQ(n), a.DQ(n), a.DH(n), accumulateInput: false, a, n, dropout, seed, l);
         LinearBackward(L.K, s.H1(n), s.LoraK(n), a.DK(n), a.DH(n), accumulateInput: true, a, n, dropout, seed, l);
         LinearBackward(L.V, s.H1(n), s.LoraV(n), a.DV(n), a.DH(n), accumulateInput: true, a, n, dropout, seed, l);
