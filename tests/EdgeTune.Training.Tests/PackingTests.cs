@@ -99,6 +99,41 @@ public class PackingTests(ITestOutputHelper output)
             Assert.True(Math.Abs(a[i] - b[i]) <= 1e-5, string.Create(CultureInfo.InvariantCulture, $"step {i + 1}: unpacked loss {a[i]:R}, packed {b[i]:R}"));
     }
 
+    [Fact]
+    public void The_teachers_rows_follow_the_packed_layout()
+    {
+        using var dir = new TempDir();
+        TinyTask.WriteModel(dir.Path);
+        var examples = Examples(dir.Path, 6);
+        const int k = 2;
+        // Entry of trained position r of example i: ids (i, r), log-probs −(i + 1).
+        var logits = new Distillation.TeacherLogits
+        {
+            Key = new Distillation.TeacherLogitsKey("", "", null, "", k, 1000), Teacher = "t", TopK = k,
+            Examples = [.. examples.Select((e, i) => (
+                Enumerable.Range(0, e.TrainedTokens).SelectMany(r => new[] { i, r }).ToArray(),
+                Enumerable.Repeat(-(i + 1f), e.TrainedTokens * k).ToArray()))],
+        };
+        var packed = TrainingExamples.Pack(examples, padId: 0, maxSeqLen: 96);
+        var (ids, lp) = logits.Collate([.. Enumerable.Range(0, examples.Count)], examples, packed);
+        Assert.Equal(packed.Tokens.Length * k, ids.Length);
+        for (int i = 0; i < examples.Count; i++)
+        {
+            int r = 0;
+            for (int t = 0; t < examples[i].Targets.Length; t++)
+            {
+                if (examples[i].Targets[t] < 0) continue;
+                int row = packed.Offsets[i] + t;
+                Assert.Equal([i, r], ids[(row * k)..(row * k + k)]);
+                Assert.Equal(-(i + 1f), lp[row * k]);
+                r++;
+            }
+        }
+        // Rows without a target (prompts, padding) carry nothing.
+        for (int row = 0; row < packed.Targets.Length; row++)
+            if (packed.Targets[row] < 0) Assert.Equal(0f, lp[row * k]);
+    }
+
     /// <summary>The batch's targets with only example <paramref name="i"/>'s kept: the summed loss is that example's.</summary>
     private static int[] Only(Batch batch, int i, TrainingExample e)
     {
