@@ -97,10 +97,8 @@ public static class TrainingBenchmark
         string path = Path.Combine(workDir, $"bench-{b.Embedding}x{b.Layers}-h{b.Heads}-kv{b.KvHeads}-f{b.FeedForward}-{model.VocabSize}{(b.TiedEmbeddings ? "-tied" : "")}.gguf");
         if (!File.Exists(path))
         {
-            progress?.Report($"writing the synthetic F32 model {path}");
-            string aside = path + ".partial";
-            TinyLlama.WriteGguf(aside, model);
-            File.Move(aside, path, overwrite: true);
+            progress?.Report($"writing the synthetic F32 model {path} ({KnownShape.ParameterCount(ToConfig(b)) * 4 / 1e9:F1} GB; kept for the next run)");
+            TinyLlama.WriteGguf(path, model); // the writer writes aside and renames: no half-written model is ever reused
         }
         using var weights = BaseWeights.Open(path);
         var plan = TrainingEstimate.Memory(weights.Config, b.Setup, b.Batch, b.SeqLen);
@@ -143,6 +141,13 @@ public static class TrainingBenchmark
             PeakResidentBytes = peakMemory?.Invoke(), PeakAnonymousBytes = memory?.PeakAnonymousBytes(),
         };
     }
+
+    private static ModelConfig ToConfig(TrainBenchConfig b) => new()
+    {
+        Architecture = "llama", HfModelType = "llama", VocabSize = b.Vocab, HiddenSize = b.Embedding, Layers = b.Layers, Heads = b.Heads, KvHeads = b.KvHeads,
+        HeadDim = b.Embedding / b.Heads, IntermediateSize = b.FeedForward, RmsEpsilon = 1e-5, RopeTheta = 10000, TiedEmbeddings = b.TiedEmbeddings,
+        AttentionBias = false, ContextLength = b.SeqLen,
+    };
 
     /// <summary>Times full optimizer steps (forward, loss, backward, AdamW) on random tokens; the warm-up steps are left out.</summary>
     public static List<double> TimeSteps(TrainableLlama m, IComputeBackend backend, int batch, int seqLen, int warmup, int steps, TeacherRows? teacher)

@@ -114,21 +114,28 @@ public static class TrainingEstimate
     /// extrapolates: step(L) = fixed + L · per-block, scaled by rows. The fixed part holds the embedding, the head and its
     /// loss; the per-block part the block's forward, backward and optimizer update.
     /// </summary>
-    public static StepTimeModel Calibrate(BaseWeights weights, TrainingSetup setup, IComputeBackend backend, int batch, int seqLen, int steps = 2,
+    public static StepTimeModel Calibrate(BaseWeights weights, TrainingSetup setup, IComputeBackend backend, int batch, int seqLen, int steps = 3,
         IProgress<string>? progress = null)
     {
-        var ms = new double[2];
         int depths = Math.Min(2, weights.Config.Layers);
-        for (int k = 1; k <= depths; k++)
+        var models = Enumerable.Range(1, depths).Select(k => new TrainableLlama(weights, setup, backend, layers: k)).ToList();
+        try
         {
-            using var model = new TrainableLlama(weights, setup, backend, layers: k);
-            var times = TrainingBenchmark.TimeSteps(model, backend, batch, seqLen, warmup: 1, steps, null);
-            ms[k - 1] = times.Min();
-            progress?.Report($"calibration: {k} block{(k > 1 ? "s" : "")}, step {ms[k - 1]:F0} ms");
+            // Alternating 1- and 2-block steps, the fastest of each: a busy machine slows both alike, not one of them.
+            var fastest = models.Select(m => TrainingBenchmark.TimeSteps(m, backend, batch, seqLen, warmup: 1, steps: 1, null)[0]).ToArray();
+            var clock = Stopwatch.StartNew();
+            for (int round = 1; round < steps || (round < 20 && clock.Elapsed.TotalSeconds < 2); round++)
+                for (int k = 0; k < depths; k++)
+                    fastest[k] = Math.Min(fastest[k], TrainingBenchmark.TimeSteps(models[k], backend, batch, seqLen, warmup: 0, steps: 1, null)[0]);
+            progress?.Report($"calibration: step {string.Join(", ", fastest.Select((ms, k) => $"{ms:F0} ms at {k + 1} block{(k > 0 ? "s" : "")}"))}");
+            double perLayer = depths == 2 ? Math.Max(fastest[1] - fastest[0], 0.05 * fastest[1]) : fastest[0];
+            double fixedMs = depths == 2 ? fastest[1] - 2 * perLayer : 0; // anchored at the 2-block step
+            return new StepTimeModel(batch * seqLen, fixedMs, perLayer,
+                $"measured on {backend.Name}: the fastest steps at 1 and 2 blocks, batch {batch} × {seqLen} tokens, extrapolated to {weights.Config.Layers} blocks");
         }
-        double perLayer = depths == 2 ? Math.Max(0, ms[1] - ms[0]) : ms[0];
-        double fixedMs = depths == 2 ? Math.Max(0, ms[0] - perLayer) : 0;
-        return new StepTimeModel(batch * seqLen, fixedMs, perLayer,
-            $"measured on {backend.Name}: the fastest of {steps} steps at 1 and 2 blocks, batch {batch} × {seqLen} tokens, extrapolated to {weights.Config.Layers} blocks");
+        finally
+        {
+            foreach (var m in models) m.Dispose();
+        }
     }
 }
