@@ -98,6 +98,11 @@ public static class ExportCard
         foreach (var s in result.Skipped) b.AppendLine(C, $"\nSkipped: {s}");
         b.AppendLine();
         b.AppendLine(C, $"Chosen: {result.ChosenType}: {result.Reason}.");
+        if (result.Requantisation is { } q)
+        {
+            b.AppendLine();
+            b.Append(q.Markdown());
+        }
         return b.ToString();
     }
 
@@ -153,6 +158,12 @@ public static class ExportCard
                     m => new { value = Finite(m.Value.Value), ci95 = new[] { Finite(m.Value.Low), Finite(m.Value.High) } })),
             },
             table,
+            requantisation = result.Requantisation is not { } q ? null : new
+            {
+                type = q.Type, base_type = q.BaseType, base_quantised = q.BaseQuantised, same_type_as_base = q.SameTypeAsBase,
+                tensor_groups = q.Groups.Select(g => new { group = g.Group, types = g.Types, tensors = g.Tensors, elements = g.Elements, relative_rms_error = Finite(g.RelativeRms) }),
+                logits_relative_l2 = q.LogitsRelativeL2 is { } logits ? Finite(logits) : null, logit_prompts = q.LogitPrompts,
+            },
             skipped = result.Skipped,
             chosen = new
             {

@@ -78,4 +78,8 @@ public sealed record GgufExportResult(
     IReadOnlyList<GgufCandidate> Candidates,
     IReadOnlyList<string> Skipped,
     LicenceDecision Licence,
-    int Context);
+    int Context)
+{
+    /// <summary>A merged export's quantisation error against the merged float32 weights; null for F32 or a separate export.</summary>
+    public RequantisationReport? Requantisation { get; init; }
+}

@@ -173,14 +173,25 @@ public static class GgufExporter
         string modelPath = Path.Combine(temp, modelName);
         progress?.Report($"write {modelName}");
         Quantize(source, modelPath, chosen.Type);
-        File.Delete(source);
         long weightBytes;
         using (var written = GgufFile.Open(modelPath)) weightBytes = written.Tensors.Sum(t => t.ByteLength);
         if (weightBytes != chosen.Fit.WeightBytes)
             throw new EdgeTuneException($"{modelName}: {weightBytes} bytes of tensors written, the fit planned {chosen.Fit.WeightBytes} (a bug: please report it)");
+        // What quantising the merged weights cost, measured against the float32 merge before it is dropped.
+        RequantisationReport? requantisation = null;
+        if (merged && adapter is not null && chosen.Type != "F32")
+        {
+            progress?.Report($"measure the re-quantisation error of {chosen.Type}");
+            requantisation = RequantisationReport.Measure(r.BaseModel, source, modelPath, chosen.Type,
+                engine => items.Take(RequantisationReport.MaxLogitPrompts).Select(i => engine.EncodePrompt(template.Apply(style.Messages(i), addGenerationPrompt: true))).ToList(), r.Threads, cancellationToken);
+        }
+        File.Delete(source);
 
         var result = new GgufExportResult(target, r.Mode, chosen.Type, Path.Combine(target, modelName), adapterGguf is null ? null : Path.Combine(target, "adapter.gguf"),
-            new FileInfo(modelPath).Length, weightBytes, reason, primary, referenceName, reference, candidates, skipped, licence, fit.Context);
+            new FileInfo(modelPath).Length, weightBytes, reason, primary, referenceName, reference, candidates, skipped, licence, fit.Context)
+        {
+            Requantisation = requantisation,
+        };
         ExportCard.WriteAll(temp, r, result);
         FlushToDisk(temp);
         return result;
