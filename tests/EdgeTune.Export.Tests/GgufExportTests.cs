@@ -100,6 +100,59 @@ public class GgufExportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_QLoRA_base_is_merged_against_its_own_blocks_and_the_re_quantisation_error_is_reported()
+    {
+        // A QLoRA run with base_quant = "q8_0" over a Q8_0 GGUF trains against the stored blocks; shipping Q8_0 again
+        // quantises the merge of exactly those blocks.
+        using var dir = new TempDir();
+        string f32 = dir.File("f32.gguf"), q8 = dir.File("model.gguf"), mergedF32 = dir.File("merged-f32.gguf");
+        TinyTask.WriteModel(f32, "apache-2.0");
+        GgufQuantizer.Run(f32, q8, LlamaFileType.MostlyQ8_0);
+        TinyTask.WriteData(dir.File("test.jsonl"), 1000, 3);
+        string adapter = dir.File("adapter.gguf");
+        WriteRandomAdapter(q8, adapter);
+
+        var result = GgufExporter.Export(Request(dir, adapter, "Q8_0"));
+        var q = Assert.IsType<RequantisationReport>(result.Requantisation);
+        Assert.Equal("Q8_0", q.BaseType);
+        Assert.True(q.SameTypeAsBase);
+        Assert.Equal(["token_embd", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "output"], q.Groups.Select(g => g.Group));
+        Assert.All(q.Groups, g => Assert.Equal("q8_0", g.Types));
+        Assert.Equal(2, q.Groups.Single(g => g.Group == "attn_q").Tensors);
+
+        // Checked independently: attn_q's error from the merged float32 model and the shipped file, read here.
+        MergedGgufWriter.Write(q8, EdgeTune.Models.Adapters.LoraAdapter.Open(adapter), mergedF32, TinyTask.ChatMl);
+        double diff = 0, norm = 0;
+        using (var exact = GgufFile.Open(mergedF32))
+        using (var shipped = GgufFile.Open(result.ModelFile))
+            foreach (var t in shipped.Tensors.Where(t => RequantisationReport.GroupOf(t.Name) == "attn_q"))
+            {
+                var a = new float[t.ElementCount];
+                var b = new float[t.ElementCount];
+                exact.ReadRows(exact.FindTensor(t.Name)!, 0, a);
+                shipped.ReadRows(t, 0, b);
+                for (int i = 0; i < a.Length; i++) { diff += ((double)b[i] - a[i]) * ((double)b[i] - a[i]); norm += (double)a[i] * a[i]; }
+            }
+        double attnQ = Math.Sqrt(diff / norm);
+        output.WriteLine(q.Markdown());
+        Assert.Equal(attnQ, q.Groups.Single(g => g.Group == "attn_q").RelativeRms, 1e-9);
+        // The merge is against the base's own blocks: those the adapter does not touch come back bit for bit (Q8_0 of
+        // dequantised Q8_0 is the same blocks), those it moved cost Q8_0's error of a fraction of a percent.
+        Assert.All(q.Groups.Where(g => g.Group is "token_embd" or "output"), g => Assert.Equal(0, g.RelativeRms));
+        Assert.All(q.Groups.Where(g => g.Group is not ("token_embd" or "output")), g => Assert.InRange(g.RelativeRms, 1e-4, 0.02));
+
+        // The logits: the shipped file against the merged float32 model, on the test prompts, through llama.cpp.
+        Assert.Equal(3, q.LogitPrompts);
+        Assert.InRange(q.LogitsRelativeL2!.Value, 1e-6, 0.05);
+        double own = LogitDistance.RelativeL2(LlamaCpp.AllLogits(result.ModelFile, Prompt()), LlamaCpp.AllLogits(mergedF32, Prompt()));
+        Assert.InRange(q.LogitsRelativeL2.Value, own / 10, own * 10); // the same size as on any other prompt
+
+        string json = File.ReadAllText(Path.Combine(result.Folder, ExportCard.JsonFile));
+        Assert.Contains("\"same_type_as_base\": true", json);
+        Assert.Contains("Re-quantisation error (the base is Q8_0 and so is the shipped file", File.ReadAllText(Path.Combine(result.Folder, ExportCard.CardFile)));
+    }
+
+    [Fact]
     public void Separate_export_of_a_PEFT_adapter_writes_the_GGUF_adapter_llama_cpp_applies_the_same()
     {
         using var dir = new TempDir();
