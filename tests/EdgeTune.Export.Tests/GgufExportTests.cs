@@ -153,6 +153,42 @@ public class GgufExportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_Hugging_Face_folder_base_is_licence_checked_from_its_model_card_converted_and_merged()
+    {
+        using var dir = new TempDir();
+        string tokenizerFolder = RealTokenizers.Folder("llama2");
+        int vocab = EdgeTune.Models.Tokenizers.HuggingFaceTokenizer.Load(tokenizerFolder).VocabularySize;
+        string hf = TinyHfCheckpoint.Write(dir.File("hf"), new TinyHfOptions { ModelType = "llama", Vocab = vocab, Hidden = 64, Heads = 4, KvHeads = 2, Tied = true, Seed = 21 });
+        foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" }) File.Copy(Path.Combine(tokenizerFolder, file), Path.Combine(hf, file));
+        File.WriteAllText(Path.Combine(hf, "README.md"), "---\nlicense: cc-by-nc-4.0\n---\n# tiny\n");
+        TinyTask.WriteData(dir.File("test.jsonl"), 1000, 2);
+        // The same folder through the converter, for the adapter's shapes and as llama.cpp's reference with the adapter attached.
+        string gguf = dir.File("hf-f32.gguf"), adapterGguf = dir.File("adapter.gguf"), peft = dir.File("peft");
+        EdgeTune.Models.Conversion.HfToGgufConverter.Convert(hf, gguf, GgmlType.F32, m =>
+        {
+            foreach (var (k, v) in EdgeTune.Models.Tokenizers.GgufVocabulary.FromHuggingFace(hf)) m.Set(k, v);
+        });
+        WriteRandomAdapter(gguf, adapterGguf, peftFolder: peft);
+        var request = Request(dir, peft, "F32") with { BaseModel = hf, ChatTemplate = TinyTask.ChatMl };
+
+        // The licence is the folder's model card's: CC-BY-NC refuses commercial use before anything is written.
+        var e = Assert.Throws<EdgeTuneException>(() => GgufExporter.Export(request));
+        Assert.StartsWith($"{Path.Combine(hf, "README.md")}: license: licence 'cc-by-nc-4.0' (Creative Commons Attribution-NonCommercial 4.0) does not allow commercial use", e.Message);
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(dir.Path), p => Path.GetFileName(p).Contains("ship-F32", StringComparison.Ordinal));
+
+        var result = GgufExporter.Export(request with { Use = DeclaredUse.Research });
+        Assert.Equal($"{Path.Combine(hf, "README.md")}: license", result.Licence.StatedIn);
+        Assert.Equal(["MODEL_CARD.md", "eval", "export.json", "fit.json", "fit.md", "model-f32.gguf"],
+            Directory.EnumerateFileSystemEntries(result.Folder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        double d = LogitDistance.RelativeL2(LlamaCpp.AllLogits(result.ModelFile, Prompt()), LlamaCpp.AllLogits(gguf, Prompt(), adapterGguf));
+        output.WriteLine($"merged from the Hugging Face folder vs its conversion + the adapter: relative L2 {d:E2}");
+        Assert.True(d <= 1e-4, $"{d:E2}");
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(result.Folder, ExportCard.JsonFile)));
+        Assert.Equal(Path.GetFullPath(hf), json.RootElement.GetProperty("base").GetProperty("path").GetString());
+        Assert.True(json.RootElement.GetProperty("base").GetProperty("hugging_face_folder").GetBoolean());
+    }
+
+    [Fact]
     public void Separate_export_of_a_PEFT_adapter_writes_the_GGUF_adapter_llama_cpp_applies_the_same()
     {
         using var dir = new TempDir();

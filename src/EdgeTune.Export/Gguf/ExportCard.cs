@@ -127,7 +127,13 @@ public static class ExportCard
             toolkit = new { name = "EdgeTune", version = ToolkitVersion },
             created_utc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", C),
             mode = result.Mode.ToString().ToLowerInvariant(),
-            @base = new { path = Path.GetFullPath(r.BaseModel), name = baseName, sha256 = Sha256(r.BaseModel), licence = l.Stated, licence_read_from = l.StatedIn },
+            @base = new
+            {
+                path = r.HuggingFaceBase ?? Path.GetFullPath(r.BaseModel), hugging_face_folder = r.HuggingFaceBase is not null, name = baseName,
+                // A Hugging Face folder is hashed as the float32 GGUF it was converted to (one file, the weights and the vocabulary the export used).
+                sha256 = Sha256(r.BaseModel), sha256_of = r.HuggingFaceBase is null ? "file" : "float32 GGUF conversion",
+                licence = l.Stated, licence_read_from = l.StatedIn,
+            },
             adapter = r.Adapter is null ? null : new { path = Path.GetFullPath(r.Adapter), sha256 = File.Exists(r.Adapter) ? Sha256(r.Adapter) : null },
             recipe = r.RecipeFile is null ? null : new { path = Path.GetFullPath(r.RecipeFile), sha256 = Sha256(r.RecipeFile) },
             dataset = new
@@ -188,7 +194,7 @@ public static class ExportCard
         var (manifest, version) = Dataset(r.TestFile);
         var l = result.Licence;
         var b = new StringBuilder();
-        b.AppendLine(C, $"# {baseName ?? Path.GetFileNameWithoutExtension(r.BaseModel)}{(r.Adapter is null ? "" : " (fine-tuned)")}: {result.ChosenType} for {r.Profile.DisplayName}");
+        b.AppendLine(C, $"# {baseName ?? Path.GetFileNameWithoutExtension(r.HuggingFaceBase ?? r.BaseModel)}{(r.Adapter is null ? "" : " (fine-tuned)")}: {result.ChosenType} for {r.Profile.DisplayName}");
         b.AppendLine();
         b.AppendLine(C, $"Exported by EdgeTune {ToolkitVersion} on {DateTime.UtcNow.ToString("yyyy-MM-dd", C)}.");
         b.AppendLine();
@@ -200,7 +206,9 @@ public static class ExportCard
         b.AppendLine();
         b.AppendLine("## Provenance");
         b.AppendLine();
-        b.AppendLine(C, $"- Base: {baseName ?? "(unnamed)"}, `{Path.GetFileName(r.BaseModel)}`, sha256 {Sha256(r.BaseModel)}");
+        b.AppendLine(r.HuggingFaceBase is { } hf
+            ? $"- Base: {baseName ?? "(unnamed)"}, Hugging Face folder `{hf}`, converted to float32 GGUF for the export (sha256 of the conversion {Sha256(r.BaseModel)})"
+            : $"- Base: {baseName ?? "(unnamed)"}, `{Path.GetFileName(r.BaseModel)}`, sha256 {Sha256(r.BaseModel)}");
         if (r.Adapter is not null) b.AppendLine(C, $"- Adapter: `{Path.GetFileName(r.Adapter)}`");
         if (r.RecipeFile is not null) b.AppendLine(C, $"- Recipe: `{Path.GetFileName(r.RecipeFile)}`, sha256 {Sha256(r.RecipeFile)}");
         string dataset = manifest is null ? "" : $"; dataset {version}, manifest sha256 {Sha256(manifest)}";
