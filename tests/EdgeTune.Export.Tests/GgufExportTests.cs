@@ -271,6 +271,11 @@ public class GgufExportTests(ITestOutputHelper output)
         Assert.Null(LicenceTable.Find("my-own-licence"));
         Assert.Equal("qwen-research", LicenceTable.FromText("Qwen RESEARCH LICENSE AGREEMENT\nQwen RESEARCH LICENSE AGREEMENT Release Date: September 19, 2024")!.Id);
         Assert.Equal("cc-by-nc-nd-4.0", LicenceTable.FromText("Attribution-NonCommercial-NoDerivatives 4.0 International")!.Id);
+        Assert.Equal("cc-by-nc-sa-4.0", LicenceTable.FromText("Attribution-NonCommercial-ShareAlike 4.0 International")!.Id);
+        // The 2024 Qwen agreement and the 2023 Tongyi Qianwen one are different texts with different terms.
+        Assert.Equal("qwen", LicenceTable.FromText("Qwen LICENSE AGREEMENT\n\nQwen LICENSE AGREEMENT Release Date: September 19, 2024")!.Id);
+        Assert.Equal("tongyi-qianwen", LicenceTable.FromText("Tongyi Qianwen LICENSE AGREEMENT\n\nTongyi Qianwen Release Date: August 3, 2023")!.Id);
+        Assert.Equal("tongyi-qianwen", LicenceTable.Find("tongyi-qianwen-license-agreement")!.Id);
         Assert.All(LicenceTable.Known, t => Assert.StartsWith("https://", t.Source));
 
         using var dir = new TempDir();
@@ -278,7 +283,7 @@ public class GgufExportTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(hf, "README.md"), "---\nlicense: other\nlicense_name: qwen-research\n---\n# model\n");
         var e = Assert.Throws<EdgeTuneException>(() => LicenceGate.Check(hf, DeclaredUse.Commercial, null));
         Assert.Equal($"{Path.Combine(hf, "README.md")}: license_name: licence 'qwen-research' (Qwen Research License Agreement) does not allow commercial use: " +
-                     "section 3 grants the rights for non-commercial purposes only; commercial use needs a separate licence from Alibaba Cloud (https://huggingface.co/Qwen/Qwen2.5-3B-Instruct/blob/main/LICENSE)", e.Message);
+                     "section 2(a) grants the rights for non-commercial purposes only (section 1: research or evaluation); commercial use needs a separate licence from Alibaba Cloud (section 2(b)) (https://huggingface.co/Qwen/Qwen2.5-3B-Instruct/blob/main/LICENSE)", e.Message);
         Assert.Equal(LicenceVerdict.AllowWithObligations, LicenceGate.Check(hf, DeclaredUse.Research, null).Verdict);
 
         File.Delete(Path.Combine(hf, "README.md"));
