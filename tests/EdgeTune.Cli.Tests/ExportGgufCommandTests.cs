@@ -208,6 +208,12 @@ public class ExportGgufCommandTests
         line = Assert.Single(r3.Stderr.TrimEnd().Split('\n'));
         Assert.Matches($"^edgetune: {System.Text.RegularExpressions.Regex.Escape(profile)}:\\d+:\\d+: memory.bandwidth.value: must be greater than 0", line);
 
+        // A folder as the base that is no Hugging Face model folder.
+        string notHf = Directory.CreateDirectory(Path.Combine(dir.Path, "not-hf")).FullName;
+        var r4 = CliRunner.Run("export", "gguf", recipe, "--base", notHf, "--profile", "x86-64-generic", "--adapter", adapter, "--out", ship);
+        Assert.Equal(1, r4.ExitCode);
+        Assert.Equal($"edgetune: {Path.Combine(notHf, "config.json")}: no such file (a Hugging Face model folder holds config.json, safetensors weights and tokenizer.json)", r4.Stderr.TrimEnd());
+
         // Usage errors exit 2.
         Assert.Equal(2, CliRunner.Run("export", "gguf", recipe, "--profile", "x86-64-generic", "--type", "Q9_X").ExitCode);
         Assert.Equal(2, CliRunner.Run("export", "gguf", recipe, "--profile", "x86-64-generic", "--use", "personal").ExitCode);

@@ -33,7 +33,7 @@ internal static class ExportCommand
     {
         var recipe = new Argument<string?>("RECIPE") { Description = "The training recipe (TOML): base model, test split, [eval] scoring, [export] use", Arity = ArgumentArity.ZeroOrOne };
         var profile = new Option<string>("--profile") { Description = "The device: a profile name, a .toml path, or 'auto'", Required = true };
-        var baseModel = new Option<string?>("--base") { Description = "The base model, a GGUF file (default: the recipe's [model] base)" };
+        var baseModel = new Option<string?>("--base") { Description = "The base model: a GGUF file or a Hugging Face folder, converted to float32 GGUF for the export (default: the recipe's [model] base)" };
         var adapter = new Option<string?>("--adapter") { Description = "The LoRA adapter (GGUF adapter or PEFT folder; default: adapter.gguf in the recipe's run folder when it exists)" };
         var test = new Option<string?>("--test") { Description = "The frozen test split, JSONL (default: the recipe's [eval] test or [data] test)" };
         var merge = new Option<bool>("--merge") { Description = "Merge the adapter into the weights (default): one file" };

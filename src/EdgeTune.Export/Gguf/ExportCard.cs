@@ -98,6 +98,11 @@ public static class ExportCard
         foreach (var s in result.Skipped) b.AppendLine(C, $"\nSkipped: {s}");
         b.AppendLine();
         b.AppendLine(C, $"Chosen: {result.ChosenType}: {result.Reason}.");
+        if (result.Requantisation is { } q)
+        {
+            b.AppendLine();
+            b.Append(q.Markdown());
+        }
         return b.ToString();
     }
 
@@ -122,7 +127,13 @@ public static class ExportCard
             toolkit = new { name = "EdgeTune", version = ToolkitVersion },
             created_utc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", C),
             mode = result.Mode.ToString().ToLowerInvariant(),
-            @base = new { path = Path.GetFullPath(r.BaseModel), name = baseName, sha256 = Sha256(r.BaseModel), licence = l.Stated, licence_read_from = l.StatedIn },
+            @base = new
+            {
+                path = r.HuggingFaceBase ?? Path.GetFullPath(r.BaseModel), hugging_face_folder = r.HuggingFaceBase is not null, name = baseName,
+                // A Hugging Face folder is hashed as the float32 GGUF it was converted to (one file, the weights and the vocabulary the export used).
+                sha256 = Sha256(r.BaseModel), sha256_of = r.HuggingFaceBase is null ? "file" : "float32 GGUF conversion",
+                licence = l.Stated, licence_read_from = l.StatedIn,
+            },
             adapter = r.Adapter is null ? null : new { path = Path.GetFullPath(r.Adapter), sha256 = File.Exists(r.Adapter) ? Sha256(r.Adapter) : null },
             recipe = r.RecipeFile is null ? null : new { path = Path.GetFullPath(r.RecipeFile), sha256 = Sha256(r.RecipeFile) },
             dataset = new
@@ -153,6 +164,12 @@ public static class ExportCard
                     m => new { value = Finite(m.Value.Value), ci95 = new[] { Finite(m.Value.Low), Finite(m.Value.High) } })),
             },
             table,
+            requantisation = result.Requantisation is not { } q ? null : new
+            {
+                type = q.Type, base_type = q.BaseType, base_quantised = q.BaseQuantised, same_type_as_base = q.SameTypeAsBase,
+                tensor_groups = q.Groups.Select(g => new { group = g.Group, types = g.Types, tensors = g.Tensors, elements = g.Elements, relative_rms_error = Finite(g.RelativeRms) }),
+                logits_relative_l2 = q.LogitsRelativeL2 is { } logits ? Finite(logits) : null, logit_prompts = q.LogitPrompts,
+            },
             skipped = result.Skipped,
             chosen = new
             {
@@ -177,7 +194,7 @@ public static class ExportCard
         var (manifest, version) = Dataset(r.TestFile);
         var l = result.Licence;
         var b = new StringBuilder();
-        b.AppendLine(C, $"# {baseName ?? Path.GetFileNameWithoutExtension(r.BaseModel)}{(r.Adapter is null ? "" : " (fine-tuned)")}: {result.ChosenType} for {r.Profile.DisplayName}");
+        b.AppendLine(C, $"# {baseName ?? Path.GetFileNameWithoutExtension(r.HuggingFaceBase ?? r.BaseModel)}{(r.Adapter is null ? "" : " (fine-tuned)")}: {result.ChosenType} for {r.Profile.DisplayName}");
         b.AppendLine();
         b.AppendLine(C, $"Exported by EdgeTune {ToolkitVersion} on {DateTime.UtcNow.ToString("yyyy-MM-dd", C)}.");
         b.AppendLine();
@@ -189,7 +206,9 @@ public static class ExportCard
         b.AppendLine();
         b.AppendLine("## Provenance");
         b.AppendLine();
-        b.AppendLine(C, $"- Base: {baseName ?? "(unnamed)"}, `{Path.GetFileName(r.BaseModel)}`, sha256 {Sha256(r.BaseModel)}");
+        b.AppendLine(r.HuggingFaceBase is { } hf
+            ? $"- Base: {baseName ?? "(unnamed)"}, Hugging Face folder `{hf}`, converted to float32 GGUF for the export (sha256 of the conversion {Sha256(r.BaseModel)})"
+            : $"- Base: {baseName ?? "(unnamed)"}, `{Path.GetFileName(r.BaseModel)}`, sha256 {Sha256(r.BaseModel)}");
         if (r.Adapter is not null) b.AppendLine(C, $"- Adapter: `{Path.GetFileName(r.Adapter)}`");
         if (r.RecipeFile is not null) b.AppendLine(C, $"- Recipe: `{Path.GetFileName(r.RecipeFile)}`, sha256 {Sha256(r.RecipeFile)}");
         string dataset = manifest is null ? "" : $"; dataset {version}, manifest sha256 {Sha256(manifest)}";

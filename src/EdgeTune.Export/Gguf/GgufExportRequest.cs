@@ -17,8 +17,10 @@ public sealed record GgufExportRequest
     /// <summary>The candidate types of --type auto, most precise first (llama-quantize's names).</summary>
     public static readonly IReadOnlyList<string> AutoCandidates = ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"];
 
-    /// <summary>The base model, a GGUF file (F32, F16 or quantised).</summary>
+    /// <summary>The base model: a GGUF file (F32, F16 or quantised) or a Hugging Face folder (config.json, safetensors, tokenizer.json).</summary>
     public required string BaseModel { get; init; }
+    /// <summary>Set by the exporter when <see cref="BaseModel"/> was a Hugging Face folder: that folder (BaseModel is then its float32 conversion).</summary>
+    public string? HuggingFaceBase { get; init; }
     /// <summary>A LoRA adapter: a GGUF adapter or a PEFT folder; null exports the base alone.</summary>
     public string? Adapter { get; init; }
     public GgufExportMode Mode { get; init; } = GgufExportMode.Merged;
@@ -78,4 +80,8 @@ public sealed record GgufExportResult(
     IReadOnlyList<GgufCandidate> Candidates,
     IReadOnlyList<string> Skipped,
     LicenceDecision Licence,
-    int Context);
+    int Context)
+{
+    /// <summary>A merged export's quantisation error against the merged float32 weights; null for F32 or a separate export.</summary>
+    public RequantisationReport? Requantisation { get; init; }
+}

@@ -9,6 +9,8 @@ using EdgeTune.Formats.Gguf.Quantize;
 using EdgeTune.Inference;
 using EdgeTune.Models.Adapters;
 using EdgeTune.Models.Architectures;
+using EdgeTune.Models.Conversion;
+using EdgeTune.Models.Tokenizers;
 using EdgeTune.Profiles.Fit;
 
 namespace EdgeTune.Export.Gguf;
@@ -24,17 +26,30 @@ public static class GgufExporter
 {
     private static readonly CultureInfo C = CultureInfo.InvariantCulture;
 
+    /// <summary>A Hugging Face base converted to float32 GGUF in the temporary folder; removed before the folder ships.</summary>
+    private const string ConvertedBase = "base-from-hugging-face-f32.gguf";
+
     public static GgufExportResult Export(GgufExportRequest request, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
     {
         var r = request;
         Validate(r);
         string target = Path.GetFullPath(r.OutDir);
 
-        // The cheap refusals come first: the licence, then the adapter against the base (shapes, architecture).
+        // The cheap refusals come first: the licence (a Hugging Face folder's model card, LICENSE or config), then the
+        // adapter against the base (shapes, architecture), then a Hugging Face folder's tokenizer.
         var licence = LicenceGate.Check(r.BaseModel, r.Use, r.AcceptLicence);
         var adapter = r.Adapter is null ? null : LoraAdapter.Open(r.Adapter);
-        using (var file = GgufFile.Open(r.BaseModel))
+        string? hfFolder = Directory.Exists(r.BaseModel) ? r.BaseModel : null;
+        IReadOnlyList<KeyValuePair<string, GgufValue>>? hfVocabulary = null;
+        if (hfFolder is not null)
         {
+            using var hf = HfModelFolder.Open(hfFolder);
+            adapter?.Bind(hf.Config, TensorMap.Tensors(hf.Config), AdapterLayout.Gguf);
+            hfVocabulary = GgufVocabulary.FromHuggingFace(hfFolder);
+        }
+        else
+        {
+            using var file = GgufFile.Open(r.BaseModel);
             var config = ModelConfig.FromGguf(file);
             adapter?.Bind(config, TensorMap.Tensors(config), AdapterLayout.Gguf);
         }
@@ -45,6 +60,16 @@ public static class GgufExporter
         Directory.CreateDirectory(temp);
         try
         {
+            if (hfFolder is not null)
+            {
+                // The one HF → GGUF converter, to float32 (the merge's precision) inside the temporary folder: every later
+                // step (fit, merge, llama.cpp scoring) then reads one GGUF, and the copy is dropped before the folder ships.
+                progress?.Report($"convert the Hugging Face folder {hfFolder} to a float32 GGUF");
+                string converted = Path.Combine(temp, ConvertedBase);
+                HfToGgufConverter.Convert(hfFolder, converted, GgmlType.F32, m => { foreach (var (k, v) in hfVocabulary!) m.Set(k, v); },
+                    cancellationToken: cancellationToken);
+                r = r with { BaseModel = converted, HuggingFaceBase = Path.GetFullPath(hfFolder) };
+            }
             var result = Build(r, licence, adapter, temp, target, progress, cancellationToken);
             Directory.Move(temp, target);
             return result;
@@ -59,8 +84,11 @@ public static class GgufExporter
     private static void Validate(GgufExportRequest r)
     {
         if (Directory.Exists(r.BaseModel))
-            throw new EdgeTuneException($"{r.BaseModel}: a Hugging Face folder; convert it to GGUF first (edgetune convert {r.BaseModel} base-f16.gguf --type F16) and export from that");
-        if (!File.Exists(r.BaseModel)) throw new EdgeTuneException($"{r.BaseModel}: no such file (the base model, a GGUF file)");
+        {
+            if (!File.Exists(Path.Combine(r.BaseModel, "config.json")))
+                throw new EdgeTuneException($"{Path.Combine(r.BaseModel, "config.json")}: no such file (a Hugging Face model folder holds config.json, safetensors weights and tokenizer.json)");
+        }
+        else if (!File.Exists(r.BaseModel)) throw new EdgeTuneException($"{r.BaseModel}: no such file or folder (the base model: a GGUF file or a Hugging Face folder)");
         if (r.Adapter is not null && !File.Exists(r.Adapter) && !Directory.Exists(r.Adapter))
             throw new EdgeTuneException($"{r.Adapter}: no such file or folder (the adapter: a GGUF adapter or a PEFT folder)");
         if (!File.Exists(r.TestFile)) throw new EdgeTuneException($"{r.TestFile}: no such file (the frozen test split)");
@@ -140,7 +168,7 @@ public static class GgufExporter
             return runner.Run(items, Path.Combine(evalDir, $"answers-{name}.jsonl"), scoreReference: Scoring.MetricNames(r.Scoring).Any(n => n is "nll" or "perplexity"), report, cancellationToken);
         }
         var referenceAnswers = Answer(referenceName, Evaluator.OpenEngine(r.BaseModel, r.Adapter, r.Threads, Evaluator.UsesLlamaCpp(r.BaseModel, r.Adapter)));
-        var reference = Scoring.Score(referenceName, $"{Path.GetFileName(r.BaseModel)}{(r.Adapter is null ? "" : " + " + Path.GetFileName(r.Adapter))}", referenceAnswers, r.Scoring);
+        var reference = Scoring.Score(referenceName, $"{Path.GetFileName(r.HuggingFaceBase ?? r.BaseModel)}{(r.Adapter is null ? "" : " + " + Path.GetFileName(r.Adapter))}", referenceAnswers, r.Scoring);
         var referenceMetric = reference.Metric(primary) ?? throw new EdgeTuneException($"the primary metric {primary} was not computed for {referenceName}");
 
         var candidates = new List<GgufCandidate>();
@@ -173,15 +201,27 @@ public static class GgufExporter
         string modelPath = Path.Combine(temp, modelName);
         progress?.Report($"write {modelName}");
         Quantize(source, modelPath, chosen.Type);
-        File.Delete(source);
         long weightBytes;
         using (var written = GgufFile.Open(modelPath)) weightBytes = written.Tensors.Sum(t => t.ByteLength);
         if (weightBytes != chosen.Fit.WeightBytes)
             throw new EdgeTuneException($"{modelName}: {weightBytes} bytes of tensors written, the fit planned {chosen.Fit.WeightBytes} (a bug: please report it)");
+        // What quantising the merged weights cost, measured against the float32 merge before it is dropped.
+        RequantisationReport? requantisation = null;
+        if (merged && adapter is not null && chosen.Type != "F32")
+        {
+            progress?.Report($"measure the re-quantisation error of {chosen.Type}");
+            requantisation = RequantisationReport.Measure(r.BaseModel, source, modelPath, chosen.Type,
+                engine => items.Take(RequantisationReport.MaxLogitPrompts).Select(i => engine.EncodePrompt(template.Apply(style.Messages(i), addGenerationPrompt: true))).ToList(), r.Threads, cancellationToken);
+        }
+        File.Delete(source);
 
         var result = new GgufExportResult(target, r.Mode, chosen.Type, Path.Combine(target, modelName), adapterGguf is null ? null : Path.Combine(target, "adapter.gguf"),
-            new FileInfo(modelPath).Length, weightBytes, reason, primary, referenceName, reference, candidates, skipped, licence, fit.Context);
+            new FileInfo(modelPath).Length, weightBytes, reason, primary, referenceName, reference, candidates, skipped, licence, fit.Context)
+        {
+            Requantisation = requantisation,
+        };
         ExportCard.WriteAll(temp, r, result);
+        if (r.HuggingFaceBase is not null) File.Delete(r.BaseModel);
         FlushToDisk(temp);
         return result;
 
