@@ -64,7 +64,13 @@ internal static class PlanCommand
             var schedule = TrainingSchedule.For(r);
             var (batch, seqLen) = schedule.Largest;
             var memory = TrainingEstimate.Memory(schedule.Config, schedule.Setup, batch, seqLen);
-            var plan = profile is null ? PlanOnCpu(console, r, schedule, memory, parse.GetValue(threads)) : PlanOnGpu(profile, schedule, memory);
+            Plan plan;
+            if (profile is null)
+            {
+                using var backend = Backends.Create("cpu", parse.GetValue(threads) is > 0 and var t ? t : r.Train.Threads, line => console.Error.WriteLine(line));
+                plan = OnCpu(r, schedule, backend, line => console.Error.WriteLine(line));
+            }
+            else plan = PlanOnGpu(profile, schedule, memory);
             if (parse.GetValue(price) is { } perHour) plan = plan with { PricePerHour = perHour, Cost = perHour * plan.Seconds / 3600 };
 
             if (parse.GetValue(json)) console.Out.WriteLine(JsonSerializer.Serialize(plan, JsonOptions));
@@ -82,13 +88,15 @@ internal static class PlanCommand
         public double? Cost { get; init; }
     }
 
-    private static Plan PlanOnCpu(CliConsole console, Recipe r, TrainingSchedule s, TrainingMemoryPlan memory, int threads)
+    /// <summary>The plan on this machine's CPU backend (the demo calls it with its own backend).</summary>
+    internal static Plan OnCpu(Recipe r, TrainingSchedule s, IComputeBackend backend, Action<string> say)
     {
-        using var backend = Backends.Create("cpu", threads > 0 ? threads : r.Train.Threads, line => console.Error.WriteLine(line));
+        var (largestBatch, largestSeq) = s.Largest;
+        var memory = TrainingEstimate.Memory(s.Config, s.Setup, largestBatch, largestSeq);
         var (batch, seqLen) = MedianShape(s);
-        console.Error.WriteLine($"plan: measuring steps of the model cut to 1 and 2 blocks at batch {batch} × {seqLen} tokens on {backend.Name}");
+        say($"plan: measuring steps of the model cut to 1 and 2 blocks at batch {batch} × {seqLen} tokens on {backend.Name}");
         using var weights = BaseWeights.Open(s.BasePath);
-        var model = TrainingEstimate.Calibrate(weights, s.Setup, backend, batch, seqLen, progress: new SyncProgress<string>(l => console.Error.WriteLine("  " + l)));
+        var model = TrainingEstimate.Calibrate(weights, s.Setup, backend, batch, seqLen, progress: new SyncProgress<string>(l => say("  " + l)));
         double ms = s.MicroBatches.Sum(m => model.PredictMs(s.Config.Layers, (long)m.Batch * m.SeqLen));
         long available = AvailableMemory();
         return Build(r, "cpu", $"this machine: {Environment.ProcessorCount} cores, {backend.Name}", s, memory, available,
@@ -137,7 +145,7 @@ internal static class PlanCommand
         return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     }
 
-    private static void Write(TextWriter o, Recipe r, Plan p)
+    internal static void Write(TextWriter o, Recipe r, Plan p)
     {
         static string Mib(long b) => (b / 1048576.0).ToString("N0", C);
         o.WriteLine($"plan {r.File} on {p.Device} ({p.DeviceDescription})");
