@@ -40,13 +40,14 @@ internal static class ExportCommand
         var separate = new Option<bool>("--separate") { Description = "The base quantised once plus the GGUF adapter, applied at run time (hot-swappable)" };
         var type = new Option<string>("--type")
         {
-            Description = "auto (every fitting candidate of " + string.Join(", ", GgufExportRequest.AutoCandidates) + " scored; the smallest not worse than base + adapter beyond noise) or one type",
+            Description = "auto (every fitting candidate of " + string.Join(", ", GgufExportRequest.AutoCandidates) + $", and {OnnxCandidate.Type} for a merged export on a profile with an ONNX Runtime, " +
+                          "scored; the smallest not worse than base + adapter beyond noise) or one type",
             DefaultValueFactory = _ => "auto",
         };
         type.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<string>() is { } v && v != "auto" && !LlamaFileTypes.TryParse(v, out _))
-                r.AddError($"unknown --type '{v}'; choose auto or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
+            if (r.GetValueOrDefault<string>() is { } v && v != "auto" && v != OnnxCandidate.Type && !LlamaFileTypes.TryParse(v, out _))
+                r.AddError($"unknown --type '{v}'; choose auto, {OnnxCandidate.Type} or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
         });
         var context = new Option<int?>("--context") { Description = "Context length on the device, in tokens (default 4096, or the model's trained context when shorter)" };
         context.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--context must be at least 1"); });
