@@ -243,5 +243,6 @@ public class ExportGgufCommandTests
         var help = CliRunner.Run("export", "gguf", "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("--accept-licence", help.Stdout);
+        Assert.Contains("ONNX-int4", help.Stdout);
     }
 }
