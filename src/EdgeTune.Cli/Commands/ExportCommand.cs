@@ -40,13 +40,14 @@ internal static class ExportCommand
         var separate = new Option<bool>("--separate") { Description = "The base quantised once plus the GGUF adapter, applied at run time (hot-swappable)" };
         var type = new Option<string>("--type")
         {
-            Description = "auto (every fitting candidate of " + string.Join(", ", GgufExportRequest.AutoCandidates) + " scored; the smallest not worse than base + adapter beyond noise) or one type",
+            Description = "auto (every fitting candidate of " + string.Join(", ", GgufExportRequest.AutoCandidates) + $", and {OnnxCandidate.Type} for a merged export on a profile with an ONNX Runtime, " +
+                          "scored; the smallest not worse than base + adapter beyond noise) or one type (a GGUF type, or " + OnnxCandidate.Type + " for the ONNX folder alone)",
             DefaultValueFactory = _ => "auto",
         };
         type.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<string>() is { } v && v != "auto" && !LlamaFileTypes.TryParse(v, out _))
-                r.AddError($"unknown --type '{v}'; choose auto or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
+            if (r.GetValueOrDefault<string>() is { } v && v != "auto" && v != OnnxCandidate.Type && !LlamaFileTypes.TryParse(v, out _))
+                r.AddError($"unknown --type '{v}'; choose auto, {OnnxCandidate.Type} or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
         });
         var context = new Option<int?>("--context") { Description = "Context length on the device, in tokens (default 4096, or the model's trained context when shorter)" };
         context.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--context must be at least 1"); });
@@ -64,7 +65,7 @@ internal static class ExportCommand
             "Export GGUF for a device profile: the adapter merged in float32 (or kept separate), each candidate type sized against the profile " +
             "(weights + KV cache at the context + runtime buffers vs the memory budget; decode bound from the bandwidth), every fitting candidate " +
             "quantised and scored on the frozen test split through llama.cpp against base + adapter (paired test), and the smallest not worse beyond " +
-            "noise chosen. The base model's licence is checked against the declared use first. Writes the model (and adapter), fit.md/fit.json, " +
+            "noise chosen. A merged export on a profile with an ONNX Runtime also scores the ONNX int4 folder (through ONNX Runtime GenAI), which ships when chosen. The base model's licence is checked against the declared use first. Writes the model (and adapter), fit.md/fit.json, " +
             "MODEL_CARD.md and export.json; the folder appears only when complete. Progress on stderr.\n\n" +
             "Example: edgetune export gguf runs/qlora.toml --profile jetson-orin-nano-8gb --adapter runs/qlora/adapter.gguf --out ship/")
         {

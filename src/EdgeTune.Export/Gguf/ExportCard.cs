@@ -49,6 +49,12 @@ public static class ExportCard
         return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
 
+    /// <summary>Each file of a shipped folder (the ONNX candidate) by its path inside the folder, with its sha256, in name order.</summary>
+    public static IReadOnlyList<(string File, long Bytes, string Sha256)> FolderHashes(string folder) =>
+        Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
+            .Select(f => (File: Path.GetRelativePath(folder, f).Replace('\\', '/'), Bytes: new FileInfo(f).Length, Sha256: Sha256(f)))
+            .OrderBy(f => f.File, StringComparer.Ordinal).ToList();
+
     private static double? Finite(double v) => double.IsFinite(v) ? Math.Round(v, 6) : null;
 
     /// <summary>The rows: type, size, fits, decode bound, metric with 95% CI, delta vs the reference, p.</summary>
@@ -58,6 +64,7 @@ public static class ExportCard
         return (object)new
         {
             type = c.Type,
+            runtime = c.Runtime,
             weight_bytes = c.Fit.WeightBytes,
             adapter_bytes = c.Fit.AdapterBytes,
             kv_cache_bytes = c.Fit.KvCacheBytes,
@@ -96,6 +103,9 @@ public static class ExportCard
                              $"{(c.VersusReference is null ? "-" : c.VersusReference.PValue.ToString("0.####", C))} | {note} |");
         }
         foreach (var s in result.Skipped) b.AppendLine(C, $"\nSkipped: {s}");
+        if (result.Candidates.Any(c => c.Type == OnnxCandidate.Type))
+            b.AppendLine("\nNote: " + OnnxCandidate.Type + " is sized from its folder's files and a float32 KV cache (the int4 export's), with the GGUF rows' runtime estimate " +
+                            "(ONNX Runtime's own buffers are not modelled); it is scored through ONNX Runtime GenAI on the CPU.");
         b.AppendLine();
         b.AppendLine(C, $"Chosen: {result.ChosenType}: {result.Reason}.");
         if (result.Requantisation is { } q)
@@ -117,6 +127,8 @@ public static class ExportCard
 
     private static object Document(string folder, GgufExportRequest r, GgufExportResult result, object[] table)
     {
+        string shipped = Path.Combine(folder, Path.GetFileName(result.ModelFile));
+        bool isFolder = Directory.Exists(shipped);
         string? baseName;
         using (var f = GgufFile.Open(r.BaseModel)) baseName = f.Metadata.GetString("general.name");
         var (manifest, version) = Dataset(r.TestFile);
@@ -174,7 +186,10 @@ public static class ExportCard
             chosen = new
             {
                 type = result.ChosenType, reason = result.Reason, file = Path.GetFileName(result.ModelFile),
-                file_bytes = result.ModelFileBytes, weight_bytes = result.WeightBytes, sha256 = Sha256(Path.Combine(folder, Path.GetFileName(result.ModelFile))),
+                runtime = result.Candidates.First(c => c.Type == result.ChosenType).Runtime,
+                file_bytes = result.ModelFileBytes, weight_bytes = result.WeightBytes, sha256 = isFolder ? null : Sha256(shipped),
+                // A folder has no one hash: each of its files is hashed.
+                files = isFolder ? FolderHashes(shipped).Select(f => new { file = f.File, bytes = f.Bytes, sha256 = f.Sha256 }).ToArray() : null,
                 adapter_file = result.AdapterFile is null ? null : Path.GetFileName(result.AdapterFile),
             },
         };
@@ -200,7 +215,14 @@ public static class ExportCard
         b.AppendLine();
         b.AppendLine("## Files");
         b.AppendLine();
-        b.AppendLine(C, $"- `{Path.GetFileName(result.ModelFile)}`: {(result.Mode == GgufExportMode.Merged ? "the adapter merged into the base" : "the base")}, {result.ChosenType}, {GgufExporter.Bytes(result.ModelFileBytes)} (sha256 {Sha256(Path.Combine(folder, Path.GetFileName(result.ModelFile)))})");
+        string shipped = Path.Combine(folder, Path.GetFileName(result.ModelFile));
+        if (Directory.Exists(shipped))
+        {
+            b.AppendLine(C, $"- `{Path.GetFileName(result.ModelFile)}/`: the adapter merged into the base, {result.ChosenType}, a folder ONNX Runtime GenAI loads, {GgufExporter.Bytes(result.ModelFileBytes)}:");
+            foreach (var (file, bytes, sha) in FolderHashes(shipped)) b.AppendLine(C, $"  - `{file}`: {bytes} bytes, sha256 {sha}");
+        }
+        else
+            b.AppendLine(C, $"- `{Path.GetFileName(result.ModelFile)}`: {(result.Mode == GgufExportMode.Merged ? "the adapter merged into the base" : "the base")}, {result.ChosenType}, {GgufExporter.Bytes(result.ModelFileBytes)} (sha256 {Sha256(shipped)})");
         if (result.AdapterFile is not null) b.AppendLine(C, $"- `adapter.gguf`: the LoRA adapter, applied by llama.cpp at run time (hot-swappable)");
         b.AppendLine(C, $"- `{TableMarkdownFile}`, `{TableJsonFile}`: every candidate type's fit and score; `{JsonFile}`: all of this, machine-readable; `eval/`: the answers behind the scores");
         b.AppendLine();
@@ -226,7 +248,7 @@ public static class ExportCard
             foreach (var o in l.Obligations) b.AppendLine(C, $"  - {o}");
         }
         b.AppendLine();
-        b.AppendLine("## Quality on the frozen test split (llama.cpp, the artifact as the device runs it)");
+        b.AppendLine("## Quality on the frozen test split (the artifact as the device runs it: llama.cpp; ONNX Runtime GenAI for ONNX-int4)");
         b.AppendLine();
         b.Append(TableMarkdown(result));
         return b.ToString();
