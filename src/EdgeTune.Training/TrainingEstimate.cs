@@ -16,7 +16,7 @@ public sealed record TrainingMemoryPlan(IReadOnlyList<MemoryPart> Parts)
     public long Bytes(string name) => Parts.FirstOrDefault(p => p.Name == name)?.Bytes ?? 0;
 }
 
-/// <summary>A step-time model measured on a backend: steps of a 1- and a 2-block model of the real shape, extrapolated to every block.</summary>
+/// <summary>A step-time model measured on a backend: steps of a 1- and a 4-block model of the real shape, extrapolated to every block.</summary>
 public sealed record StepTimeModel(int CalibrationRows, double FixedMs, double PerLayerMs, string Basis)
 {
     /// <summary>Milliseconds of one optimizer step over <paramref name="rows"/> tokens (batch × sequence) with <paramref name="layers"/> blocks.</summary>
@@ -110,28 +110,31 @@ public static class TrainingEstimate
     }
 
     /// <summary>
-    /// Measures steps of the model truncated to one and to two blocks (the same weights, shapes, method and backend) and
+    /// Measures steps of the model truncated to one block and to four (the same weights, shapes, method and backend) and
     /// extrapolates: step(L) = fixed + L · per-block, scaled by rows. The fixed part holds the embedding, the head and its
-    /// loss; the per-block part the block's forward, backward and optimizer update.
+    /// loss; the per-block part the block's forward, backward and optimizer update. Four blocks rather than two: the
+    /// per-block slope is a difference of two timings, and three blocks of difference divide its noise by three.
     /// </summary>
     public static StepTimeModel Calibrate(BaseWeights weights, TrainingSetup setup, IComputeBackend backend, int batch, int seqLen, int steps = 3,
         IProgress<string>? progress = null)
     {
-        int depths = Math.Min(2, weights.Config.Layers);
-        var models = Enumerable.Range(1, depths).Select(k => new TrainableLlama(weights, setup, backend, layers: k)).ToList();
+        int[] depths = weights.Config.Layers == 1 ? [1] : [1, Math.Min(4, weights.Config.Layers)];
+        var models = depths.Select(k => new TrainableLlama(weights, setup, backend, layers: k)).ToList();
         try
         {
-            // Alternating 1- and 2-block steps, the fastest of each: a busy machine slows both alike, not one of them.
+            // Alternating short and deep steps, the fastest of each: a busy machine slows both alike, not one of them.
             var fastest = models.Select(m => TrainingBenchmark.TimeSteps(m, backend, batch, seqLen, warmup: 1, steps: 1, null)[0]).ToArray();
             var clock = Stopwatch.StartNew();
             for (int round = 1; round < steps || (round < 20 && clock.Elapsed.TotalSeconds < 2); round++)
-                for (int k = 0; k < depths; k++)
-                    fastest[k] = Math.Min(fastest[k], TrainingBenchmark.TimeSteps(models[k], backend, batch, seqLen, warmup: 0, steps: 1, null)[0]);
-            progress?.Report($"calibration: step {string.Join(", ", fastest.Select((ms, k) => $"{ms:F0} ms at {k + 1} block{(k > 0 ? "s" : "")}"))}");
-            double perLayer = depths == 2 ? Math.Max(fastest[1] - fastest[0], 0.05 * fastest[1]) : fastest[0];
-            double fixedMs = depths == 2 ? fastest[1] - 2 * perLayer : 0; // anchored at the 2-block step
+                for (int i = 0; i < models.Count; i++)
+                    fastest[i] = Math.Min(fastest[i], TrainingBenchmark.TimeSteps(models[i], backend, batch, seqLen, warmup: 0, steps: 1, null)[0]);
+            progress?.Report($"calibration: step {string.Join(", ", fastest.Select((ms, i) => $"{ms:F0} ms at {depths[i]} block{(depths[i] > 1 ? "s" : "")}"))}");
+            if (depths.Length == 1) return new StepTimeModel(batch * seqLen, 0, fastest[0], $"measured on {backend.Name}: the fastest step of the 1-block model, batch {batch} × {seqLen} tokens");
+            int span = depths[1] - depths[0];
+            double perLayer = Math.Max((fastest[1] - fastest[0]) / span, 0.05 * fastest[1] / depths[1]);
+            double fixedMs = fastest[1] - depths[1] * perLayer; // anchored at the deeper step
             return new StepTimeModel(batch * seqLen, fixedMs, perLayer,
-                $"measured on {backend.Name}: the fastest steps at 1 and 2 blocks, batch {batch} × {seqLen} tokens, extrapolated to {weights.Config.Layers} blocks");
+                $"measured on {backend.Name}: the fastest steps at {depths[0]} and {depths[1]} blocks, batch {batch} × {seqLen} tokens, extrapolated to {weights.Config.Layers} blocks");
         }
         finally
         {

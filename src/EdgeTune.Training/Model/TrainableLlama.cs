@@ -76,7 +76,7 @@ public sealed class TrainableLlama : IDisposable
         public IEnumerable<Linear> Linears => [Q, K, V, O, Gate, Up, Down];
     }
 
-    /// <param name="layers">Load only the first N blocks (the time estimate measures steps of a 1- and a 2-block model
+    /// <param name="layers">Load only the first N blocks (the time estimate measures steps of a 1- and a 4-block model
     /// and extrapolates); null: all of them.</param>
     public TrainableLlama(BaseWeights weights, TrainingSetup setup, IComputeBackend backend, IProgress<string>? progress = null, int? layers = null)
     {
