@@ -215,7 +215,7 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         return new TrainResult(runDir, state.Step, lastLoss, lastEval, state.BestStep == 0 ? null : state.BestStep, gguf, peft, merged, metricsPath, curve, stop);
     }
 
-    private static (ChatTemplate Template, Models.Tokenizers.ITokenizer Tokenizer, Templater Templater, ReadOptions Read) Templating(Recipe r, string basePath)
+    internal static (ChatTemplate Template, Models.Tokenizers.ITokenizer Tokenizer, Templater Templater, ReadOptions Read) Templating(Recipe r, string basePath)
     {
         var (template, tokenizer, _) = Templater.LoadModel(basePath);
         if (r.Model.ChatTemplate is { } custom) template = ChatTemplate.FromText(custom, $"{r.File}: model.chat_template");
