@@ -39,6 +39,7 @@ public static class CliApp
             FleetCommand.Create(console),
             RetrievalCommand.Create(console),
             RunsCommand.Create(console),
+            PlanCommand.Create(console),
         };
 
         if (args.Length == 0)

@@ -120,16 +120,19 @@ public interface IComputeBackend : IDisposable
     void RmsNormBackward(DeviceBuffer dy, DeviceBuffer x, DeviceBuffer weight, DeviceBuffer rstd, DeviceBuffer dx, DeviceBuffer? dWeight, int n, int c);
 
     // x: (B,T,heads,D) in place  invFreq: (D/2)    position of row (b,t) is t; inverse rotates back (the backward)
-    void Rope(DeviceBuffer x, DeviceBuffer invFreq, int batch, int seqLen, int heads, int headDim, RopeLayout layout, bool inverse);
+    // segmentStarts: (B,T) or empty; with them the position is t − segmentStarts[b,t] (packed examples restart at 0)
+    void Rope(DeviceBuffer x, DeviceBuffer invFreq, int batch, int seqLen, int heads, int headDim, RopeLayout layout, bool inverse,
+        ReadOnlySpan<int> segmentStarts = default);
 
     // q: (B,T,H,D)  k, v: (B,T,KV,D)  output: (B,T,H,D)  logSumExp: (B,H,T)
     // causal softmax(q·kᵀ/√D)·v; query head h reads key/value head h / (H/KV). No T×T matrix is kept:
     // the row log-sum-exp is what the backward needs to recompute the probabilities.
+    // segmentStarts: (B,T) or empty (sequence packing): row (b,t) attends to keys [segmentStarts[b,t], t] only.
     void AttentionForward(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
-        int batch, int seqLen, int heads, int kvHeads, int headDim);
+        int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default);
     // dq: (B,T,H,D)  dk, dv: (B,T,KV,D), all overwritten
     void AttentionBackward(DeviceBuffer dOutput, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
-        DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim);
+        DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default);
 
     // gate, up, output: (count)                      output = silu(gate)·up (output may alias gate)
     void SwiGluForward(DeviceBuffer gate, DeviceBuffer up, DeviceBuffer output, long count);

@@ -33,7 +33,12 @@ public sealed record ProfileIdentity(string Vendor, string Soc, string? Module, 
 
 public sealed record CpuSpec(string Model, Quantity Cores, TextFact Isa, Quantity? MaxFrequency);
 
-public sealed record GpuSpec(string Model, TextFact? ComputeCapability, Quantity? CudaCores, Quantity? TensorCores, Quantity? MaxFrequency);
+public sealed record GpuSpec(string Model, TextFact? ComputeCapability, Quantity? CudaCores, Quantity? TensorCores, Quantity? MaxFrequency)
+{
+    /// <summary>A discrete card's own memory and its bandwidth (workstation and server GPUs, for training plans).</summary>
+    public Quantity? Memory { get; init; }
+    public Quantity? MemoryBandwidth { get; init; }
+}
 
 public sealed record MemorySpec(string? Type, bool Unified, Quantity Total, Quantity UsableForModel, Quantity Bandwidth);
 

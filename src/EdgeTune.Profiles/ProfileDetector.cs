@@ -46,7 +46,8 @@ public static class ProfileDetector
             }
         }
 
-        var generic = sameArch.Where(p => p.Identity.DeviceTreeIds.Count == 0).ToList();
+        // A profile with a discrete card's memory describes a training GPU (for `edgetune plan`), not this host.
+        var generic = sameArch.Where(p => p.Identity.DeviceTreeIds.Count == 0 && p.Gpu?.Memory is null).ToList();
         if (generic.Count > 0 && arch is not null)
         {
             string why = tree.IsPresent

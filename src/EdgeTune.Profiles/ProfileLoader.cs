@@ -418,7 +418,10 @@ public sealed class ProfileLoader(ProfileCatalog catalog)
                 StrArray(identity, "device_tree_ids"), Str(identity, "detect_power_mode")),
             Cpu = new CpuSpec(Str(cpu, "model")!, Fig(cpu, "cores", Dimension.Count)!, TextFig(cpu, "isa")!, Fig(cpu, "max_frequency", Dimension.Frequency)),
             Gpu = gpu is null ? null : new GpuSpec(Str(gpu, "model")!, TextFig(gpu, "compute_capability"), Fig(gpu, "cuda_cores", Dimension.Count),
-                Fig(gpu, "tensor_cores", Dimension.Count), Fig(gpu, "max_frequency", Dimension.Frequency)),
+                Fig(gpu, "tensor_cores", Dimension.Count), Fig(gpu, "max_frequency", Dimension.Frequency))
+            {
+                Memory = Fig(gpu, "memory", Dimension.Bytes), MemoryBandwidth = Fig(gpu, "memory_bandwidth", Dimension.Bandwidth),
+            },
             Memory = new MemorySpec(Str(memory, "type"), memory["unified"] is TomlValueNode { Value: true },
                 Fig(memory, "total", Dimension.Bytes)!, Fig(memory, "usable_for_model", Dimension.Bytes)!, Fig(memory, "bandwidth", Dimension.Bandwidth)!),
             Compute = compute is null

@@ -221,13 +221,27 @@ public sealed record TrainSection
     public bool ActivationCheckpointing { get; init; }
     /// <summary>A loss above this multiple of the running mean (after the first steps) stops the run.</summary>
     public double ExplodeFactor { get; init; } = 10;
+    /// <summary>
+    /// Sequence packing: each micro-batch's examples share sequences of up to <see cref="PackedLength"/> tokens,
+    /// attention never crossing an example and positions restarting per example; the same examples and steps as
+    /// without it, without the padding.
+    /// </summary>
+    public bool Packing { get; init; }
+    /// <summary>
+    /// The longest packed sequence; null: batch_size × max_seq_len, so a micro-batch's examples go back to back in one
+    /// sequence (attention cost follows the examples, not the sequence, so a long one costs nothing extra).
+    /// </summary>
+    public int? PackedLength { get; init; }
 
     internal static TrainSection Read(TomlSection s, TuningMethod method)
     {
         s.RefuseUnknown(["learning_rate", "epochs", "max_steps", "batch_size", "gradient_accumulation", "max_seq_len", "seed",
             "warmup_ratio", "warmup_steps", "schedule", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon",
-            "checkpoint_every", "eval_every", "early_stopping_patience", "device", "threads", "activation_checkpointing", "explode_factor"]);
+            "checkpoint_every", "eval_every", "early_stopping_patience", "device", "threads", "activation_checkpointing", "explode_factor", "packing", "packed_length"]);
         var d = new TrainSection();
+        int maxSeqLen = s.Int("max_seq_len", 2, 1 << 20) ?? d.MaxSeqLen;
+        if (s.Int("packed_length", 2, 1 << 24) is { } packed && packed < maxSeqLen)
+            throw s.Error("packed_length", $"{packed} is below max_seq_len ({maxSeqLen}): a packed sequence must hold the longest example");
         return new TrainSection
         {
             LearningRate = s.Number("learning_rate", 1e-12, 10) ?? (method == TuningMethod.Full ? 2e-5 : 2e-4),
@@ -235,7 +249,7 @@ public sealed record TrainSection
             MaxSteps = s.Int("max_steps", 1, int.MaxValue),
             BatchSize = s.Int("batch_size", 1, 65_536) ?? d.BatchSize,
             GradientAccumulation = s.Int("gradient_accumulation", 1, 65_536) ?? d.GradientAccumulation,
-            MaxSeqLen = s.Int("max_seq_len", 2, 1 << 20) ?? d.MaxSeqLen,
+            MaxSeqLen = maxSeqLen,
             Seed = (ulong)(s.Integer("seed", 0, long.MaxValue) ?? (long)d.Seed),
             WarmupRatio = s.Number("warmup_ratio", 0, 1) ?? d.WarmupRatio,
             WarmupSteps = s.Int("warmup_steps", 0, int.MaxValue),
@@ -257,6 +271,8 @@ public sealed record TrainSection
             Threads = s.Int("threads", 0, 4096) ?? d.Threads,
             ActivationCheckpointing = s.Bool("activation_checkpointing") ?? false,
             ExplodeFactor = s.Number("explode_factor", 1.5, 1e9) ?? d.ExplodeFactor,
+            Packing = s.Bool("packing") ?? false,
+            PackedLength = s.Int("packed_length", 2, 1 << 24),
         };
     }
 }

@@ -121,7 +121,7 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         {
             cancel.ThrowIfCancellationRequested();
             var microExamples = Enumerable.Range(0, accum).Select(i => MicroBatch((long)step * accum + i)).ToList();
-            var micro = microExamples.Select(e => TrainingExamples.Collate(e, padId)).ToList();
+            var micro = microExamples.Select(e => r.Train.Packing ? TrainingExamples.Pack(e, padId, r.Train.PackedLength ?? batch * r.Train.MaxSeqLen) : TrainingExamples.Collate(e, padId)).ToList();
             int targets = micro.Sum(b => b.TrainedTokens);
             model.ZeroGradients();
             double lossSum = 0;
@@ -132,10 +132,10 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
                 TeacherRows? teacherRows = null;
                 if (teacher is not null)
                 {
-                    var (ids, logProbs) = teacher.Collate([.. microExamples[i].Select(e => indexOf[e])], train, mb.SeqLen);
+                    var (ids, logProbs) = teacher.Collate([.. microExamples[i].Select(e => indexOf[e])], train, mb);
                     teacherRows = new TeacherRows(ids, logProbs, distillSettings);
                 }
-                lossSum += model.Step(mb.Tokens, mb.Targets, mb.Size, mb.SeqLen, train: true, gradScale: 1f / targets, seed, teacherRows);
+                lossSum += model.Step(mb.Tokens, mb.Targets, mb.Size, mb.SeqLen, train: true, gradScale: 1f / targets, seed, teacherRows, mb.SegmentStarts);
                 tokensSeen += mb.Tokens.Length;
             }
             double loss = lossSum / targets;
@@ -215,7 +215,7 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         return new TrainResult(runDir, state.Step, lastLoss, lastEval, state.BestStep == 0 ? null : state.BestStep, gguf, peft, merged, metricsPath, curve, stop);
     }
 
-    private static (ChatTemplate Template, Models.Tokenizers.ITokenizer Tokenizer, Templater Templater, ReadOptions Read) Templating(Recipe r, string basePath)
+    internal static (ChatTemplate Template, Models.Tokenizers.ITokenizer Tokenizer, Templater Templater, ReadOptions Read) Templating(Recipe r, string basePath)
     {
         var (template, tokenizer, _) = Templater.LoadModel(basePath);
         if (r.Model.ChatTemplate is { } custom) template = ChatTemplate.FromText(custom, $"{r.File}: model.chat_template");

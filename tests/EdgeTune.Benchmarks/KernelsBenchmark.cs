@@ -5,10 +5,11 @@ using EdgeTune.Kernels.Cpu;
 namespace EdgeTune.Benchmarks;
 
 /// <summary>
-/// GFLOP/s of the CPU backend's matmuls (2·N·K·M flops each) at a LoRA-sized and a llama-sized shape, float32 and
-/// frozen NF4, plus the fused cross-entropy. Best of a few runs after a warm-up.
+/// GFLOP/s of a backend's matmuls (2·N·K·M flops each) at a LoRA-sized and a llama-sized shape, float32 and
+/// frozen NF4, causal attention forward and backward, and the fused cross-entropy. Best of a few runs after a warm-up;
+/// on a device backend each timing ends with a read-back, so the kernels have finished.
 ///
-///   dotnet run -c Release --project tests/EdgeTune.Benchmarks -- kernels [--threads N] [--repeat R]
+///   dotnet run -c Release --project tests/EdgeTune.Benchmarks -- kernels [--device cpu|cuda] [--threads N] [--repeat R]
 /// </summary>
 internal static class KernelsBenchmark
 {
@@ -21,8 +22,10 @@ internal static class KernelsBenchmark
         }
         int threads = int.Parse(Opt("--threads", "0"));
         int repeat = int.Parse(Opt("--repeat", "3"));
-        using var backend = new CpuBackend(threads);
+        using var backend = Backends.Create(Opt("--device", "cpu"), threads, Console.Error.WriteLine);
         Console.WriteLine($"backend: {backend.Name}, best of {repeat}");
+        var sync = backend.Allocate(1);
+        double Time(Action action, int repeat) => Timed(() => { action(); backend.SumOfSquares(sync); }, repeat);
         Console.WriteLine($"{"op",-28} {"N",6} {"K",6} {"M",6} {"ms",9} {"GFLOP/s",9}");
         foreach (var (n, k, m) in new[] { (256, 256, 688), (512, 2048, 2048), (1024, 4096, 4096) })
         {
@@ -60,10 +63,29 @@ internal static class KernelsBenchmark
             double flops = 3 * 2.0 * n * c * vocab;
             Report("CrossEntropy fwd+bwd", n, c, vocab, flops, Time(() => backend.CrossEntropy(hidden, head, targets, n, c, vocab, 1f / n, dHidden, dHead), repeat));
         }
+        foreach (var (seq, heads, kvHeads, headDim) in new[] { (512, 14, 2, 64), (1024, 32, 8, 64) })
+        {
+            var random = new Random(3);
+            DeviceBuffer Fill(long count)
+            {
+                var values = new float[count];
+                for (long i = 0; i < count; i++) values[i] = (float)(random.NextDouble() - 0.5);
+                var buffer = backend.Allocate(count);
+                backend.Upload(values, buffer);
+                return buffer;
+            }
+            long qn = (long)seq * heads * headDim, kvn = (long)seq * kvHeads * headDim;
+            var (q, k, v, o, dO) = (Fill(qn), Fill(kvn), Fill(kvn), backend.Allocate(qn), Fill(qn));
+            var (lse, dq, dk, dv) = (backend.Allocate((long)heads * seq), backend.Allocate(qn), backend.Allocate(kvn), backend.Allocate(kvn));
+            // Causal: half of the T² score pairs, 2 matmuls forward (q·kᵀ, p·v) and 5 in the backward (flash-style recompute).
+            double pairs = seq * (seq + 1) / 2.0 * heads * headDim * 2;
+            Report($"Attention fwd T={seq} H={heads}/{kvHeads}", seq, headDim, heads, 2 * pairs, Time(() => backend.AttentionForward(q, k, v, o, lse, 1, seq, heads, kvHeads, headDim), repeat));
+            Report($"Attention bwd T={seq} H={heads}/{kvHeads}", seq, headDim, heads, 5 * pairs, Time(() => backend.AttentionBackward(dO, q, k, v, o, lse, dq, dk, dv, 1, seq, heads, kvHeads, headDim), repeat));
+        }
         return 0;
     }
 
-    private static double Time(Action action, int repeat)
+    private static double Timed(Action action, int repeat)
     {
         action();
         double best = double.MaxValue;

@@ -44,9 +44,12 @@ public class ExportGgufCommandTests
         using var doc = JsonDocument.Parse(r.Stdout);
         var root = doc.RootElement;
         var table = root.GetProperty("table").EnumerateArray().ToList();
-        Assert.Equal(["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"], table.Select(t => t.GetProperty("type").GetString()));
-        // The adapter makes the model answer "hello": base + adapter and every quantised merge score 1, none is worse,
-        // so the smallest is shipped.
+        // The profile enables ONNX Runtime: the merged model's ONNX int4 folder is a candidate beside the GGUF types.
+        Assert.Equal(["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K", "ONNX-int4"], table.Select(t => t.GetProperty("type").GetString()));
+        Assert.Equal("onnxruntime-genai", table[^1].GetProperty("runtime").GetString());
+        Assert.Contains("export gguf: score ONNX-int4: 8/8", r.Stderr);
+        // The adapter makes the model answer "hello": base + adapter and every quantised merge (GGUF or ONNX) score 1,
+        // none is worse, so the smallest is shipped.
         Assert.Equal(1.0, root.GetProperty("evaluation").GetProperty("reference").GetProperty("metrics").GetProperty("exact_match").GetProperty("value").GetDouble());
         Assert.All(table, t => Assert.True(t.GetProperty("fits").GetBoolean() && t.GetProperty("scored").GetBoolean()));
         Assert.All(table, t => Assert.Equal(1.0, t.GetProperty("value").GetDouble()));
@@ -99,6 +102,24 @@ public class ExportGgufCommandTests
         var chosen = doc.RootElement.GetProperty("chosen");
         Assert.Equal("Q3_K_M", chosen.GetProperty("type").GetString());
         Assert.Contains("refused as worse than tuned beyond noise (p < 0.05): Q2_K (exact_match 0 vs 1 for tuned, p = ", chosen.GetProperty("reason").GetString());
+    }
+
+    [Fact]
+    public void Auto_on_a_profile_without_ONNX_Runtime_leaves_the_ONNX_row_out_and_prints_why()
+    {
+        using var dir = new TempDir();
+        var (recipe, adapter) = Task(dir, "apache-2.0", test: 2);
+        string profile = Path.Combine(Directory.CreateDirectory(Path.Combine(dir.Path, "llama-only")).FullName, "x86-64-generic.toml");
+        File.WriteAllText(profile, File.ReadAllText(Path.Combine(Shipped, "x86-64-generic.toml")).Replace("onnxruntime_cpu = true", "onnxruntime_cpu = false", StringComparison.Ordinal));
+        string outDir = Path.Combine(dir.Path, "ship");
+        var r = CliRunner.Run("export", "gguf", recipe, "--profile", profile, "--adapter", adapter, "--out", outDir, "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains($"Skipped: ONNX-int4: {profile} enables no ONNX Runtime ([runtimes] onnxruntime_cpu, onnxruntime_cuda or onnxruntime_tensorrt), so the device could not run it", r.Stdout);
+        Assert.DoesNotContain("| ONNX-int4 |", r.Stdout);
+        Assert.DoesNotContain("ONNX", r.Stderr); // nothing exported or scored for it
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "export.json")));
+        Assert.DoesNotContain(doc.RootElement.GetProperty("table").EnumerateArray(), t => t.GetProperty("type").GetString() == "ONNX-int4");
+        Assert.Contains(doc.RootElement.GetProperty("skipped").EnumerateArray(), s => s.GetString()!.StartsWith("ONNX-int4: ", StringComparison.Ordinal));
     }
 
     private static T Dispose<T>(IDisposable d, T value)
@@ -208,6 +229,12 @@ public class ExportGgufCommandTests
         line = Assert.Single(r3.Stderr.TrimEnd().Split('\n'));
         Assert.Matches($"^edgetune: {System.Text.RegularExpressions.Regex.Escape(profile)}:\\d+:\\d+: memory.bandwidth.value: must be greater than 0", line);
 
+        // A folder as the base that is no Hugging Face model folder.
+        string notHf = Directory.CreateDirectory(Path.Combine(dir.Path, "not-hf")).FullName;
+        var r4 = CliRunner.Run("export", "gguf", recipe, "--base", notHf, "--profile", "x86-64-generic", "--adapter", adapter, "--out", ship);
+        Assert.Equal(1, r4.ExitCode);
+        Assert.Equal($"edgetune: {Path.Combine(notHf, "config.json")}: no such file (a Hugging Face model folder holds config.json, safetensors weights and tokenizer.json)", r4.Stderr.TrimEnd());
+
         // Usage errors exit 2.
         Assert.Equal(2, CliRunner.Run("export", "gguf", recipe, "--profile", "x86-64-generic", "--type", "Q9_X").ExitCode);
         Assert.Equal(2, CliRunner.Run("export", "gguf", recipe, "--profile", "x86-64-generic", "--use", "personal").ExitCode);
@@ -216,5 +243,6 @@ public class ExportGgufCommandTests
         var help = CliRunner.Run("export", "gguf", "--help");
         Assert.Equal(0, help.ExitCode);
         Assert.Contains("--accept-licence", help.Stdout);
+        Assert.Contains("ONNX-int4", help.Stdout);
     }
 }

@@ -31,14 +31,15 @@ public class ProfilesCommandTests
         var r = CliRunner.Run("profiles", "validate");
         Assert.Equal(0, r.ExitCode);
         Assert.Equal("", r.Stderr);
-        Assert.Contains("7 profiles valid", r.Stdout);
-        foreach (var name in new[] { "jetson-orin-nano-8gb", "jetson-orin-nano-8gb-super", "jetson-orin-nx-16gb", "jetson-agx-orin-64gb", "jetson-xavier-nx", "raspberry-pi-5-8gb", "x86-64-generic" })
+        Assert.Contains("11 profiles valid", r.Stdout);
+        foreach (var name in new[] { "jetson-orin-nano-8gb", "jetson-orin-nano-8gb-super", "jetson-orin-nx-16gb", "jetson-agx-orin-64gb", "jetson-xavier-nx", "raspberry-pi-5-8gb", "x86-64-generic",
+                     "workstation-rtx-4090", "server-a100-80gb", "server-h100-sxm", "server-h200" })
             Assert.Contains($"({name})", r.Stdout);
 
         var json = CliRunner.Run("profiles", "validate", Shipped, "--json");
         Assert.Equal(0, json.ExitCode);
         using var doc = JsonDocument.Parse(json.Stdout);
-        Assert.Equal(7, doc.RootElement.GetArrayLength());
+        Assert.Equal(11, doc.RootElement.GetArrayLength());
         Assert.All(doc.RootElement.EnumerateArray(), e => Assert.True(e.GetProperty("valid").GetBoolean()));
     }
 

@@ -6,7 +6,7 @@ namespace EdgeTune.Cli.Tests;
 
 public class TrainCommandTests
 {
-    private static string Project(TempDir dir, string extraTrain = "")
+    internal static string Project(TempDir dir, string extraTrain = "")
     {
         TinyLlama.WriteGguf(dir.File("base.gguf"), new TinyLlamaConfig { Embedding = 64, Layers = 1, Heads = 4, KvHeads = 2, FeedForward = 128, ChatMl = true, HeadScale = 20 });
         using (var w = new StreamWriter(dir.File("train.jsonl")))

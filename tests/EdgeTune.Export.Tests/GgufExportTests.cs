@@ -100,6 +100,95 @@ public class GgufExportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_QLoRA_base_is_merged_against_its_own_blocks_and_the_re_quantisation_error_is_reported()
+    {
+        // A QLoRA run with base_quant = "q8_0" over a Q8_0 GGUF trains against the stored blocks; shipping Q8_0 again
+        // quantises the merge of exactly those blocks.
+        using var dir = new TempDir();
+        string f32 = dir.File("f32.gguf"), q8 = dir.File("model.gguf"), mergedF32 = dir.File("merged-f32.gguf");
+        TinyTask.WriteModel(f32, "apache-2.0");
+        GgufQuantizer.Run(f32, q8, LlamaFileType.MostlyQ8_0);
+        TinyTask.WriteData(dir.File("test.jsonl"), 1000, 3);
+        string adapter = dir.File("adapter.gguf");
+        WriteRandomAdapter(q8, adapter);
+
+        var result = GgufExporter.Export(Request(dir, adapter, "Q8_0"));
+        var q = Assert.IsType<RequantisationReport>(result.Requantisation);
+        Assert.Equal("Q8_0", q.BaseType);
+        Assert.True(q.SameTypeAsBase);
+        Assert.Equal(["token_embd", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "output"], q.Groups.Select(g => g.Group));
+        Assert.All(q.Groups, g => Assert.Equal("q8_0", g.Types));
+        Assert.Equal(2, q.Groups.Single(g => g.Group == "attn_q").Tensors);
+
+        // Checked independently: attn_q's error from the merged float32 model and the shipped file, read here.
+        MergedGgufWriter.Write(q8, EdgeTune.Models.Adapters.LoraAdapter.Open(adapter), mergedF32, TinyTask.ChatMl);
+        double diff = 0, norm = 0;
+        using (var exact = GgufFile.Open(mergedF32))
+        using (var shipped = GgufFile.Open(result.ModelFile))
+            foreach (var t in shipped.Tensors.Where(t => RequantisationReport.GroupOf(t.Name) == "attn_q"))
+            {
+                var a = new float[t.ElementCount];
+                var b = new float[t.ElementCount];
+                exact.ReadRows(exact.FindTensor(t.Name)!, 0, a);
+                shipped.ReadRows(t, 0, b);
+                for (int i = 0; i < a.Length; i++) { diff += ((double)b[i] - a[i]) * ((double)b[i] - a[i]); norm += (double)a[i] * a[i]; }
+            }
+        double attnQ = Math.Sqrt(diff / norm);
+        output.WriteLine(q.Markdown());
+        Assert.Equal(attnQ, q.Groups.Single(g => g.Group == "attn_q").RelativeRms, 1e-9);
+        // The merge is against the base's own blocks: those the adapter does not touch come back bit for bit (Q8_0 of
+        // dequantised Q8_0 is the same blocks), those it moved cost Q8_0's error of a fraction of a percent.
+        Assert.All(q.Groups.Where(g => g.Group is "token_embd" or "output"), g => Assert.Equal(0, g.RelativeRms));
+        Assert.All(q.Groups.Where(g => g.Group is not ("token_embd" or "output")), g => Assert.InRange(g.RelativeRms, 1e-4, 0.02));
+
+        // The logits: the shipped file against the merged float32 model, on the test prompts, through llama.cpp.
+        Assert.Equal(3, q.LogitPrompts);
+        Assert.InRange(q.LogitsRelativeL2!.Value, 1e-6, 0.05);
+        double own = LogitDistance.RelativeL2(LlamaCpp.AllLogits(result.ModelFile, Prompt()), LlamaCpp.AllLogits(mergedF32, Prompt()));
+        Assert.InRange(q.LogitsRelativeL2.Value, own / 10, own * 10); // the same size as on any other prompt
+
+        string json = File.ReadAllText(Path.Combine(result.Folder, ExportCard.JsonFile));
+        Assert.Contains("\"same_type_as_base\": true", json);
+        Assert.Contains("Re-quantisation error (the base is Q8_0 and so is the shipped file", File.ReadAllText(Path.Combine(result.Folder, ExportCard.CardFile)));
+    }
+
+    [Fact]
+    public void A_Hugging_Face_folder_base_is_licence_checked_from_its_model_card_converted_and_merged()
+    {
+        using var dir = new TempDir();
+        string tokenizerFolder = RealTokenizers.Folder("llama2");
+        int vocab = EdgeTune.Models.Tokenizers.HuggingFaceTokenizer.Load(tokenizerFolder).VocabularySize;
+        string hf = TinyHfCheckpoint.Write(dir.File("hf"), new TinyHfOptions { ModelType = "llama", Vocab = vocab, Hidden = 64, Heads = 4, KvHeads = 2, Tied = true, Seed = 21 });
+        foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" }) File.Copy(Path.Combine(tokenizerFolder, file), Path.Combine(hf, file));
+        File.WriteAllText(Path.Combine(hf, "README.md"), "---\nlicense: cc-by-nc-4.0\n---\n# tiny\n");
+        TinyTask.WriteData(dir.File("test.jsonl"), 1000, 2);
+        // The same folder through the converter, for the adapter's shapes and as llama.cpp's reference with the adapter attached.
+        string gguf = dir.File("hf-f32.gguf"), adapterGguf = dir.File("adapter.gguf"), peft = dir.File("peft");
+        EdgeTune.Models.Conversion.HfToGgufConverter.Convert(hf, gguf, GgmlType.F32, m =>
+        {
+            foreach (var (k, v) in EdgeTune.Models.Tokenizers.GgufVocabulary.FromHuggingFace(hf)) m.Set(k, v);
+        });
+        WriteRandomAdapter(gguf, adapterGguf, peftFolder: peft);
+        var request = Request(dir, peft, "F32") with { BaseModel = hf, ChatTemplate = TinyTask.ChatMl };
+
+        // The licence is the folder's model card's: CC-BY-NC refuses commercial use before anything is written.
+        var e = Assert.Throws<EdgeTuneException>(() => GgufExporter.Export(request));
+        Assert.StartsWith($"{Path.Combine(hf, "README.md")}: license: licence 'cc-by-nc-4.0' (Creative Commons Attribution-NonCommercial 4.0) does not allow commercial use", e.Message);
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(dir.Path), p => Path.GetFileName(p).Contains("ship-F32", StringComparison.Ordinal));
+
+        var result = GgufExporter.Export(request with { Use = DeclaredUse.Research });
+        Assert.Equal($"{Path.Combine(hf, "README.md")}: license", result.Licence.StatedIn);
+        Assert.Equal(["MODEL_CARD.md", "eval", "export.json", "fit.json", "fit.md", "model-f32.gguf"],
+            Directory.EnumerateFileSystemEntries(result.Folder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        double d = LogitDistance.RelativeL2(LlamaCpp.AllLogits(result.ModelFile, Prompt()), LlamaCpp.AllLogits(gguf, Prompt(), adapterGguf));
+        output.WriteLine($"merged from the Hugging Face folder vs its conversion + the adapter: relative L2 {d:E2}");
+        Assert.True(d <= 1e-4, $"{d:E2}");
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(result.Folder, ExportCard.JsonFile)));
+        Assert.Equal(Path.GetFullPath(hf), json.RootElement.GetProperty("base").GetProperty("path").GetString());
+        Assert.True(json.RootElement.GetProperty("base").GetProperty("hugging_face_folder").GetBoolean());
+    }
+
+    [Fact]
     public void Separate_export_of_a_PEFT_adapter_writes_the_GGUF_adapter_llama_cpp_applies_the_same()
     {
         using var dir = new TempDir();
@@ -182,6 +271,11 @@ public class GgufExportTests(ITestOutputHelper output)
         Assert.Null(LicenceTable.Find("my-own-licence"));
         Assert.Equal("qwen-research", LicenceTable.FromText("Qwen RESEARCH LICENSE AGREEMENT\nQwen RESEARCH LICENSE AGREEMENT Release Date: September 19, 2024")!.Id);
         Assert.Equal("cc-by-nc-nd-4.0", LicenceTable.FromText("Attribution-NonCommercial-NoDerivatives 4.0 International")!.Id);
+        Assert.Equal("cc-by-nc-sa-4.0", LicenceTable.FromText("Attribution-NonCommercial-ShareAlike 4.0 International")!.Id);
+        // The 2024 Qwen agreement and the 2023 Tongyi Qianwen one are different texts with different terms.
+        Assert.Equal("qwen", LicenceTable.FromText("Qwen LICENSE AGREEMENT\n\nQwen LICENSE AGREEMENT Release Date: September 19, 2024")!.Id);
+        Assert.Equal("tongyi-qianwen", LicenceTable.FromText("Tongyi Qianwen LICENSE AGREEMENT\n\nTongyi Qianwen Release Date: August 3, 2023")!.Id);
+        Assert.Equal("tongyi-qianwen", LicenceTable.Find("tongyi-qianwen-license-agreement")!.Id);
         Assert.All(LicenceTable.Known, t => Assert.StartsWith("https://", t.Source));
 
         using var dir = new TempDir();
@@ -189,7 +283,7 @@ public class GgufExportTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(hf, "README.md"), "---\nlicense: other\nlicense_name: qwen-research\n---\n# model\n");
         var e = Assert.Throws<EdgeTuneException>(() => LicenceGate.Check(hf, DeclaredUse.Commercial, null));
         Assert.Equal($"{Path.Combine(hf, "README.md")}: license_name: licence 'qwen-research' (Qwen Research License Agreement) does not allow commercial use: " +
-                     "section 3 grants the rights for non-commercial purposes only; commercial use needs a separate licence from Alibaba Cloud (https://huggingface.co/Qwen/Qwen2.5-3B-Instruct/blob/main/LICENSE)", e.Message);
+                     "section 2(a) grants the rights for non-commercial purposes only (section 1: research or evaluation); commercial use needs a separate licence from Alibaba Cloud (section 2(b)) (https://huggingface.co/Qwen/Qwen2.5-3B-Instruct/blob/main/LICENSE)", e.Message);
         Assert.Equal(LicenceVerdict.AllowWithObligations, LicenceGate.Check(hf, DeclaredUse.Research, null).Verdict);
 
         File.Delete(Path.Combine(hf, "README.md"));

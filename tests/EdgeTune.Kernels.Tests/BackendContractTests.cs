@@ -256,6 +256,53 @@ public abstract class BackendContractTests : IDisposable
         }
     }
 
+    [Fact]
+    public void PackedAttentionAndRopeAgreeWithTheReference()
+    {
+        // Examples of 1, 2, 63, 64, 65 … tokens: segment edges on and off the CPU backend's 64-key blocks.
+        foreach (var (batch, seqLen, heads, kvHeads, headDim) in AttentionShapes())
+        {
+            string at = $"packed (B={batch},T={seqLen},H={heads},KV={kvHeads},D={headDim})";
+            int qCount = batch * seqLen * heads * headDim, kvCount = batch * seqLen * kvHeads * headDim;
+            int[] starts = PackedStarts(batch, seqLen, seed: seqLen);
+            float[] q = UniformF(qCount, 1, 2), k = UniformF(kvCount, 2, 2), v = UniformF(kvCount, 3), dOut = UniformF(qCount, 4);
+            float[] invFreq = [.. Enumerable.Range(0, headDim / 2).Select(j => (float)Math.Pow(10000, -2.0 * j / headDim))];
+            var (bq, bk, bv) = (Up(q), Up(k), Up(v));
+            Backend.Rope(bq, Up(invFreq), batch, seqLen, heads, headDim, RopeLayout.Half, inverse: false, starts);
+            double[] rq = D(q);
+            Reference.Rope<double>(rq, D(invFreq), batch, seqLen, heads, headDim, RopeLayout.Half, inverse: false, starts);
+            TestData.Close("rope " + at, rq, Down(bq), Math.Max(Tolerance, 3e-4));
+            Backend.Upload(q, bq);
+
+            var (bo, blse) = (Backend.Allocate(qCount), Backend.Allocate(batch * heads * seqLen));
+            Backend.AttentionForward(bq, bk, bv, bo, blse, batch, seqLen, heads, kvHeads, headDim, starts);
+            var (bdq, bdk, bdv) = (Up(UniformF(qCount, 9)), Up(UniformF(kvCount, 9)), Up(UniformF(kvCount, 9)));
+            Backend.AttentionBackward(Up(dOut), bq, bk, bv, bo, blse, bdq, bdk, bdv, batch, seqLen, heads, kvHeads, headDim, starts);
+
+            double[] o = new double[qCount], lse = new double[batch * heads * seqLen];
+            double[] dq = new double[qCount], dk = new double[kvCount], dv = new double[kvCount];
+            Reference.AttentionForward<double>(D(q), D(k), D(v), o, lse, batch, seqLen, heads, kvHeads, headDim, starts);
+            Reference.AttentionBackward<double>(D(dOut), D(q), D(k), D(v), o, lse, dq, dk, dv, batch, seqLen, heads, kvHeads, headDim, starts);
+            Close("output " + at, o, bo);
+            Close("logSumExp " + at, lse, blse);
+            Close("dq " + at, dq, bdq);
+            Close("dk " + at, dk, bdk);
+            Close("dv " + at, dv, bdv);
+        }
+    }
+
+    [Fact]
+    public void SegmentStartsThatCrossExamplesAreRefused()
+    {
+        using var x = Backend.Allocate(1 * 4 * 2 * 4);
+        using var f = Backend.Allocate(2);
+        using var lse = Backend.Allocate(2 * 4);
+        // Row 3 jumps back into an earlier example; row 2 claims a start in its future; a (B,T) array one short.
+        Assert.Throws<ArgumentException>(() => Backend.Rope(x, f, 1, 4, 2, 4, RopeLayout.Half, false, [0, 1, 1, 0]));
+        Assert.Throws<ArgumentException>(() => Backend.AttentionForward(x, x, x, x, lse, 1, 4, 2, 2, 4, [0, 0, 3, 3]));
+        Assert.Throws<ArgumentException>(() => Backend.AttentionForward(x, x, x, x, lse, 1, 4, 2, 2, 4, [0, 0, 0]));
+    }
+
     // ---- elementwise -------------------------------------------------------------------------------------------
 
     [Fact]

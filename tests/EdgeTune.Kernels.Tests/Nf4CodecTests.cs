@@ -13,6 +13,27 @@ public class Nf4CodecTests(ITestOutputHelper output)
         0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
     ];
 
+    [Theory]
+    [InlineData(1, 64)]
+    [InlineData(65, 64)]
+    [InlineData(4097, 128)]
+    [InlineData(70_001, 1024)]
+    [InlineData(70_001, 1 << 20)]
+    public void Streaming_quantisation_writes_the_same_bytes_as_quantising_the_whole_tensor(int count, int chunk)
+    {
+        var rng = new Random(count);
+        var values = Enumerable.Range(0, count).Select(_ => (float)(rng.NextDouble() - 0.5) * (rng.Next(50) == 0 ? 8 : 1)).ToArray();
+        var reads = new List<(long Start, int Length)>();
+        var streamed = Nf4Codec.Quantize(count, (start, destination) =>
+        {
+            reads.Add((start, destination.Length));
+            values.AsSpan((int)start, destination.Length).CopyTo(destination);
+        }, chunk);
+        Assert.Equal(Nf4Codec.Quantize(values), streamed);
+        Assert.All(reads, r => Assert.True(r.Length <= Math.Max(chunk, 64), $"read {r.Length} values at once"));
+        Assert.Equal(count, reads.Sum(r => r.Length));
+    }
+
     [Fact]
     public void CodeBookIsBitsandbytes()
     {

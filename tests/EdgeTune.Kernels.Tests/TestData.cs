@@ -11,6 +11,25 @@ internal static class TestData
         return values;
     }
 
+    /// <summary>
+    /// Segment starts of packed sequences: each sequence cut into examples of seeded lengths 1, 2, 63, 64, 65 or
+    /// anything up to 80 (at most half the sequence, so that each holds several), so edges fall on and off 64-key blocks.
+    /// </summary>
+    public static int[] PackedStarts(int batch, int seqLen, int seed)
+    {
+        var rng = new Random(seed);
+        int[] lengths = [1, 2, 63, 64, 65];
+        var starts = new int[batch * seqLen];
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < seqLen;)
+            {
+                int length = Math.Min(Math.Max(1, seqLen / 2), rng.Next(2) == 0 ? lengths[rng.Next(lengths.Length)] : 1 + rng.Next(80));
+                for (int i = t; i < Math.Min(seqLen, t + length); i++) starts[b * seqLen + i] = t;
+                t += length;
+            }
+        return starts;
+    }
+
     public static float[] UniformF(int count, int seed, float scale = 1) => [.. Uniform(count, seed, scale).Select(v => (float)v)];
 
     public static float[] Gaussian(int count, int seed, float sigma = 1)

@@ -15,12 +15,42 @@ public class ShippedProfilesTests
         Assert.Equal(
         [
             "jetson-agx-orin-64gb", "jetson-orin-nano-8gb", "jetson-orin-nano-8gb-super", "jetson-orin-nx-16gb",
-            "jetson-xavier-nx", "raspberry-pi-5-8gb", "x86-64-generic",
+            "jetson-xavier-nx", "raspberry-pi-5-8gb", "server-a100-80gb", "server-h100-sxm", "server-h200", "workstation-rtx-4090", "x86-64-generic",
         ], files.Select(Path.GetFileNameWithoutExtension).Order(StringComparer.Ordinal));
         foreach (var file in files)
         {
             var result = Loader.Validate(file);
             Assert.True(result.IsValid, string.Join('\n', result.Diagnostics));
+        }
+    }
+
+    [Fact]
+    public void Training_gpu_profiles_carry_the_cards_memory_bandwidth_and_throughput_and_are_never_detected_as_the_host()
+    {
+        // The datasheets' figures (the profiles link them): memory, bandwidth, FP32 and dense BF16.
+        var h100 = Load("server-h100-sxm");
+        Assert.Equal(80e9, h100.Gpu!.Memory!.Value);
+        Assert.Equal(3.35e12, h100.Gpu.MemoryBandwidth!.Value, 3);
+        Assert.Equal(67e12, h100.Compute["fp32_tflops"].Value, 3);
+        Assert.Equal(989e12, h100.Compute["bf16_tflops"].Value, 3);
+        Assert.Equal(141e9, Load("server-h200").Gpu!.Memory!.Value);
+        Assert.Equal(4.8e12, Load("server-h200").Gpu!.MemoryBandwidth!.Value, 3);
+        Assert.Equal(19.5e12, Load("server-a100-80gb").Compute["fp32_tflops"].Value, 3);
+        Assert.Equal(312e12, Load("server-a100-80gb").Compute["bf16_tflops"].Value, 3);
+        Assert.Equal(1008e9, Load("workstation-rtx-4090").Gpu!.MemoryBandwidth!.Value, 3);
+        Assert.Equal(82.6e12, Load("workstation-rtx-4090").Compute["fp32_tflops"].Value, 3);
+
+        // An x86-64 host without a device tree is still the generic profile, whatever GPU profiles ship.
+        var all = Loader.Catalog.List().Select(Loader.Load).ToList();
+        var emptyBoard = Directory.CreateTempSubdirectory("edgetune-no-board-");
+        try
+        {
+            var detection = ProfileDetector.Detect(new Sensors.SystemRoot(emptyBoard.FullName), all, "x86_64");
+            Assert.Equal("x86-64-generic", detection.Profile?.Name);
+        }
+        finally
+        {
+            emptyBoard.Delete(recursive: true);
         }
     }
 

@@ -47,6 +47,8 @@ public class RecipeTests
         Assert.Equal(2e-5, full.Train.LearningRate);
         Assert.Equal(1.0, full.Train.MaxGradNorm);
         Assert.Equal("/r/runs/x", full.Output.Dir);
+        Assert.False(full.Train.Packing);
+        Assert.Null(full.Train.PackedLength);
         var lora = Recipe.Parse("[model]\nbase = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n[adapter]\nrank = 8\nrslora = true\n", "/r/x.toml");
         Assert.Equal(2e-4, lora.Train.LearningRate);
         Assert.Equal(16.0 / Math.Sqrt(8), lora.Adapter.Scale, 12);
@@ -59,6 +61,7 @@ public class RecipeTests
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[adapter]\nrank = \"8\"\n", "x.toml:6:1: adapter.rank: expected an integer")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[adapter]\ntargets = [\"q\", \"lm_head\"]\n", "x.toml:6:1: adapter.targets: 'lm_head' is not a target")]
     [InlineData("[data]\ntrain = \"t\"\n", "x.toml:1:1: model.base: required")]
+    [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\nmax_seq_len = 256\npacking = true\npacked_length = 128\n", "x.toml:8:1: train.packed_length: 128 is below max_seq_len (256)")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[trian]\n", "x.toml:5:2: trian: unknown key")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\ndevice = \"tpu\"\n", "x.toml:6:1: train.device: 'tpu' is not one of auto, cuda, cpu")]
     [InlineData("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[baseline]\ntop_k = 0\n", "x.toml:6:1: baseline.top_k:")]

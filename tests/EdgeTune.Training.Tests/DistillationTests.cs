@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using EdgeTune.Data;
 using EdgeTune.Data.Templating;
-using EdgeTune.Evaluation.Statistics;
+using EdgeTune.Evaluation;
 using EdgeTune.Inference;
 using EdgeTune.Inference.LlamaCpp;
 using EdgeTune.Kernels.Cpu;
@@ -82,7 +82,7 @@ public class DistillationTests(ITestOutputHelper output)
         var (train, _) = TrainingExamples.Load(dir.File("train.jsonl"), new Templater(studentTemplate, studentTokenizer, new TemplateOptions { MaxTokens = 96 }));
         for (int i = 0; i < 2; i++)
         {
-            var picks = Argmax(LlamaCpp.AllLogits(dir.File("teacher.gguf"), train[i].Ids, teacher.AdapterGguf), studentTokenizer.VocabularySize);
+            var picks = TeacherAgreement.GreedyPicks(LlamaCpp.AllLogits(dir.File("teacher.gguf"), train[i].Ids, teacher.AdapterGguf), studentTokenizer.VocabularySize);
             int[] expected = [.. Enumerable.Range(0, picks.Length).Where(p => train[i].Targets[p] >= 0).Select(p => picks[p])];
             int[] top1 = [.. Enumerable.Range(0, expected.Length).Select(r => stored.Examples[i].Ids[r * stored.TopK])];
             Assert.Equal(expected, top1);
@@ -91,54 +91,18 @@ public class DistillationTests(ITestOutputHelper output)
         // Held-out positions as the students train on them.
         var (template, tokenizer, _) = Templater.LoadModel(dir.File("student.gguf"));
         var (heldOut, _) = TrainingExamples.Load(dir.File("heldout.jsonl"), new Templater(template, tokenizer, new TemplateOptions { MaxTokens = 96 }));
-        var teacherPick = new List<int>();
-        var labelsAgree = new List<bool>();
-        var distilledAgree = new List<bool>();
-        int teacherRight = 0, labelsRight = 0, distilledRight = 0;
         using var teacherModel = Open(dir.File("teacher.gguf"), teacher.AdapterGguf!);
         using var labelsModel = Open(dir.File("student.gguf"), labels.AdapterGguf!);
         using var distilledModel = Open(dir.File("student.gguf"), distilled.AdapterGguf!);
-        foreach (var e in heldOut)
-        {
-            var t = Argmax(teacherModel.Logits(e.Ids), tokenizer.VocabularySize);
-            var a = Argmax(labelsModel.Logits(e.Ids), tokenizer.VocabularySize);
-            var b = Argmax(distilledModel.Logits(e.Ids), tokenizer.VocabularySize);
-            for (int p = 0; p < e.Ids.Length; p++)
-            {
-                if (e.Targets[p] < 0) continue;
-                teacherPick.Add(t[p]);
-                if (t[p] == e.Targets[p]) teacherRight++;
-                if (a[p] == e.Targets[p]) labelsRight++;
-                if (b[p] == e.Targets[p]) distilledRight++;
-                labelsAgree.Add(a[p] == t[p]);
-                distilledAgree.Add(b[p] == t[p]);
-            }
-        }
-        int n = teacherPick.Count;
-        var labelsRate = Stats.Wilson(labelsAgree.Count(x => x), n);
-        var distilledRate = Stats.Wilson(distilledAgree.Count(x => x), n);
-        var paired = Stats.McNemar(distilledAgree, labelsAgree);
+        var a = TeacherAgreement.Measure(teacherModel, ("distilled", distilledModel), ("label-only", labelsModel), heldOut.Select(e => (e.Ids, e.Targets)));
         string report = string.Create(CultureInfo.InvariantCulture,
-            $"{n} held-out positions; next token correct: teacher {teacherRight / (double)n:P1}, label-only {labelsRight / (double)n:P1}, distilled {distilledRight / (double)n:P1}; agreement with the teacher: label-only {labelsRate.Value:P1} [{labelsRate.Low:P1}, {labelsRate.High:P1}], " +
-            $"distilled {distilledRate.Value:P1} [{distilledRate.Low:P1}, {distilledRate.High:P1}]; {paired.Test} p = {paired.PValue:G3} ({paired.AWins} distilled-only, {paired.BWins} label-only); {clock.Elapsed.TotalSeconds:F0} s");
+            $"{a.Positions} held-out positions; next token correct: teacher {a.TeacherCorrectRate:P1}, label-only {a.B.CorrectRate:P1}, distilled {a.A.CorrectRate:P1}; agreement with the teacher: label-only {a.B.Rate.Value:P1} [{a.B.Rate.Low:P1}, {a.B.Rate.High:P1}], " +
+            $"distilled {a.A.Rate.Value:P1} [{a.A.Rate.Low:P1}, {a.A.Rate.High:P1}]; {a.Paired.Test} p = {a.Paired.PValue:G3} ({a.Paired.AWins} distilled-only, {a.Paired.BWins} label-only); {clock.Elapsed.TotalSeconds:F0} s");
         output.WriteLine(report);
-        Assert.True(distilledRate.Value > labelsRate.Value && paired.PValue < 0.05, report);
+        Assert.True(a.A.Rate.Value > a.B.Rate.Value && a.Paired.PValue < 0.05, report);
     }
 
     // One llama.cpp model per scored model (opening one per example would dominate the test's time).
     private static IInferenceModel Open(string path, string adapter) =>
         LlamaCppRuntime.Default.Open(new ModelOptions { Path = path, Adapters = [adapter], ContextSize = 128, Threads = 2, Exact = true });
-
-    private static int[] Argmax(float[] logits, int vocab)
-    {
-        var picks = new int[logits.Length / vocab];
-        for (int p = 0; p < picks.Length; p++)
-        {
-            var row = logits.AsSpan(p * vocab, vocab);
-            int best = 0;
-            for (int v = 1; v < vocab; v++) if (row[v] > row[best]) best = v;
-            picks[p] = best;
-        }
-        return picks;
-    }
 }

@@ -120,16 +120,20 @@ internal sealed class NaiveBackend : IComputeBackend
         }
     }
 
-    public void Rope(DeviceBuffer x, DeviceBuffer invFreq, int batch, int seqLen, int heads, int headDim, RopeLayout layout, bool inverse)
+    /// <summary>The first key of row (b, t): the start of its packed example, or 0.</summary>
+    private static int First(int[]? starts, int b, int seqLen, int t) => starts is null ? 0 : starts[b * seqLen + t];
+
+    public void Rope(DeviceBuffer x, DeviceBuffer invFreq, int batch, int seqLen, int heads, int headDim, RopeLayout layout, bool inverse, ReadOnlySpan<int> segmentStarts = default)
     {
         var X = S(x); var F = S(invFreq);
+        var st = segmentStarts.IsEmpty ? null : segmentStarts.ToArray();
         int half = headDim / 2;
         for (int b = 0; b < batch; b++)
             for (int t = 0; t < seqLen; t++)
                 for (int h = 0; h < heads; h++)
                     for (int j = 0; j < half; j++)
                     {
-                        double angle = t * (double)F[j] * (inverse ? -1 : 1);
+                        double angle = (t - First(st, b, seqLen, t)) * (double)F[j] * (inverse ? -1 : 1);
                         double cos = Math.Cos(angle), sin = Math.Sin(angle);
                         int baseIndex = ((b * seqLen + t) * heads + h) * headDim;
                         int ia = baseIndex + (layout == RopeLayout.Half ? j : 2 * j), ib = baseIndex + (layout == RopeLayout.Half ? j + half : 2 * j + 1);
@@ -139,9 +143,10 @@ internal sealed class NaiveBackend : IComputeBackend
                     }
     }
 
-    public void AttentionForward(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, int batch, int seqLen, int heads, int kvHeads, int headDim)
+    public void AttentionForward(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default)
     {
         var Q = S(q); var K = S(k); var V = S(v); var O = S(output); var L = S(logSumExp);
+        var st = segmentStarts.IsEmpty ? null : segmentStarts.ToArray();
         int group = heads / kvHeads; double scale = 1 / Math.Sqrt(headDim);
         var p = new double[seqLen];
         for (int b = 0; b < batch; b++)
@@ -150,7 +155,7 @@ internal sealed class NaiveBackend : IComputeBackend
                 {
                     int qi = ((b * seqLen + t) * heads + h) * headDim, g = h / group;
                     double max = double.NegativeInfinity;
-                    for (int s = 0; s <= t; s++)
+                    for (int s = First(st, b, seqLen, t); s <= t; s++)
                     {
                         int ki = ((b * seqLen + s) * kvHeads + g) * headDim;
                         double dot = 0;
@@ -159,19 +164,20 @@ internal sealed class NaiveBackend : IComputeBackend
                         max = Math.Max(max, p[s]);
                     }
                     double z = 0;
-                    for (int s = 0; s <= t; s++) z += Math.Exp(p[s] - max);
+                    for (int s = First(st, b, seqLen, t); s <= t; s++) z += Math.Exp(p[s] - max);
                     L[(b * heads + h) * seqLen + t] = (float)(max + Math.Log(z));
                     for (int d = 0; d < headDim; d++)
                     {
                         double acc = 0;
-                        for (int s = 0; s <= t; s++) acc += Math.Exp(p[s] - max) / z * V[((b * seqLen + s) * kvHeads + g) * headDim + d];
+                        for (int s = First(st, b, seqLen, t); s <= t; s++) acc += Math.Exp(p[s] - max) / z * V[((b * seqLen + s) * kvHeads + g) * headDim + d];
                         O[qi + d] = (float)acc;
                     }
                 }
     }
 
-    public void AttentionBackward(DeviceBuffer dOutput, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim)
+    public void AttentionBackward(DeviceBuffer dOutput, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default)
     {
+        var st = segmentStarts.IsEmpty ? null : segmentStarts.ToArray();
         var DO = S(dOutput); var Q = S(q); var K = S(k); var V = S(v); var O = S(output); var L = S(logSumExp);
         var DQ = S(dq); var DK = S(dk); var DV = S(dv);
         DQ.Clear(); DK.Clear(); DV.Clear();
@@ -184,7 +190,7 @@ internal sealed class NaiveBackend : IComputeBackend
                     double lse = L[(b * heads + h) * seqLen + t];
                     double delta = 0;
                     for (int d = 0; d < headDim; d++) delta += (double)DO[qi + d] * O[qi + d];
-                    for (int s = 0; s <= t; s++)
+                    for (int s = First(st, b, seqLen, t); s <= t; s++)
                     {
                         int ki = ((b * seqLen + s) * kvHeads + g) * headDim;
                         double dot = 0, dp = 0;

@@ -10,7 +10,7 @@ namespace EdgeTune.Cli.Commands;
 
 /// <summary>
 /// The main job on an embedded default: `edgetune demo` runs the whole loop (data → base → baseline → QLoRA →
-/// evaluation → ONNX → bundle install → device → fleet collection); `edgetune demo quantization` compares quantisation types with llama.cpp.
+/// evaluation → ONNX → bundle install → device → fleet collection); `edgetune demo quantization` compares quantisation types with llama.cpp; `edgetune demo distill` distils a tuned teacher into a smaller student.
 /// </summary>
 internal static class DemoCommand
 {
@@ -31,27 +31,67 @@ internal static class DemoCommand
             "and its field records collected over MQTT (an in-process broker) into the next dataset version.\n\n" +
             "Examples:\n  edgetune demo\n  edgetune demo --fast --out /tmp/demo\n  edgetune demo quantization --types Q8_0,Q4_K_M")
         {
-            outDir, fast, device, threads, Quantization(console),
+            outDir, fast, device, threads, Quantization(console), Distill(console),
         };
         command.SetAction((parse, cancel) =>
         {
-            string work = Path.GetFullPath(parse.GetValue(outDir)!);
-            string marker = Path.Combine(work, ".edgetune-demo");
-            if (Directory.Exists(work) && Directory.EnumerateFileSystemEntries(work).Any())
+            var (pipeline, backend) = Pipeline(console, parse, outDir, fast, device, threads);
+            using (backend)
             {
-                if (!File.Exists(marker)) throw new EdgeTuneException($"{work}: the folder exists and is not an earlier demo run; choose another --out");
-                Directory.Delete(work, recursive: true);
+                console.Out.WriteLine("EdgeTune demo: from business data to a tuned model served on a device, with an honest verdict.");
+                pipeline.Run(cancel);
             }
-            Directory.CreateDirectory(work);
-            File.WriteAllText(marker, "written by edgetune demo; the next demo run into this folder replaces it\n");
-            int t = parse.GetValue(threads) is > 0 and var n ? n : Environment.ProcessorCount;
-            using var backend = Backends.Create(parse.GetValue(device)!, t, line => console.Error.WriteLine(line));
-            var scale = parse.GetValue(fast) ? Demo.DemoScale.Fast : Demo.DemoScale.Full;
-            console.Out.WriteLine("EdgeTune demo: from business data to a tuned model served on a device, with an honest verdict.");
-            new Demo.DemoPipeline(console, work, scale, backend, t).Run(cancel);
             return Task.FromResult(CliApp.Success);
         });
         return command;
+    }
+
+    /// <summary>`edgetune demo distill`: the ticket task with a 4-layer teacher and a 2-layer student, label-only against distilled.</summary>
+    private static Command Distill(CliConsole console)
+    {
+        var outDir = new Option<string>("--out") { Description = "Run folder (kept: data, models, recipes, runs, answers)", DefaultValueFactory = _ => "edgetune-demo-distill" };
+        var fast = new Option<bool>("--fast") { Description = "The demo's smaller world (fewer tickets, steps and test examples): a few minutes on 2 cores" };
+        var device = new Option<string>("--device") { Description = "auto, cuda or cpu", DefaultValueFactory = _ => "auto" };
+        device.AcceptOnlyFromAmong("auto", "cuda", "cpu");
+        var threads = new Option<int>("--threads") { Description = "Worker threads (default: one per core)" };
+        var command = new Command("distill",
+            "Distillation on the demo's ticket task: a teacher tuned on a 4-layer base, and a 2-layer student tuned twice with the same recipe, " +
+            "seed and steps, on the labels alone and distilled from the teacher's top-64 log-probabilities. Reports on the frozen test split, with " +
+            "95% confidence intervals and paired tests: the task metric of the three, and how often each student agrees with the teacher " +
+            "(next token at the trained positions, and the whole answer).\n\n" +
+            "Examples:\n  edgetune demo distill\n  edgetune demo distill --fast --out /tmp/distill")
+        {
+            outDir, fast, device, threads,
+        };
+        command.SetAction((parse, cancel) =>
+        {
+            var (pipeline, backend) = Pipeline(console, parse, outDir, fast, device, threads);
+            using (backend)
+            {
+                console.Out.WriteLine("EdgeTune demo distill: a tuned 4-layer teacher into a 2-layer student, judged on the frozen test split.");
+                pipeline.RunDistill(cancel);
+            }
+            return Task.FromResult(CliApp.Success);
+        });
+        return command;
+    }
+
+    /// <summary>The run folder (an earlier demo run in it is replaced; any other content is refused), the backend and the pipeline.</summary>
+    private static (Demo.DemoPipeline Pipeline, IComputeBackend Backend) Pipeline(CliConsole console, ParseResult parse, Option<string> outDir, Option<bool> fast, Option<string> device, Option<int> threads)
+    {
+        string work = Path.GetFullPath(parse.GetValue(outDir)!);
+        string marker = Path.Combine(work, ".edgetune-demo");
+        if (Directory.Exists(work) && Directory.EnumerateFileSystemEntries(work).Any())
+        {
+            if (!File.Exists(marker)) throw new EdgeTuneException($"{work}: the folder exists and is not an earlier demo run; choose another --out");
+            Directory.Delete(work, recursive: true);
+        }
+        Directory.CreateDirectory(work);
+        File.WriteAllText(marker, "written by edgetune demo; the next demo run into this folder replaces it\n");
+        int t = parse.GetValue(threads) is > 0 and var n ? n : Environment.ProcessorCount;
+        var backend = Backends.Create(parse.GetValue(device)!, t, line => console.Error.WriteLine(line));
+        var scale = parse.GetValue(fast) ? Demo.DemoScale.Fast : Demo.DemoScale.Full;
+        return (new Demo.DemoPipeline(console, work, scale, backend, t), backend);
     }
 
     /// <summary>`edgetune demo quantization`: what each quantisation type costs in logit accuracy, judged by llama.cpp.</summary>

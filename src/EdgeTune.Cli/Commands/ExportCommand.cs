@@ -33,20 +33,21 @@ internal static class ExportCommand
     {
         var recipe = new Argument<string?>("RECIPE") { Description = "The training recipe (TOML): base model, test split, [eval] scoring, [export] use", Arity = ArgumentArity.ZeroOrOne };
         var profile = new Option<string>("--profile") { Description = "The device: a profile name, a .toml path, or 'auto'", Required = true };
-        var baseModel = new Option<string?>("--base") { Description = "The base model, a GGUF file (default: the recipe's [model] base)" };
+        var baseModel = new Option<string?>("--base") { Description = "The base model: a GGUF file or a Hugging Face folder, converted to float32 GGUF for the export (default: the recipe's [model] base)" };
         var adapter = new Option<string?>("--adapter") { Description = "The LoRA adapter (GGUF adapter or PEFT folder; default: adapter.gguf in the recipe's run folder when it exists)" };
         var test = new Option<string?>("--test") { Description = "The frozen test split, JSONL (default: the recipe's [eval] test or [data] test)" };
         var merge = new Option<bool>("--merge") { Description = "Merge the adapter into the weights (default): one file" };
         var separate = new Option<bool>("--separate") { Description = "The base quantised once plus the GGUF adapter, applied at run time (hot-swappable)" };
         var type = new Option<string>("--type")
         {
-            Description = "auto (every fitting candidate of " + string.Join(", ", GgufExportRequest.AutoCandidates) + " scored; the smallest not worse than base + adapter beyond noise) or one type",
+            Description = "auto (every fitting candidate of " + string.Join(", ", GgufExportRequest.AutoCandidates) + $", and {OnnxCandidate.Type} for a merged export on a profile with an ONNX Runtime, " +
+                          "scored; the smallest not worse than base + adapter beyond noise) or one type (a GGUF type, or " + OnnxCandidate.Type + " for the ONNX folder alone)",
             DefaultValueFactory = _ => "auto",
         };
         type.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<string>() is { } v && v != "auto" && !LlamaFileTypes.TryParse(v, out _))
-                r.AddError($"unknown --type '{v}'; choose auto or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
+            if (r.GetValueOrDefault<string>() is { } v && v != "auto" && v != OnnxCandidate.Type && !LlamaFileTypes.TryParse(v, out _))
+                r.AddError($"unknown --type '{v}'; choose auto, {OnnxCandidate.Type} or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
         });
         var context = new Option<int?>("--context") { Description = "Context length on the device, in tokens (default 4096, or the model's trained context when shorter)" };
         context.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--context must be at least 1"); });
@@ -64,7 +65,7 @@ internal static class ExportCommand
             "Export GGUF for a device profile: the adapter merged in float32 (or kept separate), each candidate type sized against the profile " +
             "(weights + KV cache at the context + runtime buffers vs the memory budget; decode bound from the bandwidth), every fitting candidate " +
             "quantised and scored on the frozen test split through llama.cpp against base + adapter (paired test), and the smallest not worse beyond " +
-            "noise chosen. The base model's licence is checked against the declared use first. Writes the model (and adapter), fit.md/fit.json, " +
+            "noise chosen. A merged export on a profile with an ONNX Runtime also scores the ONNX int4 folder (through ONNX Runtime GenAI), which ships when chosen. The base model's licence is checked against the declared use first. Writes the model (and adapter), fit.md/fit.json, " +
             "MODEL_CARD.md and export.json; the folder appears only when complete. Progress on stderr.\n\n" +
             "Example: edgetune export gguf runs/qlora.toml --profile jetson-orin-nano-8gb --adapter runs/qlora/adapter.gguf --out ship/")
         {

@@ -176,6 +176,17 @@ internal sealed partial class DemoPipeline
         return output.ToString();
     }
 
+    /// <summary>A verb that may answer no with exit 1 (runs promote refusing a challenger): its exit code and output, stdout and stderr together.</summary>
+    private (int Code, string Output) RunCliAllowingRefusal(params string[] args)
+    {
+        var output = new StringWriter(CultureInfo.InvariantCulture);
+        var errors = new StringWriter(CultureInfo.InvariantCulture);
+        int code = CliApp.Run(args, output, errors);
+        if (code != CliApp.Success && code != CliApp.Failure)
+            throw new EdgeTuneException($"edgetune {string.Join(' ', args.Take(2))} failed (exit {code}): {errors.ToString().Trim().Split('\n').LastOrDefault()}");
+        return (code, (output.ToString() + errors.ToString()).Trim());
+    }
+
     /// <summary>An MQTT broker inside the demo's process (MQTTnet.Server) on a free loopback port, with persistent sessions.</summary>
     private sealed class DemoBroker : IDisposable
     {

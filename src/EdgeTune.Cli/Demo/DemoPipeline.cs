@@ -31,7 +31,7 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
     private readonly TextWriter _o = console.Out;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-    private const int Steps = 10;
+    private const int Steps = 11;
 
     /// <summary>The board the demo ships to.</summary>
     private const string ShipProfile = "jetson-orin-nano-8gb";
@@ -43,92 +43,34 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
         string models = Path.Combine(work, "models"), runs = Path.Combine(work, "runs");
         Directory.CreateDirectory(models);
         Directory.CreateDirectory(runs);
-        const int maxSeqLen = 192;
 
         // 2 before 1: the data check counts tokens with the model's tokenizer and chat template.
         Step(1, "base model: a tiny llama given general ability by a short pre-training (stands in for a real 1–7B checkpoint)");
-        string general = Path.Combine(work, "data", "general.jsonl");
-        Directory.CreateDirectory(Path.GetDirectoryName(general)!);
-        PretrainingText.Write(general, scale.GeneralTexts, seed: 11);
-        string initial = DemoWorld.WriteInitialModel(Path.Combine(models, "init.gguf"), scale, general);
-        var pretrain = WriteRecipe(Path.Combine(runs, "pretrain.toml"), $"""
-            # Pre-training stand-in: full fine-tuning of the random model on general text (inputs too).
-            [model]
-            base = "../models/init.gguf"
-            [data]
-            train = "../data/general.jsonl"
-            train_on_inputs = true
-            [adapter]
-            method = "full"
-            [train]
-            learning_rate = 2e-3
-            max_steps = {scale.PretrainSteps}
-            batch_size = 16
-            max_seq_len = {maxSeqLen}
-            warmup_steps = 10
-            checkpoint_every = 0
-            [output]
-            dir = "pretrain"
-            """);
-        var pre = Train(pretrain, "pre-train", cancel);
-        string basePath = Path.Combine(models, "base.gguf");
-        File.Copy(pre.ModelGguf!, basePath, overwrite: true);
-        _o.WriteLine(string.Create(C, $"  {basePath}: loss {pre.FinalLoss:F3} after {pre.Steps} steps"));
+        string basePath = Pretrain("base", scale, cancel);
 
         Step(2, "data: support tickets → JSON triage, with planted defects; data check, clean, split with a frozen test set");
         var (template, tokenizer, _) = Templater.LoadModel(basePath);
-        var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = maxSeqLen });
-        var data = DemoWorld.BuildData(work, scale, templater, maxSeqLen, _o);
+        var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = MaxSeqLen });
+        var data = DemoWorld.BuildData(work, scale, templater, MaxSeqLen, _o);
         string test = Path.Combine(data.DatasetDir, "test.jsonl");
         string testSample = Path.Combine(data.DatasetDir, "test-sample.jsonl");
         File.WriteAllLines(testSample, File.ReadLines(test).Take(scale.TestLimit));
 
         SupportTickets.WriteTriageGuide(Path.Combine(work, "data", "triage-guide"));
-        var recipe = WriteRecipe(Path.Combine(runs, "qlora.toml"), $"""
-            # QLoRA on the demo base: NF4 frozen base, rank 16 on all seven linear layers.
-            [model]
-            base = "../models/base.gguf"
-            [data]
-            train = "../data/v1/train.jsonl"
-            eval = "../data/v1/eval.jsonl"
-            test = "../data/v1/test-sample.jsonl"
-            [adapter]
-            method = "qlora"
-            rank = 16
-            alpha = 32
-            dropout = 0.05
-            [train]
-            learning_rate = 2e-3
-            max_steps = {scale.TuneSteps}
-            batch_size = 8
-            max_seq_len = {maxSeqLen}
-            warmup_steps = 10
-            eval_every = {Math.Max(10, scale.TuneSteps / 5)}
-            checkpoint_every = 50
-            [eval]
-            task = "extraction"
-            primary_metric = "field_accuracy"
-            system_prompt = {JsonSerializer.Serialize(SupportTickets.SystemPrompt)}
-            few_shot = 3
-            max_new_tokens = 40
-            target_metric = "exact_match"
-            target_value = 0.9
-            [baseline]
-            knowledge = "../data/triage-guide"
-            chunk_tokens = 64
-            top_k = 2
-            [output]
-            dir = "qlora"
-            """);
+        var recipe = WriteRecipe(Path.Combine(runs, "qlora.toml"), TuneRecipe("QLoRA on the demo base: NF4 frozen base, rank 16 on all seven linear layers.", "base.gguf", "qlora"));
 
         Step(3, "prompt baselines: the base model zero-shot, few-shot (fixed and retrieved by BM25 from the training split) and RAG over the team's triage guide");
         var baselinePlan = EvalCommand.Plan(recipe, null, null, null, threads) with { GeneralTextFile = null };
         var baseline = Evaluator.Run(baselinePlan, EvalProgress(), cancel);
         foreach (var r in baseline.Runners) _o.WriteLine($"  {r.Runner,-18} {Describe(r)}");
 
-        Step(4, $"QLoRA: {recipe.File}");
+        Step(4, $"QLoRA: {recipe.File} (first `edgetune plan`: memory, tokens and time before training)");
+        var estimate = PlanTraining(recipe);
+        var trainClock = Stopwatch.StartNew();
         var tuned = Train(recipe, "qlora", cancel);
         _o.WriteLine(string.Create(C, $"  loss {tuned.FinalLoss:F3}, eval loss {tuned.FinalEvalLoss:F3}; adapter {tuned.AdapterGguf}"));
+        _o.WriteLine(string.Create(C, $"  trained in {trainClock.Elapsed.TotalSeconds:0} s (the plan said {estimate.Seconds:0} s, {(estimate.Seconds - trainClock.Elapsed.TotalSeconds) * 100 / trainClock.Elapsed.TotalSeconds:+0;-0}%)"));
+        string? trainRun = RunLog.RecordTrain(console, Registry, recipe, tuned);
 
         Step(5, $"export: GGUF fitted to the {ShipProfile} (each type that fits scored on the test split against base + adapter; the smallest not worse ships), and ONNX int4 for ONNX Runtime");
         var profile = new EdgeTune.Profiles.ProfileLoader().Load(ShipProfile);
@@ -144,6 +86,7 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
                          (c.Score?.Metric(shipped.PrimaryMetric) is { } m ? string.Create(C, $"{shipped.PrimaryMetric} {m.Value.Value:0.###}{(c.VersusReference is { } t ? $" (vs base + adapter {t.Difference:+0.###;-0.###;0}, p = {t.PValue:0.###})" : "")}") : c.NotScoredBecause ?? ""));
         _o.WriteLine(string.Create(C, $"  chose {shipped.ChosenType}: {shipped.Reason} ({timer.Elapsed.TotalSeconds:0} s; {shipped.Folder}: MODEL_CARD.md, export.json)"));
         string exported = shipped.ModelFile, shippedAdapter = shipped.AdapterFile!;
+        RunLog.RecordExport(console, Registry, request, shipped);
         string onnx = ExportOnnx(basePath, tuned.AdapterGguf!, models, cancel);
 
         Step(6, "evaluate on the frozen test split: base, prompt baseline, tuned, and both shipped artifacts (GGUF through llama.cpp, ONNX int4 through ONNX Runtime GenAI)");
@@ -151,6 +94,8 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
         var outcome = Evaluator.Run(plan, EvalProgress(), cancel);
         foreach (var r in outcome.Runners) _o.WriteLine($"  {r.Runner,-18} {Describe(r)}");
         var (markdown, html) = EvalReportWriter.Write(outcome, plan.RunDir, "EdgeTune demo: support ticket triage");
+        string champion = RunLog.RecordEval(console, Registry, recipe, plan, outcome) ?? throw new EdgeTuneException($"{Registry}: the evaluation was not recorded");
+        _o.WriteLine($"  runs: train {trainRun}, eval {champion} in {Registry}; {Indent(RunCli("runs", "promote", champion, "--registry", Registry).Trim())}");
         var v = outcome.Verdict;
         if (v is not null)
             _o.WriteLine(string.Create(C, $"  verdict: tuned {(v.TunedBetterThanBaselines ? "IS" : "is NOT")} better than the best baseline ({v.BestBaseline}) on {v.PrimaryMetric}: {v.TunedValue:0.###} vs {v.BestBaselineValue:0.###}, p = {v.PValue:0.####}; quantisation cost {v.QuantisationCost:+0.###;-0.###;0}"));
@@ -159,7 +104,22 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
 
         var field = RunDevice(exported, shippedAdapter, data, cancel);
 
-        Step(10, "where everything is");
+        Step(10, "iteration 2: retrain on the dataset with the field data, evaluate on the same frozen test split, then runs compare and runs promote (champion against challenger)");
+        var recipe2 = WriteRecipe(Path.Combine(runs, "qlora-v2.toml"), TuneRecipe("Iteration 2: the same QLoRA recipe on the dataset grown by the field data.", "base.gguf", "qlora-v2"));
+        var tuned2 = Train(recipe2, "qlora v2", cancel);
+        string? trainRun2 = RunLog.RecordTrain(console, Registry, recipe2, tuned2);
+        var plan2 = EvalCommand.Plan(recipe2, tuned2.AdapterGguf, null, null, threads) with { Baselines = false };
+        var outcome2 = Evaluator.Run(plan2, EvalProgress(), cancel);
+        string challenger = RunLog.RecordEval(console, Registry, recipe2, plan2, outcome2) ?? throw new EdgeTuneException($"{Registry}: the evaluation was not recorded");
+        _o.WriteLine($"  runs: train {trainRun2}, eval {challenger}");
+        _o.WriteLine($"  $ edgetune runs compare {champion} {challenger}");
+        foreach (var line in RunCli("runs", "compare", champion, challenger, "--registry", Registry).Split('\n')
+                     .Where(l => l.StartsWith("tuned.", StringComparison.Ordinal) || l.StartsWith("inputs", StringComparison.Ordinal) || l.StartsWith("paired", StringComparison.Ordinal) || l.StartsWith("  ", StringComparison.Ordinal)))
+            _o.WriteLine("    " + line.TrimEnd());
+        var (promoteCode, promoted) = RunCliAllowingRefusal("runs", "promote", challenger, "--registry", Registry);
+        _o.WriteLine($"  $ edgetune runs promote {challenger}: {(promoteCode == CliApp.Success ? "promoted" : "refused")}: {Indent(promoted.Trim())}");
+
+        Step(11, "where everything is");
         _o.WriteLine($"  run folder:   {work}");
         _o.WriteLine($"  data:         {data.DatasetDir} (train/eval/test.jsonl, manifest.json)");
         _o.WriteLine($"  recipe:       {recipe.File}");
@@ -170,6 +130,7 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
         _o.WriteLine($"  ONNX:         {onnx}");
         _o.WriteLine($"  bundles:      {Path.Combine(work, "release")} (signed .etb; the device trusts keys/demo-signing.pub)");
         _o.WriteLine($"  field data:   {field}");
+        _o.WriteLine($"  runs:         {Registry} (edgetune runs list --registry {Registry})");
         _o.WriteLine("  next:");
         _o.WriteLine($"    edgetune data check {data.Raw} --model {basePath}");
         _o.WriteLine($"    edgetune train {recipe.File}");
@@ -181,11 +142,106 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
         _o.WriteLine("  with a real model: set [model] base in the recipe to a GGUF or Hugging Face folder (e.g. Llama-3.2-1B-Instruct) and your data's train.jsonl.");
     }
 
+    /// <summary>The demo's run registry: train, eval and export runs with their lineage, champion and challenger.</summary>
+    private string Registry => Path.Combine(work, "registry");
+
+    private static string Indent(string text) => text.Replace("\n", "\n    ", StringComparison.Ordinal);
+
+    /// <summary>`edgetune plan RECIPE --device cpu` in-process: the summary lines, and the estimate to hold training against.</summary>
+    private PlanCommand.Plan PlanTraining(Recipe recipe)
+    {
+        var schedule = TrainingSchedule.For(recipe);
+        var plan = PlanCommand.OnCpu(recipe, schedule, backend, line => console.Error.WriteLine(line));
+        var text = new StringWriter(CultureInfo.InvariantCulture);
+        PlanCommand.Write(text, recipe, plan);
+        foreach (var line in text.ToString().Split('\n').Where(l => l.StartsWith("  data", StringComparison.Ordinal) || l.StartsWith("  time", StringComparison.Ordinal) || l.Contains(" total ", StringComparison.Ordinal)))
+            _o.WriteLine("  plan: " + line.Trim());
+        return plan;
+    }
+
     private static Recipe WriteRecipe(string path, string text)
     {
         File.WriteAllText(path, text + "\n");
         return Recipe.Load(path);
     }
+
+    private const int MaxSeqLen = 192;
+
+    /// <summary>
+    /// A base model in models/NAME.gguf of the given size: the untrained llama (vocabulary fitted to the demo's text, the
+    /// same for every size) given general ability by a short full fine-tuning on generated text.
+    /// </summary>
+    private string Pretrain(string name, DemoScale size, CancellationToken cancel)
+    {
+        string models = Path.Combine(work, "models"), runs = Path.Combine(work, "runs");
+        string general = Path.Combine(work, "data", "general.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(general)!);
+        if (!File.Exists(general)) PretrainingText.Write(general, size.GeneralTexts, seed: 11);
+        DemoWorld.WriteInitialModel(Path.Combine(models, $"init-{name}.gguf"), size, general);
+        var pretrain = WriteRecipe(Path.Combine(runs, $"pretrain-{name}.toml"), $"""
+            # Pre-training stand-in: full fine-tuning of the random model on general text (inputs too).
+            [model]
+            base = "../models/init-{name}.gguf"
+            [data]
+            train = "../data/general.jsonl"
+            train_on_inputs = true
+            [adapter]
+            method = "full"
+            [train]
+            learning_rate = 2e-3
+            max_steps = {size.PretrainSteps}
+            batch_size = 16
+            max_seq_len = {MaxSeqLen}
+            warmup_steps = 10
+            checkpoint_every = 0
+            [output]
+            dir = "pretrain-{name}"
+            """);
+        var pre = Train(pretrain, $"pre-train {name}", cancel);
+        string path = Path.Combine(models, name + ".gguf");
+        File.Copy(pre.ModelGguf!, path, overwrite: true);
+        _o.WriteLine(string.Create(C, $"  {path}: {size.Layers} layers, loss {pre.FinalLoss:F3} after {pre.Steps} steps"));
+        return path;
+    }
+
+    /// <summary>The demo's tuning recipe (QLoRA on the ticket task, scored on the frozen test sample) on models/BASE into runs/OUTPUT.</summary>
+    private string TuneRecipe(string comment, string baseFile, string output, string extra = "") => $"""
+        # {comment}
+        [model]
+        base = "../models/{baseFile}"
+        [data]
+        train = "../data/v1/train.jsonl"
+        eval = "../data/v1/eval.jsonl"
+        test = "../data/v1/test-sample.jsonl"
+        [adapter]
+        method = "qlora"
+        rank = 16
+        alpha = 32
+        dropout = 0.05
+        [train]
+        learning_rate = 2e-3
+        max_steps = {scale.TuneSteps}
+        batch_size = 8
+        max_seq_len = {MaxSeqLen}
+        warmup_steps = 10
+        eval_every = {Math.Max(10, scale.TuneSteps / 5)}
+        checkpoint_every = 50
+        [eval]
+        task = "extraction"
+        primary_metric = "field_accuracy"
+        system_prompt = {JsonSerializer.Serialize(SupportTickets.SystemPrompt)}
+        few_shot = 3
+        max_new_tokens = 40
+        target_metric = "exact_match"
+        target_value = 0.9
+        [baseline]
+        knowledge = "../data/triage-guide"
+        chunk_tokens = 64
+        top_k = 2
+        [output]
+        dir = "{output}"
+        {extra}
+        """;
 
     private TrainResult Train(Recipe recipe, string title, CancellationToken cancel) =>
         console.WithProgress(title, report =>

@@ -49,6 +49,12 @@ public static class ExportCard
         return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
 
+    /// <summary>Each file of a shipped folder (the ONNX candidate) by its path inside the folder, with its sha256, in name order.</summary>
+    public static IReadOnlyList<(string File, long Bytes, string Sha256)> FolderHashes(string folder) =>
+        Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
+            .Select(f => (File: Path.GetRelativePath(folder, f).Replace('\\', '/'), Bytes: new FileInfo(f).Length, Sha256: Sha256(f)))
+            .OrderBy(f => f.File, StringComparer.Ordinal).ToList();
+
     private static double? Finite(double v) => double.IsFinite(v) ? Math.Round(v, 6) : null;
 
     /// <summary>The rows: type, size, fits, decode bound, metric with 95% CI, delta vs the reference, p.</summary>
@@ -58,6 +64,7 @@ public static class ExportCard
         return (object)new
         {
             type = c.Type,
+            runtime = c.Runtime,
             weight_bytes = c.Fit.WeightBytes,
             adapter_bytes = c.Fit.AdapterBytes,
             kv_cache_bytes = c.Fit.KvCacheBytes,
@@ -96,8 +103,16 @@ public static class ExportCard
                              $"{(c.VersusReference is null ? "-" : c.VersusReference.PValue.ToString("0.####", C))} | {note} |");
         }
         foreach (var s in result.Skipped) b.AppendLine(C, $"\nSkipped: {s}");
+        if (result.Candidates.Any(c => c.Type == OnnxCandidate.Type))
+            b.AppendLine("\nNote: " + OnnxCandidate.Type + " is sized from its folder's files and a float32 KV cache (the int4 export's), with the GGUF rows' runtime estimate " +
+                            "(ONNX Runtime's own buffers are not modelled); it is scored through ONNX Runtime GenAI on the CPU.");
         b.AppendLine();
         b.AppendLine(C, $"Chosen: {result.ChosenType}: {result.Reason}.");
+        if (result.Requantisation is { } q)
+        {
+            b.AppendLine();
+            b.Append(q.Markdown());
+        }
         return b.ToString();
     }
 
@@ -112,6 +127,8 @@ public static class ExportCard
 
     private static object Document(string folder, GgufExportRequest r, GgufExportResult result, object[] table)
     {
+        string shipped = Path.Combine(folder, Path.GetFileName(result.ModelFile));
+        bool isFolder = Directory.Exists(shipped);
         string? baseName;
         using (var f = GgufFile.Open(r.BaseModel)) baseName = f.Metadata.GetString("general.name");
         var (manifest, version) = Dataset(r.TestFile);
@@ -122,7 +139,13 @@ public static class ExportCard
             toolkit = new { name = "EdgeTune", version = ToolkitVersion },
             created_utc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", C),
             mode = result.Mode.ToString().ToLowerInvariant(),
-            @base = new { path = Path.GetFullPath(r.BaseModel), name = baseName, sha256 = Sha256(r.BaseModel), licence = l.Stated, licence_read_from = l.StatedIn },
+            @base = new
+            {
+                path = r.HuggingFaceBase ?? Path.GetFullPath(r.BaseModel), hugging_face_folder = r.HuggingFaceBase is not null, name = baseName,
+                // A Hugging Face folder is hashed as the float32 GGUF it was converted to (one file, the weights and the vocabulary the export used).
+                sha256 = Sha256(r.BaseModel), sha256_of = r.HuggingFaceBase is null ? "file" : "float32 GGUF conversion",
+                licence = l.Stated, licence_read_from = l.StatedIn,
+            },
             adapter = r.Adapter is null ? null : new { path = Path.GetFullPath(r.Adapter), sha256 = File.Exists(r.Adapter) ? Sha256(r.Adapter) : null },
             recipe = r.RecipeFile is null ? null : new { path = Path.GetFullPath(r.RecipeFile), sha256 = Sha256(r.RecipeFile) },
             dataset = new
@@ -153,11 +176,20 @@ public static class ExportCard
                     m => new { value = Finite(m.Value.Value), ci95 = new[] { Finite(m.Value.Low), Finite(m.Value.High) } })),
             },
             table,
+            requantisation = result.Requantisation is not { } q ? null : new
+            {
+                type = q.Type, base_type = q.BaseType, base_quantised = q.BaseQuantised, same_type_as_base = q.SameTypeAsBase,
+                tensor_groups = q.Groups.Select(g => new { group = g.Group, types = g.Types, tensors = g.Tensors, elements = g.Elements, relative_rms_error = Finite(g.RelativeRms) }),
+                logits_relative_l2 = q.LogitsRelativeL2 is { } logits ? Finite(logits) : null, logit_prompts = q.LogitPrompts,
+            },
             skipped = result.Skipped,
             chosen = new
             {
                 type = result.ChosenType, reason = result.Reason, file = Path.GetFileName(result.ModelFile),
-                file_bytes = result.ModelFileBytes, weight_bytes = result.WeightBytes, sha256 = Sha256(Path.Combine(folder, Path.GetFileName(result.ModelFile))),
+                runtime = result.Candidates.First(c => c.Type == result.ChosenType).Runtime,
+                file_bytes = result.ModelFileBytes, weight_bytes = result.WeightBytes, sha256 = isFolder ? null : Sha256(shipped),
+                // A folder has no one hash: each of its files is hashed.
+                files = isFolder ? FolderHashes(shipped).Select(f => new { file = f.File, bytes = f.Bytes, sha256 = f.Sha256 }).ToArray() : null,
                 adapter_file = result.AdapterFile is null ? null : Path.GetFileName(result.AdapterFile),
             },
         };
@@ -177,19 +209,28 @@ public static class ExportCard
         var (manifest, version) = Dataset(r.TestFile);
         var l = result.Licence;
         var b = new StringBuilder();
-        b.AppendLine(C, $"# {baseName ?? Path.GetFileNameWithoutExtension(r.BaseModel)}{(r.Adapter is null ? "" : " (fine-tuned)")}: {result.ChosenType} for {r.Profile.DisplayName}");
+        b.AppendLine(C, $"# {baseName ?? Path.GetFileNameWithoutExtension(r.HuggingFaceBase ?? r.BaseModel)}{(r.Adapter is null ? "" : " (fine-tuned)")}: {result.ChosenType} for {r.Profile.DisplayName}");
         b.AppendLine();
         b.AppendLine(C, $"Exported by EdgeTune {ToolkitVersion} on {DateTime.UtcNow.ToString("yyyy-MM-dd", C)}.");
         b.AppendLine();
         b.AppendLine("## Files");
         b.AppendLine();
-        b.AppendLine(C, $"- `{Path.GetFileName(result.ModelFile)}`: {(result.Mode == GgufExportMode.Merged ? "the adapter merged into the base" : "the base")}, {result.ChosenType}, {GgufExporter.Bytes(result.ModelFileBytes)} (sha256 {Sha256(Path.Combine(folder, Path.GetFileName(result.ModelFile)))})");
+        string shipped = Path.Combine(folder, Path.GetFileName(result.ModelFile));
+        if (Directory.Exists(shipped))
+        {
+            b.AppendLine(C, $"- `{Path.GetFileName(result.ModelFile)}/`: the adapter merged into the base, {result.ChosenType}, a folder ONNX Runtime GenAI loads, {GgufExporter.Bytes(result.ModelFileBytes)}:");
+            foreach (var (file, bytes, sha) in FolderHashes(shipped)) b.AppendLine(C, $"  - `{file}`: {bytes} bytes, sha256 {sha}");
+        }
+        else
+            b.AppendLine(C, $"- `{Path.GetFileName(result.ModelFile)}`: {(result.Mode == GgufExportMode.Merged ? "the adapter merged into the base" : "the base")}, {result.ChosenType}, {GgufExporter.Bytes(result.ModelFileBytes)} (sha256 {Sha256(shipped)})");
         if (result.AdapterFile is not null) b.AppendLine(C, $"- `adapter.gguf`: the LoRA adapter, applied by llama.cpp at run time (hot-swappable)");
         b.AppendLine(C, $"- `{TableMarkdownFile}`, `{TableJsonFile}`: every candidate type's fit and score; `{JsonFile}`: all of this, machine-readable; `eval/`: the answers behind the scores");
         b.AppendLine();
         b.AppendLine("## Provenance");
         b.AppendLine();
-        b.AppendLine(C, $"- Base: {baseName ?? "(unnamed)"}, `{Path.GetFileName(r.BaseModel)}`, sha256 {Sha256(r.BaseModel)}");
+        b.AppendLine(r.HuggingFaceBase is { } hf
+            ? $"- Base: {baseName ?? "(unnamed)"}, Hugging Face folder `{hf}`, converted to float32 GGUF for the export (sha256 of the conversion {Sha256(r.BaseModel)})"
+            : $"- Base: {baseName ?? "(unnamed)"}, `{Path.GetFileName(r.BaseModel)}`, sha256 {Sha256(r.BaseModel)}");
         if (r.Adapter is not null) b.AppendLine(C, $"- Adapter: `{Path.GetFileName(r.Adapter)}`");
         if (r.RecipeFile is not null) b.AppendLine(C, $"- Recipe: `{Path.GetFileName(r.RecipeFile)}`, sha256 {Sha256(r.RecipeFile)}");
         string dataset = manifest is null ? "" : $"; dataset {version}, manifest sha256 {Sha256(manifest)}";
@@ -207,7 +248,7 @@ public static class ExportCard
             foreach (var o in l.Obligations) b.AppendLine(C, $"  - {o}");
         }
         b.AppendLine();
-        b.AppendLine("## Quality on the frozen test split (llama.cpp, the artifact as the device runs it)");
+        b.AppendLine("## Quality on the frozen test split (the artifact as the device runs it: llama.cpp; ONNX Runtime GenAI for ONNX-int4)");
         b.AppendLine();
         b.Append(TableMarkdown(result));
         return b.ToString();

@@ -14,15 +14,20 @@ public enum GgufExportMode { Merged, Separate }
 /// <summary>What `edgetune export gguf` takes: the model, the device, the frozen test split and how it is scored, and the declared use.</summary>
 public sealed record GgufExportRequest
 {
-    /// <summary>The candidate types of --type auto, most precise first (llama-quantize's names).</summary>
+    /// <summary>
+    /// The GGUF candidate types of --type auto, most precise first (llama-quantize's names). A merged export adds
+    /// <see cref="OnnxCandidate.Type"/> when the profile enables an ONNX Runtime.
+    /// </summary>
     public static readonly IReadOnlyList<string> AutoCandidates = ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"];
 
-    /// <summary>The base model, a GGUF file (F32, F16 or quantised).</summary>
+    /// <summary>The base model: a GGUF file (F32, F16 or quantised) or a Hugging Face folder (config.json, safetensors, tokenizer.json).</summary>
     public required string BaseModel { get; init; }
+    /// <summary>Set by the exporter when <see cref="BaseModel"/> was a Hugging Face folder: that folder (BaseModel is then its float32 conversion).</summary>
+    public string? HuggingFaceBase { get; init; }
     /// <summary>A LoRA adapter: a GGUF adapter or a PEFT folder; null exports the base alone.</summary>
     public string? Adapter { get; init; }
     public GgufExportMode Mode { get; init; } = GgufExportMode.Merged;
-    /// <summary>"auto" or one of llama-quantize's names (F32, F16, Q8_0, Q4_K_M, ...).</summary>
+    /// <summary>"auto", "ONNX-int4" (<see cref="OnnxCandidate.Type"/>) or one of llama-quantize's names (F32, F16, Q8_0, Q4_K_M, ...).</summary>
     public string Type { get; init; } = "auto";
     public required DeviceProfile Profile { get; init; }
     /// <summary>Context the device runs at (KV cache sizing); null: FitPlanner's default.</summary>
@@ -60,6 +65,8 @@ public sealed record GgufCandidate(
     bool? WorseBeyondNoise)
 {
     public long TotalBytes => Fit.TotalBytes;
+    /// <summary>What runs (and scored) the row: llama.cpp for GGUF types, <see cref="OnnxCandidate.Runtime"/> for the ONNX folder.</summary>
+    public string Runtime { get; init; } = "llama.cpp";
 }
 
 /// <summary>What an export wrote and why it chose what it chose.</summary>
@@ -67,8 +74,10 @@ public sealed record GgufExportResult(
     string Folder,
     GgufExportMode Mode,
     string ChosenType,
+    /// <summary>The shipped GGUF file, or the ONNX Runtime GenAI folder when <see cref="OnnxCandidate.Type"/> was chosen.</summary>
     string ModelFile,
     string? AdapterFile,
+    /// <summary>The file's bytes, or the sum of the ONNX folder's files.</summary>
     long ModelFileBytes,
     long WeightBytes,
     string Reason,
@@ -78,4 +87,8 @@ public sealed record GgufExportResult(
     IReadOnlyList<GgufCandidate> Candidates,
     IReadOnlyList<string> Skipped,
     LicenceDecision Licence,
-    int Context);
+    int Context)
+{
+    /// <summary>A merged export's quantisation error against the merged float32 weights; null for F32 or a separate export.</summary>
+    public RequantisationReport? Requantisation { get; init; }
+}

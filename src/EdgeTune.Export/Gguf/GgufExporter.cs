@@ -4,11 +4,14 @@ using EdgeTune.Core.Quantization;
 using EdgeTune.Evaluation;
 using EdgeTune.Evaluation.Runners;
 using EdgeTune.Export.Licensing;
+using EdgeTune.Export.Onnx;
 using EdgeTune.Formats.Gguf;
 using EdgeTune.Formats.Gguf.Quantize;
 using EdgeTune.Inference;
 using EdgeTune.Models.Adapters;
 using EdgeTune.Models.Architectures;
+using EdgeTune.Models.Conversion;
+using EdgeTune.Models.Tokenizers;
 using EdgeTune.Profiles.Fit;
 
 namespace EdgeTune.Export.Gguf;
@@ -24,17 +27,30 @@ public static class GgufExporter
 {
     private static readonly CultureInfo C = CultureInfo.InvariantCulture;
 
+    /// <summary>A Hugging Face base converted to float32 GGUF in the temporary folder; removed before the folder ships.</summary>
+    private const string ConvertedBase = "base-from-hugging-face-f32.gguf";
+
     public static GgufExportResult Export(GgufExportRequest request, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
     {
         var r = request;
         Validate(r);
         string target = Path.GetFullPath(r.OutDir);
 
-        // The cheap refusals come first: the licence, then the adapter against the base (shapes, architecture).
+        // The cheap refusals come first: the licence (a Hugging Face folder's model card, LICENSE or config), then the
+        // adapter against the base (shapes, architecture), then a Hugging Face folder's tokenizer.
         var licence = LicenceGate.Check(r.BaseModel, r.Use, r.AcceptLicence);
         var adapter = r.Adapter is null ? null : LoraAdapter.Open(r.Adapter);
-        using (var file = GgufFile.Open(r.BaseModel))
+        string? hfFolder = Directory.Exists(r.BaseModel) ? r.BaseModel : null;
+        IReadOnlyList<KeyValuePair<string, GgufValue>>? hfVocabulary = null;
+        if (hfFolder is not null)
         {
+            using var hf = HfModelFolder.Open(hfFolder);
+            adapter?.Bind(hf.Config, TensorMap.Tensors(hf.Config), AdapterLayout.Gguf);
+            hfVocabulary = GgufVocabulary.FromHuggingFace(hfFolder);
+        }
+        else
+        {
+            using var file = GgufFile.Open(r.BaseModel);
             var config = ModelConfig.FromGguf(file);
             adapter?.Bind(config, TensorMap.Tensors(config), AdapterLayout.Gguf);
         }
@@ -45,6 +61,16 @@ public static class GgufExporter
         Directory.CreateDirectory(temp);
         try
         {
+            if (hfFolder is not null)
+            {
+                // The one HF → GGUF converter, to float32 (the merge's precision) inside the temporary folder: every later
+                // step (fit, merge, llama.cpp scoring) then reads one GGUF, and the copy is dropped before the folder ships.
+                progress?.Report($"convert the Hugging Face folder {hfFolder} to a float32 GGUF");
+                string converted = Path.Combine(temp, ConvertedBase);
+                HfToGgufConverter.Convert(hfFolder, converted, GgmlType.F32, m => { foreach (var (k, v) in hfVocabulary!) m.Set(k, v); },
+                    cancellationToken: cancellationToken);
+                r = r with { BaseModel = converted, HuggingFaceBase = Path.GetFullPath(hfFolder) };
+            }
             var result = Build(r, licence, adapter, temp, target, progress, cancellationToken);
             Directory.Move(temp, target);
             return result;
@@ -59,13 +85,18 @@ public static class GgufExporter
     private static void Validate(GgufExportRequest r)
     {
         if (Directory.Exists(r.BaseModel))
-            throw new EdgeTuneException($"{r.BaseModel}: a Hugging Face folder; convert it to GGUF first (edgetune convert {r.BaseModel} base-f16.gguf --type F16) and export from that");
-        if (!File.Exists(r.BaseModel)) throw new EdgeTuneException($"{r.BaseModel}: no such file (the base model, a GGUF file)");
+        {
+            if (!File.Exists(Path.Combine(r.BaseModel, "config.json")))
+                throw new EdgeTuneException($"{Path.Combine(r.BaseModel, "config.json")}: no such file (a Hugging Face model folder holds config.json, safetensors weights and tokenizer.json)");
+        }
+        else if (!File.Exists(r.BaseModel)) throw new EdgeTuneException($"{r.BaseModel}: no such file or folder (the base model: a GGUF file or a Hugging Face folder)");
         if (r.Adapter is not null && !File.Exists(r.Adapter) && !Directory.Exists(r.Adapter))
             throw new EdgeTuneException($"{r.Adapter}: no such file or folder (the adapter: a GGUF adapter or a PEFT folder)");
         if (!File.Exists(r.TestFile)) throw new EdgeTuneException($"{r.TestFile}: no such file (the frozen test split)");
-        if (r.Type != "auto" && !LlamaFileTypes.TryParse(r.Type, out _))
-            throw new EdgeTuneException($"--type {r.Type}: choose auto or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
+        if (r.Type != "auto" && r.Type != OnnxCandidate.Type && !LlamaFileTypes.TryParse(r.Type, out _))
+            throw new EdgeTuneException($"--type {r.Type}: choose auto, {OnnxCandidate.Type} or one of {string.Join(", ", LlamaFileTypes.All.Select(t => t.Name))}");
+        if (r.Type == OnnxCandidate.Type && OnnxCandidate.NotConsideredBecause(r.Profile, r.Mode) is { } why)
+            throw new EdgeTuneException($"--type {why}");
         string target = Path.GetFullPath(r.OutDir);
         if (File.Exists(target) || (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any()))
             throw new EdgeTuneException($"{r.OutDir}: already exists and is not empty (choose a new --out folder)");
@@ -101,7 +132,8 @@ public static class GgufExporter
 
         // Fit: every type's bytes from the plan llama-quantize would make (they depend on the shapes only, so the base's
         // plan is the merged model's), KV cache at the context, runtime buffers; refused before anything heavy is written.
-        var wanted = r.Type == "auto" ? GgufExportRequest.AutoCandidates : [LlamaFileTypes.Name(LlamaFileTypes.Parse(r.Type))];
+        bool onnxOnly = r.Type == OnnxCandidate.Type;
+        IReadOnlyList<string> wanted = r.Type == "auto" ? GgufExportRequest.AutoCandidates : onnxOnly ? [] : [LlamaFileTypes.Name(LlamaFileTypes.Parse(r.Type))];
         var skipped = new List<string>();
         var (fit, rows) = Fit(r, r.BaseModel, adapterGguf, wanted, skipped);
         string limit = r.Profile.Budgets.MaxModelMemory is { } mb && mb.Value < r.Profile.Memory.UsableForModel.Value
@@ -109,7 +141,7 @@ public static class GgufExporter
             : $"the {r.Profile.Memory.UsableForModel} usable memory of {r.Profile.Name}";
         void RefuseWhenNothingFits()
         {
-            if (rows.Any(x => x.Fits)) return;
+            if (onnxOnly || rows.Any(x => x.Fits)) return;
             var smallest = rows.MinBy(x => x.Fit.TotalBytes);
             throw new EdgeTuneException(smallest.Type is null
                 ? $"no candidate type can be written for {r.BaseModel}"
@@ -126,6 +158,29 @@ public static class GgufExporter
         // tool's mix may have made differ from the plan; the table must state what will be written.
         skipped.Clear();
         (fit, rows) = Fit(r, source, adapterGguf, wanted, skipped);
+        // The ONNX int4 folder, from the same merged float32 source. It is sized after the GGUF refusal above: with its
+        // float32 embedding and KV cache it is larger than Q2_K, so a board too small for every GGUF type cannot hold it.
+        string onnxDir = Path.Combine(temp, OnnxCandidate.Folder);
+        FitRow? onnxFit = null;
+        string? onnxSkip = r.Type == "auto" || onnxOnly ? OnnxCandidate.NotConsideredBecause(r.Profile, r.Mode) : null;
+        if (onnxSkip is not null) skipped.Add(onnxSkip);
+        else if (r.Type == "auto" || onnxOnly)
+        {
+            progress?.Report($"export {OnnxCandidate.Type} (ONNX Runtime GenAI folder) from the float32 source");
+            try
+            {
+                OnnxExporter.Export(source, onnxDir, new OnnxExportOptions { Precision = OnnxPrecision.Int4 }, null, cancellationToken);
+                onnxFit = OnnxCandidate.Fit(r.Profile, fit.Model, onnxDir, fit.Context, fit.Rows[0].OverheadBytes);
+            }
+            catch (EdgeTuneException e) when (!onnxOnly)
+            {
+                // A model the ONNX export cannot write (an architecture or head size it does not take) still ships as GGUF.
+                skipped.Add($"{OnnxCandidate.Type}: the ONNX export cannot write it: {e.Message}");
+            }
+        }
+        if (onnxOnly && onnxFit is { } only && !(only.FitsMemory && only.WithinMemoryBudget))
+            throw new EdgeTuneException($"{r.Profile.File}: {OnnxCandidate.Type} does not fit {limit} at context {fit.Context}: it needs {Bytes(only.TotalBytes)} " +
+                                        $"(folder {Bytes(only.WeightBytes)} + KV cache {Bytes(only.KvCacheBytes)} + runtime {Bytes(only.OverheadBytes)})");
         RefuseWhenNothingFits();
 
         // Score: base + adapter (the evaluated model) and every fitting candidate, on the same items, template and limits.
@@ -140,7 +195,7 @@ public static class GgufExporter
             return runner.Run(items, Path.Combine(evalDir, $"answers-{name}.jsonl"), scoreReference: Scoring.MetricNames(r.Scoring).Any(n => n is "nll" or "perplexity"), report, cancellationToken);
         }
         var referenceAnswers = Answer(referenceName, Evaluator.OpenEngine(r.BaseModel, r.Adapter, r.Threads, Evaluator.UsesLlamaCpp(r.BaseModel, r.Adapter)));
-        var reference = Scoring.Score(referenceName, $"{Path.GetFileName(r.BaseModel)}{(r.Adapter is null ? "" : " + " + Path.GetFileName(r.Adapter))}", referenceAnswers, r.Scoring);
+        var reference = Scoring.Score(referenceName, $"{Path.GetFileName(r.HuggingFaceBase ?? r.BaseModel)}{(r.Adapter is null ? "" : " + " + Path.GetFileName(r.Adapter))}", referenceAnswers, r.Scoring);
         var referenceMetric = reference.Metric(primary) ?? throw new EdgeTuneException($"the primary metric {primary} was not computed for {referenceName}");
 
         var candidates = new List<GgufCandidate>();
@@ -164,24 +219,63 @@ public static class GgufExporter
             bool worse = (referenceMetric.HigherIsBetter ? value < referenceMetric.Value.Value : value > referenceMetric.Value.Value) && test.PValue < r.Alpha;
             candidates.Add(new GgufCandidate(type, row, true, null, score, test, worse));
         }
+        if (onnxFit is not null)
+        {
+            if (!(onnxFit.FitsMemory && onnxFit.WithinMemoryBudget))
+            {
+                candidates.Add(new GgufCandidate(OnnxCandidate.Type, onnxFit, false, $"does not fit {limit}", null, null, null));
+                Directory.Delete(onnxDir, recursive: true);
+            }
+            else
+            {
+                // Scored as the device runs it: ONNX Runtime GenAI on the folder, the same items, template and paired test.
+                var answers = Answer(OnnxCandidate.Type, Engines.Onnx(onnxDir, r.Threads));
+                var score = Scoring.Score(OnnxCandidate.Type, $"ONNX Runtime GenAI: {OnnxCandidate.Type} (adapter merged)", answers, r.Scoring);
+                var test = Comparer.Pair(OnnxCandidate.Type, answers, referenceName, referenceAnswers, r.Scoring).First(c => c.Metric == primary).Test;
+                var value = score.Metric(primary)!.Value.Value;
+                bool worse = (referenceMetric.HigherIsBetter ? value < referenceMetric.Value.Value : value > referenceMetric.Value.Value) && test.PValue < r.Alpha;
+                candidates.Add(new GgufCandidate(OnnxCandidate.Type, onnxFit, true, null, score, test, worse) { Runtime = OnnxCandidate.Runtime });
+            }
+        }
 
         var (chosen, reason) = Choose(candidates, referenceName, referenceMetric.Value.Value, primary, referenceMetric.HigherIsBetter, r.Type == "auto", r.Alpha);
         progress?.Report($"chosen {chosen.Type}: {reason}");
 
-        // The chosen type written for good, the source dropped; the file's weight bytes must be the fit's.
-        string modelName = $"{(merged ? "model" : "base")}-{chosen.Type.ToLowerInvariant()}.gguf";
+        // The chosen type written for good, the source dropped; the file's weight bytes must be the fit's. An ONNX choice
+        // ships the folder that was scored (its size is its files', counted again).
+        bool onnxChosen = chosen.Type == OnnxCandidate.Type;
+        if (!onnxChosen && Directory.Exists(onnxDir)) Directory.Delete(onnxDir, recursive: true);
+        string modelName = onnxChosen ? OnnxCandidate.Folder : $"{(merged ? "model" : "base")}-{chosen.Type.ToLowerInvariant()}.gguf";
         string modelPath = Path.Combine(temp, modelName);
-        progress?.Report($"write {modelName}");
-        Quantize(source, modelPath, chosen.Type);
-        File.Delete(source);
         long weightBytes;
-        using (var written = GgufFile.Open(modelPath)) weightBytes = written.Tensors.Sum(t => t.ByteLength);
+        if (onnxChosen) weightBytes = OnnxCandidate.FolderBytes(modelPath);
+        else
+        {
+            progress?.Report($"write {modelName}");
+            Quantize(source, modelPath, chosen.Type);
+            using var written = GgufFile.Open(modelPath);
+            weightBytes = written.Tensors.Sum(t => t.ByteLength);
+        }
         if (weightBytes != chosen.Fit.WeightBytes)
             throw new EdgeTuneException($"{modelName}: {weightBytes} bytes of tensors written, the fit planned {chosen.Fit.WeightBytes} (a bug: please report it)");
+        // What quantising the merged weights cost, measured against the float32 merge before it is dropped (through
+        // llama.cpp, so for GGUF types only).
+        RequantisationReport? requantisation = null;
+        if (merged && adapter is not null && chosen.Type != "F32" && !onnxChosen)
+        {
+            progress?.Report($"measure the re-quantisation error of {chosen.Type}");
+            requantisation = RequantisationReport.Measure(r.BaseModel, source, modelPath, chosen.Type,
+                engine => items.Take(RequantisationReport.MaxLogitPrompts).Select(i => engine.EncodePrompt(template.Apply(style.Messages(i), addGenerationPrompt: true))).ToList(), r.Threads, cancellationToken);
+        }
+        File.Delete(source);
 
         var result = new GgufExportResult(target, r.Mode, chosen.Type, Path.Combine(target, modelName), adapterGguf is null ? null : Path.Combine(target, "adapter.gguf"),
-            new FileInfo(modelPath).Length, weightBytes, reason, primary, referenceName, reference, candidates, skipped, licence, fit.Context);
+            onnxChosen ? weightBytes : new FileInfo(modelPath).Length, weightBytes, reason, primary, referenceName, reference, candidates, skipped, licence, fit.Context)
+        {
+            Requantisation = requantisation,
+        };
         ExportCard.WriteAll(temp, r, result);
+        if (r.HuggingFaceBase is not null) File.Delete(r.BaseModel);
         FlushToDisk(temp);
         return result;
 

@@ -8,14 +8,17 @@ namespace EdgeTune.Kernels.Cpu;
 //   max and sum, the accumulator rescaled once per block); no T×T matrix. Parallel over (b, h, query block).
 // backward: P recomputed from logSumExp; Δ = dO·O; dS = P·(dP − Δ). Parallel over (b, kv head): a task owns
 //   dk, dv of its kv head and dq of the H/KV query heads that read it, so nothing is written by two threads.
+// packing: with segmentStarts (B,T) query row t reads keys [segmentStarts[b,t], t] only (see Reference).
 public sealed unsafe partial class CpuBackend
 {
     private const int KeyBlock = 64, QueryBlock = 64;
 
     public void AttentionForward(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
-        int batch, int seqLen, int heads, int kvHeads, int headDim)
+        int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default)
     {
         Reference.CheckAttention(q.Length, k.Length, v.Length, output.Length, logSumExp.Length, batch, seqLen, heads, kvHeads, headDim);
+        Reference.CheckSegmentStarts(segmentStarts, batch, seqLen);
+        int[]? starts = segmentStarts.IsEmpty ? null : segmentStarts.ToArray();
         float* pq = Of(q, nameof(q)).Pointer, pk = Of(k, nameof(k)).Pointer, pv = Of(v, nameof(v)).Pointer;
         float* po = Of(output, nameof(output)).Pointer, pl = Of(logSumExp, nameof(logSumExp)).Pointer;
         int group = heads / kvHeads, d = headDim, qStride = heads * d, kvStride = kvHeads * d;
@@ -33,7 +36,7 @@ public sealed unsafe partial class CpuBackend
                 var acc = new Span<float>(po + ((long)b * seqLen + t) * qStride + h * d, d);
                 acc.Clear();
                 float max = float.NegativeInfinity, sum = 0f;
-                for (int s0 = 0; s0 <= t; s0 += KeyBlock)
+                for (int s0 = starts is null ? 0 : starts[b * seqLen + t]; s0 <= t; s0 += KeyBlock)
                 {
                     int count = Math.Min(KeyBlock, t + 1 - s0);
                     float blockMax = float.NegativeInfinity;
@@ -63,9 +66,11 @@ public sealed unsafe partial class CpuBackend
     }
 
     public void AttentionBackward(DeviceBuffer dOutput, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
-        DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim)
+        DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default)
     {
         Reference.CheckAttention(q.Length, k.Length, v.Length, output.Length, logSumExp.Length, batch, seqLen, heads, kvHeads, headDim);
+        Reference.CheckSegmentStarts(segmentStarts, batch, seqLen);
+        int[]? starts = segmentStarts.IsEmpty ? null : segmentStarts.ToArray();
         long qCount = (long)batch * seqLen * heads * headDim, kvCount = (long)batch * seqLen * kvHeads * headDim;
         Shapes.Require(dOutput.Length, qCount, nameof(dOutput), $"(B={batch},T={seqLen},H={heads},D={headDim})");
         Shapes.Require(dq.Length, qCount, nameof(dq), $"(B={batch},T={seqLen},H={heads},D={headDim})");
@@ -95,7 +100,7 @@ public sealed unsafe partial class CpuBackend
                     dqRow.Clear();
                     float lse = pl[((long)b * heads + h) * seqLen + t];
                     float delta = TensorPrimitives.Dot(doRow, new ReadOnlySpan<float>(po + qi, d));
-                    for (int s = 0; s <= t; s++)
+                    for (int s = starts is null ? 0 : starts[b * seqLen + t]; s <= t; s++)
                     {
                         long ki = kvRow0 + (long)s * kvStride;
                         var kRow = new ReadOnlySpan<float>(pk + ki, d);

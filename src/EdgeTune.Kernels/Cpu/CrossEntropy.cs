@@ -49,7 +49,7 @@ public sealed unsafe partial class CpuBackend
         bool distill = teacherIds is not null;
         float alpha = distill ? (float)settings.Alpha : 0f;
         float ceScale = gradScale * (1 - alpha);
-        float[] logits = ArrayPool<float>.Shared.Rent(CrossEntropyRows * vocab);
+        float[] logits = CpuScratch.Pool.Rent(CrossEntropyRows * vocab);
         try
         {
             fixed (float* pl = logits)
@@ -96,7 +96,7 @@ public sealed unsafe partial class CpuBackend
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(logits);
+            CpuScratch.Pool.Return(logits);
         }
         double loss = 0, divergence = 0;
         foreach (double l in losses) loss += l;

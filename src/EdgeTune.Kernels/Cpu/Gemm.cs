@@ -109,8 +109,8 @@ internal static unsafe class Gemm
         int fullCols = Vector.IsHardwareAccelerated ? cols / Strip * Strip : 0;
         if (fullRows > 0 && fullCols > 0 && depth > 0)
         {
-            float[] coefArray = ArrayPool<float>.Shared.Rent(fullRows * depth);
-            float[] stripArray = ArrayPool<float>.Shared.Rent(depth * Strip);
+            float[] coefArray = CpuScratch.Pool.Rent(fullRows * depth);
+            float[] stripArray = CpuScratch.Pool.Rent(depth * Strip);
             try
             {
                 fixed (float* packedCoef = coefArray, strip = stripArray)
@@ -144,8 +144,8 @@ internal static unsafe class Gemm
             }
             finally
             {
-                ArrayPool<float>.Shared.Return(stripArray);
-                ArrayPool<float>.Shared.Return(coefArray);
+                CpuScratch.Pool.Return(stripArray);
+                CpuScratch.Pool.Return(coefArray);
             }
         }
         else

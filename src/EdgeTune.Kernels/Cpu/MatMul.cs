@@ -147,7 +147,7 @@ public sealed unsafe partial class CpuBackend
         {
             int r0 = task / colChunks * chunk, rows = Math.Min(chunk, n - r0);
             int c0 = task % colChunks * FrozenBackwardCols, cols = Math.Min(FrozenBackwardCols, k - c0);
-            float[] scratch = ArrayPool<float>.Shared.Rent(FrozenBackwardRows * cols);
+            float[] scratch = CpuScratch.Pool.Rent(FrozenBackwardRows * cols);
             try
             {
                 fixed (float* ps = scratch)
@@ -160,7 +160,7 @@ public sealed unsafe partial class CpuBackend
             }
             finally
             {
-                ArrayPool<float>.Shared.Return(scratch);
+                CpuScratch.Pool.Return(scratch);
             }
         });
     }
@@ -188,7 +188,7 @@ public sealed unsafe partial class CpuBackend
                 DotPanelProduct(x + (long)n0 * k, k, w + (long)m0 * k, y + (long)n0 * m + m0, m, rows, cols, accumulate);
                 return;
             }
-            float[] scratch = ArrayPool<float>.Shared.Rent(cols * k);
+            float[] scratch = CpuScratch.Pool.Rent(cols * k);
             try
             {
                 frozen.ExpandRows(m0, cols, scratch);
@@ -197,7 +197,7 @@ public sealed unsafe partial class CpuBackend
             }
             finally
             {
-                ArrayPool<float>.Shared.Return(scratch);
+                CpuScratch.Pool.Return(scratch);
             }
         });
     }

@@ -4,9 +4,12 @@ namespace EdgeTune.Kernels.Cpu;
 // by the row's heads; inverse rotates by −θ (the backward). Parallel over rows.
 public sealed unsafe partial class CpuBackend
 {
-    public void Rope(DeviceBuffer x, DeviceBuffer invFreq, int batch, int seqLen, int heads, int headDim, RopeLayout layout, bool inverse)
+    public void Rope(DeviceBuffer x, DeviceBuffer invFreq, int batch, int seqLen, int heads, int headDim, RopeLayout layout, bool inverse,
+        ReadOnlySpan<int> segmentStarts = default)
     {
         Reference.CheckRope(x.Length, invFreq.Length, batch, seqLen, heads, headDim);
+        Reference.CheckSegmentStarts(segmentStarts, batch, seqLen);
+        int[]? starts = segmentStarts.IsEmpty ? null : segmentStarts.ToArray();
         float* px = Of(x, nameof(x)).Pointer, pf = Of(invFreq, nameof(invFreq)).Pointer;
         int half = headDim / 2, width = heads * headDim;
         bool interleaved = layout == RopeLayout.Interleaved;
@@ -16,6 +19,7 @@ public sealed unsafe partial class CpuBackend
             for (long row = start; row < start + count; row++)
             {
                 int t = (int)(row % seqLen);
+                if (starts is not null) t -= starts[row]; // packed: the position within the row's example
                 for (int j = 0; j < half; j++)
                 {
                     double angle = (double)t * pf[j];

@@ -14,13 +14,13 @@ public sealed unsafe partial class CpuBackend
         float* pg = Of(gate, nameof(gate)).Pointer, pu = Of(up, nameof(up)).Pointer, po = Of(output, nameof(output)).Pointer;
         ForChunks(count, ElementChunk, (start, length) =>
         {
-            float[] sigmoid = ArrayPool<float>.Shared.Rent(length);
+            float[] sigmoid = CpuScratch.Pool.Rent(length);
             var s = sigmoid.AsSpan(0, length);
             var g = new ReadOnlySpan<float>(pg + start, length);
             TensorPrimitives.Sigmoid(g, s);
             TensorPrimitives.Multiply(g, s, s);
             TensorPrimitives.Multiply(s, new ReadOnlySpan<float>(pu + start, length), new Span<float>(po + start, length));
-            ArrayPool<float>.Shared.Return(sigmoid);
+            CpuScratch.Pool.Return(sigmoid);
         });
     }
 
@@ -33,7 +33,7 @@ public sealed unsafe partial class CpuBackend
         float* pdg = Of(dGate, nameof(dGate)).Pointer, pdu = Of(dUp, nameof(dUp)).Pointer;
         ForChunks(count, ElementChunk, (start, length) =>
         {
-            float[] sigmoid = ArrayPool<float>.Shared.Rent(length);
+            float[] sigmoid = CpuScratch.Pool.Rent(length);
             TensorPrimitives.Sigmoid(new ReadOnlySpan<float>(pg + start, length), sigmoid.AsSpan(0, length));
             for (int i = 0; i < length; i++)
             {
@@ -42,7 +42,7 @@ public sealed unsafe partial class CpuBackend
                 pdg[at] = d * u * s * (1f + g * (1f - s));
                 pdu[at] = d * g * s;
             }
-            ArrayPool<float>.Shared.Return(sigmoid);
+            CpuScratch.Pool.Return(sigmoid);
         });
     }
 }

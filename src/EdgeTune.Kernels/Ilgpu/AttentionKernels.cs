@@ -11,6 +11,8 @@ namespace EdgeTune.Kernels.Ilgpu;
 //           P recomputed from lse.  pass 2, one thread per (b, kv head, key s): dk, dv sum over the H/KV query
 //           heads sharing the kv head and over queries t ≥ s, in a fixed order: deterministic, no atomics. With
 //           H/KV > 1 pass 2 runs per query head into partials and a third pass sums each group in head order.
+// packed    (segmentStarts given) query t reads keys [starts[b·T + t], t]; key s is read by the queries t ≥ s of
+//           its own example, i.e. while starts[b·T + t] ≤ s (examples are contiguous, so the first t past it ends them).
 public sealed partial class IlgpuBackend
 {
     private Action<Index1D, AttentionViews, AttentionShape>? _attentionForward;
@@ -20,7 +22,7 @@ public sealed partial class IlgpuBackend
     private Action<Index1D, AttentionViews, AttentionShape>? _attentionSumHeadGroups;
 
     public void AttentionForward(DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
-        int batch, int seqLen, int heads, int kvHeads, int headDim)
+        int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default)
     {
         var views = new AttentionViews
         {
@@ -29,14 +31,20 @@ public sealed partial class IlgpuBackend
         };
         Reference.CheckAttention(views.Q.Length, views.K.Length, views.V.Length, views.Output.Length, views.LogSumExp.Length,
             batch, seqLen, heads, kvHeads, headDim);
+        Reference.CheckSegmentStarts(segmentStarts, batch, seqLen);
         var shape = AttentionShape.Create(batch, seqLen, heads, kvHeads, headDim);
         if (shape.QueryRows == 0) return;
+        if (!segmentStarts.IsEmpty)
+        {
+            views.SegmentStarts = UploadInts(segmentStarts);
+            shape.Packed = 1;
+        }
         _attentionForward ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionForwardKernel);
         _attentionForward(shape.QueryRows, views, shape);
     }
 
     public void AttentionBackward(DeviceBuffer dOutput, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp,
-        DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim)
+        DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv, int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default)
     {
         var views = new AttentionViews
         {
@@ -51,8 +59,14 @@ public sealed partial class IlgpuBackend
         Shapes.Require(views.Dq.Length, qCount, nameof(dq), $"(B={batch},T={seqLen},H={heads},D={headDim})");
         Shapes.Require(views.Dk.Length, kvCount, nameof(dk), $"(B={batch},T={seqLen},KV={kvHeads},D={headDim})");
         Shapes.Require(views.Dv.Length, kvCount, nameof(dv), $"(B={batch},T={seqLen},KV={kvHeads},D={headDim})");
+        Reference.CheckSegmentStarts(segmentStarts, batch, seqLen);
         var shape = AttentionShape.Create(batch, seqLen, heads, kvHeads, headDim);
         if (shape.QueryRows == 0) return;
+        if (!segmentStarts.IsEmpty)
+        {
+            views.SegmentStarts = UploadInts(segmentStarts); // one upload read by all the passes below
+            shape.Packed = 1;
+        }
         views.Delta = Scratch("attention.delta", shape.QueryRows);
         _attentionBackwardQuery ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionBackwardQueryKernel);
         _attentionBackwardKeyValue ??= _accelerator.LoadAutoGroupedStreamKernel<Index1D, AttentionViews, AttentionShape>(AttentionBackwardKeyValueKernel);
@@ -77,11 +91,13 @@ public sealed partial class IlgpuBackend
         public ArrayView<float> Q, K, V, Output, LogSumExp, DOutput, Dq, Dk, Dv, Delta;
         /// <summary>Grouped-query backward only: dk, dv per query head, (B,T,H,D), before the group sum.</summary>
         public ArrayView<float> DkPartial, DvPartial;
+        /// <summary>Packed only: (B,T) start of each row's example.</summary>
+        public ArrayView<int> SegmentStarts;
     }
 
     internal struct AttentionShape
     {
-        public int Batch, SeqLen, Heads, KvHeads, HeadDim, Group, QueryRows;
+        public int Batch, SeqLen, Heads, KvHeads, HeadDim, Group, QueryRows, Packed;
         public float Scale;
 
         public static AttentionShape Create(int batch, int seqLen, int heads, int kvHeads, int headDim)
@@ -98,6 +114,9 @@ public sealed partial class IlgpuBackend
 
         /// <summary>Offset of head <paramref name="h"/> at row (b, t) of a (B,T,heads,D) tensor.</summary>
         public readonly long Row(int b, int t, int h, int headCount) => (((long)b * SeqLen + t) * headCount + h) * HeadDim;
+
+        /// <summary>The first key query row (b, t) reads: the start of its example (0 unpacked).</summary>
+        public readonly int FirstKey(ArrayView<int> starts, int b, int t) => Packed != 0 ? starts[b * SeqLen + t] : 0;
     }
 
     // index = (b·H + h)·T + t  (the logSumExp layout)
@@ -108,7 +127,7 @@ public sealed partial class IlgpuBackend
         long qi = s.Row(b, t, h, s.Heads);
         for (int d = 0; d < s.HeadDim; d++) a.Output[qi + d] = 0f;
         float max = float.NegativeInfinity, sum = 0f;
-        for (int key = 0; key <= t; key++)
+        for (int key = s.FirstKey(a.SegmentStarts, b, t); key <= t; key++)
         {
             long ki = s.Row(b, key, kv, s.KvHeads);
             float dot = 0f;
@@ -144,7 +163,7 @@ public sealed partial class IlgpuBackend
             a.Dq[qi + d] = 0f;
         }
         a.Delta[index] = delta;
-        for (int key = 0; key <= t; key++)
+        for (int key = s.FirstKey(a.SegmentStarts, b, t); key <= t; key++)
         {
             long ki = s.Row(b, key, kv, s.KvHeads);
             float dot = 0f, dp = 0f;
@@ -170,7 +189,7 @@ public sealed partial class IlgpuBackend
             a.Dv[ki + d] = 0f;
         }
         for (int h = kv * s.Group; h < (kv + 1) * s.Group; h++)
-            for (int t = key; t < s.SeqLen; t++)
+            for (int t = key; t < s.SeqLen && s.FirstKey(a.SegmentStarts, b, t) <= key; t++)
             {
                 long qi = s.Row(b, t, h, s.Heads);
                 int row = (b * s.Heads + h) * s.SeqLen + t;
@@ -202,7 +221,7 @@ public sealed partial class IlgpuBackend
             a.DkPartial[pi + d] = 0f;
             a.DvPartial[pi + d] = 0f;
         }
-        for (int t = key; t < s.SeqLen; t++)
+        for (int t = key; t < s.SeqLen && s.FirstKey(a.SegmentStarts, b, t) <= key; t++)
         {
             long qi = s.Row(b, t, h, s.Heads);
             int row = bh * s.SeqLen + t;

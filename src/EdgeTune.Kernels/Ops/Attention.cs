@@ -11,12 +11,17 @@ namespace EdgeTune.Kernels;
 //             dv[s] += P[t,s]·dO[t];  dP[t,s] = dO[t]·v[s];  Δ[t] = dO[t]·O[t] (= Σ_s P·dP)
 //             dS = P·(dP − Δ);  dq[t] = scale·Σ_s dS[t,s]·k[s];  dk[s] += scale·dS[t,s]·q[t]
 //             dq, dk, dv are overwritten; dk, dv sum over the H/KV query heads that share them.
+//   packing   segmentStarts: (B,T) or empty. Row (b,t) belongs to the example that starts at position
+//             segmentStarts[b,t] of its sequence and attends only to keys s in [segmentStarts[b,t], t]
+//             (block-diagonal causal attention: several examples share a sequence, none sees another).
+//             Empty: one example per sequence (every start 0).
 public static partial class Reference
 {
     public static void AttentionForward<T>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, Span<T> output, Span<T> logSumExp,
-        int batch, int seqLen, int heads, int kvHeads, int headDim) where T : IFloatingPointIeee754<T>
+        int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default) where T : IFloatingPointIeee754<T>
     {
         CheckAttention(q.Length, k.Length, v.Length, output.Length, logSumExp.Length, batch, seqLen, heads, kvHeads, headDim);
+        CheckSegmentStarts(segmentStarts, batch, seqLen);
         int group = heads / kvHeads;
         T scale = T.One / T.Sqrt(T.CreateChecked(headDim));
         var scores = new T[seqLen];
@@ -25,8 +30,9 @@ public static partial class Reference
                 for (int t = 0; t < seqLen; t++)
                 {
                     int qi = QIndex(b, t, h, seqLen, heads, headDim);
+                    int first = segmentStarts.IsEmpty ? 0 : segmentStarts[b * seqLen + t];
                     T max = T.NegativeInfinity;
-                    for (int s = 0; s <= t; s++)
+                    for (int s = first; s <= t; s++)
                     {
                         int ki = QIndex(b, s, h / group, seqLen, kvHeads, headDim);
                         T dot = T.Zero;
@@ -35,11 +41,11 @@ public static partial class Reference
                         max = T.Max(max, scores[s]);
                     }
                     T sum = T.Zero;
-                    for (int s = 0; s <= t; s++) sum += T.Exp(scores[s] - max);
+                    for (int s = first; s <= t; s++) sum += T.Exp(scores[s] - max);
                     T lse = max + T.Log(sum);
                     logSumExp[(b * heads + h) * seqLen + t] = lse;
                     for (int d = 0; d < headDim; d++) output[qi + d] = T.Zero;
-                    for (int s = 0; s <= t; s++)
+                    for (int s = first; s <= t; s++)
                     {
                         T p = T.Exp(scores[s] - lse);
                         int vi = QIndex(b, s, h / group, seqLen, kvHeads, headDim);
@@ -50,9 +56,10 @@ public static partial class Reference
 
     public static void AttentionBackward<T>(ReadOnlySpan<T> dOutput, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v,
         ReadOnlySpan<T> output, ReadOnlySpan<T> logSumExp, Span<T> dq, Span<T> dk, Span<T> dv,
-        int batch, int seqLen, int heads, int kvHeads, int headDim) where T : IFloatingPointIeee754<T>
+        int batch, int seqLen, int heads, int kvHeads, int headDim, ReadOnlySpan<int> segmentStarts = default) where T : IFloatingPointIeee754<T>
     {
         CheckAttention(q.Length, k.Length, v.Length, output.Length, logSumExp.Length, batch, seqLen, heads, kvHeads, headDim);
+        CheckSegmentStarts(segmentStarts, batch, seqLen);
         long qCount = (long)batch * seqLen * heads * headDim, kvCount = (long)batch * seqLen * kvHeads * headDim;
         Shapes.Require(dOutput.Length, qCount, nameof(dOutput), $"(B={batch},T={seqLen},H={heads},D={headDim})");
         Shapes.Require(dq.Length, qCount, nameof(dq), $"(B={batch},T={seqLen},H={heads},D={headDim})");
@@ -71,7 +78,8 @@ public static partial class Reference
                     T lse = logSumExp[(b * heads + h) * seqLen + t];
                     T delta = T.Zero;
                     for (int d = 0; d < headDim; d++) delta += dOutput[qi + d] * output[qi + d];
-                    for (int s = 0; s <= t; s++)
+                    int first = segmentStarts.IsEmpty ? 0 : segmentStarts[b * seqLen + t];
+                    for (int s = first; s <= t; s++)
                     {
                         int ki = QIndex(b, s, h / group, seqLen, kvHeads, headDim);
                         T dot = T.Zero, dp = T.Zero;
@@ -94,6 +102,24 @@ public static partial class Reference
 
     /// <summary>Offset of head <paramref name="h"/> at row (b, t) of a (B,T,heads,D) tensor.</summary>
     internal static int QIndex(int b, int t, int h, int seqLen, int heads, int headDim) => ((b * seqLen + t) * heads + h) * headDim;
+
+    /// <summary>
+    /// Segment starts are (B,T) or empty, and each sequence is cut into contiguous examples: row t starts an example
+    /// (start t) or continues the one of row t − 1 (the same start). Checked at every backend's boundary: a start
+    /// outside [0, t] would read keys of another sequence or the future.
+    /// </summary>
+    public static void CheckSegmentStarts(ReadOnlySpan<int> segmentStarts, int batch, int seqLen)
+    {
+        if (segmentStarts.IsEmpty) return;
+        Shapes.Require(segmentStarts.Length, (long)batch * seqLen, nameof(segmentStarts), $"(B={batch},T={seqLen})");
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < seqLen; t++)
+            {
+                int start = segmentStarts[b * seqLen + t];
+                if (start != t && (t == 0 || start != segmentStarts[b * seqLen + t - 1]))
+                    throw new ArgumentException($"segmentStarts[{b},{t}] = {start}: a row starts its example ({t}) or continues the previous row's ({(t == 0 ? "none" : segmentStarts[b * seqLen + t - 1])})", nameof(segmentStarts));
+            }
+    }
 
     internal static void CheckAttention(long q, long k, long v, long output, long logSumExp,
         int batch, int seqLen, int heads, int kvHeads, int headDim)

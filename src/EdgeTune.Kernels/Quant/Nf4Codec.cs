@@ -85,20 +85,55 @@ public static class Nf4Codec
     {
         long count = values.Length;
         var data = new byte[ByteCount(count)];
-        int blocks = (int)BlockCount(count), scales = (int)ScaleCount(count);
-        var codes = data.AsSpan(0, (int)CodeBytes(count));
-        var absmaxCodes = data.AsSpan(codes.Length, blocks);
+        var absmax = new float[BlockCount(count)];
+        QuantizeBlocks(values, 0, count, data, absmax);
+        FinishQuantize(count, data, absmax);
+        return data;
+    }
 
-        // 1. Blocks of 64: absmax, then each value times 1/absmax to its nearest code (kQuantizeBlockwise, NF4).
-        //    The tail block pads with 0.0, which is quantised too (the kernel loads missing values as 0).
-        var absmax = new float[blocks];
+    /// <summary>
+    /// The same bytes as <see cref="Quantize(ReadOnlySpan{float})"/>, reading the values a chunk at a time through
+    /// <paramref name="read"/>(start, destination): a large tensor is quantised as it streams in and never held in
+    /// float32 whole. The double quantisation needs only the blocks' absmax, kept until the end (1/64 of the values).
+    /// </summary>
+    public static byte[] Quantize(long count, Action<long, Span<float>> read, int chunkValues = 1 << 20)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        chunkValues = Math.Max(BlockSize, chunkValues / BlockSize * BlockSize);
+        var data = new byte[ByteCount(count)];
+        var absmax = new float[BlockCount(count)];
+        var chunk = System.Buffers.ArrayPool<float>.Shared.Rent((int)Math.Min(chunkValues, Math.Max(count, 1)));
+        try
+        {
+            for (long start = 0; start < count; start += chunkValues)
+            {
+                var span = chunk.AsSpan(0, (int)Math.Min(chunkValues, count - start));
+                read(start, span);
+                QuantizeBlocks(span, start, count, data, absmax);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<float>.Shared.Return(chunk);
+        }
+        FinishQuantize(count, data, absmax);
+        return data;
+    }
+
+    // Step 1 for values [first, first + values.Length) of count (first is a multiple of BlockSize): each block's
+    // absmax, then each value times 1/absmax to its nearest code (kQuantizeBlockwise, NF4). The tail block pads
+    // with 0.0, which is quantised too (the kernel loads missing values as 0).
+    private static void QuantizeBlocks(ReadOnlySpan<float> values, long first, long count, Span<byte> data, Span<float> absmax)
+    {
+        var codes = data[..(int)CodeBytes(count)];
+        int blocks = (int)BlockCount(values.Length);
         for (int b = 0; b < blocks; b++)
         {
             int start = b * BlockSize, length = Math.Min(BlockSize, values.Length - start);
             var block = values.Slice(start, length);
             float max = 0f;
             foreach (float v in block) max = MathF.Max(max, MathF.Abs(v));
-            absmax[b] = max;
+            absmax[(int)(first / BlockSize) + b] = max;
             // bitsandbytes multiplies by 1/0 = ∞ here, and 0·∞ = NaN takes code 0 (−1.0), so an all-zero block would
             // come back as −absmax′ after double quantisation. We give it the code of 0.0 instead (exact zeros).
             float inverse = max == 0f ? 0f : 1f / max;
@@ -106,15 +141,20 @@ public static class Nf4Codec
             {
                 int high = QuantizeNormalized(block[j] * inverse);
                 int low = QuantizeNormalized((j + 1 < length ? block[j + 1] : 0f) * inverse);
-                codes[(start + j) / 2] = (byte)(high << 4 | low);
+                codes[(int)((first + start + j) / 2)] = (byte)(high << 4 | low);
             }
         }
+    }
 
+    private static void FinishQuantize(long count, Span<byte> data, ReadOnlySpan<float> absmax)
+    {
+        int blocks = absmax.Length, scales = (int)ScaleCount(count);
+        var absmaxCodes = data.Slice((int)CodeBytes(count), blocks);
         // 2. Double quantisation: offset = mean(absmax); (absmax − offset) in blocks of 256 with the dynamic code.
         double total = 0;
         foreach (float a in absmax) total += a;
         float offset = blocks == 0 ? 0f : (float)(total / blocks);
-        var scaleBytes = data.AsSpan(codes.Length + blocks, 4 * scales);
+        var scaleBytes = data.Slice((int)CodeBytes(count) + blocks, 4 * scales);
         for (int s = 0; s < scales; s++)
         {
             int start = s * StatisticsBlockSize, length = Math.Min(StatisticsBlockSize, blocks - start);
@@ -125,8 +165,7 @@ public static class Nf4Codec
             for (int j = 0; j < length; j++)
                 absmaxCodes[start + j] = QuantizeDynamic((absmax[start + j] - offset) * inverse);
         }
-        BinaryPrimitives.WriteSingleLittleEndian(data.AsSpan(data.Length - 4), offset);
-        return data;
+        BinaryPrimitives.WriteSingleLittleEndian(data[^4..], offset);
     }
 
     public static void Dequantize(ReadOnlySpan<byte> data, long count, Span<float> destination) =>

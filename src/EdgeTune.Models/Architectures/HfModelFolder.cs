@@ -76,5 +76,9 @@ public sealed class HfModelFolder : IDisposable
         return values;
     }
 
+    /// <summary>Values [firstElement, firstElement + destination.Length) of a tensor as float32, PyTorch layout.</summary>
+    public void ReadFloat32(TensorSpec spec, long firstElement, Span<float> destination) =>
+        Checkpoint.ReadAsFloat32(spec.HfName, firstElement, destination);
+
     public void Dispose() => Checkpoint.Dispose();
 }

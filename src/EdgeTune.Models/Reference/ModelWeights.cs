@@ -13,10 +13,11 @@ namespace EdgeTune.Models.Reference;
 /// </summary>
 public sealed class ModelWeights : IDisposable
 {
-    private readonly Func<string, float[]> _read;
+    // (GGUF name, a buffer of exactly the tensor's size or null for a new one) → the weights, adapter merged.
+    private readonly Func<string, float[]?, float[]> _read;
     private readonly IDisposable _source;
 
-    private ModelWeights(string path, ModelConfig config, RopeStyle rope, double[] invFreq, IReadOnlyList<TensorSpec> tensors, Func<string, float[]> read, IDisposable source)
+    private ModelWeights(string path, ModelConfig config, RopeStyle rope, double[] invFreq, IReadOnlyList<TensorSpec> tensors, Func<string, float[]?, float[]> read, IDisposable source)
     {
         Path = path;
         Config = config;
@@ -47,9 +48,11 @@ public sealed class ModelWeights : IDisposable
             var factors = c.RopeScaling?.FrequencyFactors(c.RopeTheta, c.HeadDim);
             var invFreq = Ops.RopeInverseFrequencies(c.RopeTheta, c.HeadDim, factors);
             var merge = adapter?.Bind(c, hf.Tensors, AdapterLayout.HuggingFace);
-            float[] Read(string ggufName)
+            float[] Read(string ggufName, float[]? into)
             {
-                var w = hf.ReadFloat32(hf.Tensors.Single(t => t.GgufName == ggufName));
+                var spec = hf.Tensors.Single(t => t.GgufName == ggufName);
+                var w = Destination(spec, into);
+                hf.Checkpoint.ReadAsFloat32(spec.HfName, w);
                 return merge is null ? w : merge(ggufName, w);
             }
             return new ModelWeights(folder, c, RopeStyle.Half, invFreq, hf.Tensors, Read, hf);
@@ -69,7 +72,7 @@ public sealed class ModelWeights : IDisposable
             var c = ModelConfig.FromGguf(file);
             var specs = TensorMap.Tensors(c);
             var merge = adapter?.Bind(c, specs, AdapterLayout.Gguf);
-            float[] Read(string ggufName)
+            float[] Read(string ggufName, float[]? into)
             {
                 var spec = specs.Single(t => t.GgufName == ggufName);
                 var info = file.FindTensor(ggufName) ?? throw new FileFormatException(path, $"tensor '{ggufName}'", $"missing; a {c.Architecture} model with this metadata needs it");
@@ -77,7 +80,7 @@ public sealed class ModelWeights : IDisposable
                     throw new FileFormatException(path, $"tensor '{ggufName}'", $"shape [{string.Join(", ", info.Shape)}] does not match the metadata (expected [{string.Join(", ", spec.GgufShape)}])");
                 if (!Core.Quantization.QuantCodecs.CanDequantize(info.Type))
                     throw new FileFormatException(path, $"tensor '{ggufName}'", $"type {GgmlTypes.Name(info.Type)} cannot be dequantised");
-                var values = new float[spec.Elements];
+                var values = Destination(spec, into);
                 file.ReadRows(info, 0, values); // ggml row-major [ne1][ne0] is PyTorch's [out][in]
                 return merge is null ? values : merge(ggufName, values);
             }
@@ -100,7 +103,22 @@ public sealed class ModelWeights : IDisposable
     }
 
     /// <summary>One weight by its GGUF name ("blk.0.attn_q.weight"), float32, PyTorch layout, adapter merged.</summary>
-    public float[] Read(string ggufName) => _read(ggufName);
+    public float[] Read(string ggufName) => _read(ggufName, null);
+
+    /// <summary>
+    /// As <see cref="Read"/>, into <paramref name="destination"/>, which must hold exactly the tensor's elements. A caller
+    /// streaming every tensor (the merged export) reuses a few buffers this way, instead of leaving a garbage array per
+    /// tensor that the GC may keep until the whole model has passed through memory.
+    /// </summary>
+    public void ReadInto(string ggufName, float[] destination) => _read(ggufName, destination);
+
+    private static float[] Destination(TensorSpec spec, float[]? into)
+    {
+        if (into is null) return new float[spec.Elements];
+        if (into.LongLength != spec.Elements)
+            throw new ArgumentException($"'{spec.GgufName}' has {spec.Elements} values, the buffer {into.LongLength}", nameof(into));
+        return into;
+    }
 
     public void Dispose() => _source.Dispose();
 }

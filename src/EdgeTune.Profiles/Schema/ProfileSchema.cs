@@ -122,7 +122,9 @@ public static class ProfileSchema
                 new FieldSpec { Name = "compute_capability", Kind = FieldKind.TextFigure, Description = "CUDA compute capability (major.minor)", Pattern = @"^\d{1,2}\.\d$", PatternHint = "major.minor such as \"8.7\"" },
                 Figure("cuda_cores", Dimension.Count, "CUDA cores", min: 1, minExclusive: false, max: 100_000),
                 Figure("tensor_cores", Dimension.Count, "Tensor cores", min: 0, minExclusive: false, max: 10_000),
-                Figure("max_frequency", Dimension.Frequency, "Highest GPU clock", max: 10e9)),
+                Figure("max_frequency", Dimension.Frequency, "Highest GPU clock", max: 10e9),
+                Figure("memory", Dimension.Bytes, "Memory of a discrete GPU (a workstation or server card); absent for unified memory", max: 1e15),
+                Figure("memory_bandwidth", Dimension.Bandwidth, "Peak bandwidth of that memory", max: 1e14)),
         },
         new FieldSpec
         {
@@ -141,6 +143,7 @@ public static class ProfileSchema
                 Figure("int8_sparse_tops", Dimension.IntegerOps, "INT8 with structured sparsity, as NVIDIA quotes 'AI performance'"),
                 Figure("int8_dense_tops", Dimension.IntegerOps, "Dense INT8"),
                 Figure("fp16_tflops", Dimension.FloatOps, "Dense FP16"),
+                Figure("bf16_tflops", Dimension.FloatOps, "Dense BF16 (tensor cores, FP32 accumulate)"),
                 Figure("fp32_tflops", Dimension.FloatOps, "FP32")),
         },
         new FieldSpec

@@ -188,6 +188,9 @@ public static class ProcessMemory
     /// <summary>VmRSS: resident memory now.</summary>
     public static long? ResidentBytes() => ReadStatus("VmRSS");
 
+    /// <summary>RssAnon: resident anonymous memory now (heap, stacks; not pages of mapped files).</summary>
+    public static long? AnonymousBytes() => ReadStatus("RssAnon");
+
     /// <summary>VmHWM: the peak resident memory since the process started or since <see cref="ResetPeak"/>.</summary>
     public static long? PeakResidentBytes() => ReadStatus("VmHWM");
 

@@ -10,10 +10,17 @@ public sealed record TrainingExample(string File, long Line, int[] Ids, int[] Ta
     public int TrainedTokens => Targets.Count(t => t >= 0);
 }
 
-/// <summary>A batch: B sequences right-padded to T; padding rows have target −1.</summary>
-public sealed record Batch(int Size, int SeqLen, int[] Tokens, int[] Targets)
+/// <summary>
+/// A batch: B sequences right-padded to T; padding rows have target −1. <see cref="Offsets"/>: where each example's
+/// first token sits in the flattened (B·T) layout. <see cref="SegmentStarts"/>: null with one example per sequence;
+/// packed, the (B,T) start of each row's example within its sequence (the attention and RoPE kernels take it).
+/// </summary>
+public sealed record Batch(int Size, int SeqLen, int[] Tokens, int[] Targets, int[] Offsets, int[]? SegmentStarts = null)
 {
     public int TrainedTokens => Targets.Count(t => t >= 0);
+
+    /// <summary>Tokens that are not padding.</summary>
+    public int UsefulTokens { get; init; }
 }
 
 public static class TrainingExamples
@@ -48,6 +55,7 @@ public static class TrainingExamples
         return (examples, findings);
     }
 
+    /// <summary>One example per sequence, right-padded to the longest.</summary>
     public static Batch Collate(IReadOnlyList<TrainingExample> items, int padId)
     {
         int seqLen = items.Max(e => e.Ids.Length);
@@ -55,12 +63,58 @@ public static class TrainingExamples
         var targets = new int[items.Count * seqLen];
         Array.Fill(tokens, padId);
         Array.Fill(targets, -1);
+        var offsets = new int[items.Count];
         for (int b = 0; b < items.Count; b++)
         {
+            offsets[b] = b * seqLen;
             items[b].Ids.CopyTo(tokens, b * seqLen);
             items[b].Targets.CopyTo(targets, b * seqLen);
         }
-        return new Batch(items.Count, seqLen, tokens, targets);
+        return new Batch(items.Count, seqLen, tokens, targets, offsets) { UsefulTokens = items.Sum(e => e.Ids.Length) };
+    }
+
+    /// <summary>
+    /// Sequence packing: the same examples, several to a sequence of at most <paramref name="maxSeqLen"/> tokens
+    /// (first-fit, longest first: few sequences, little padding), right-padded to the fullest. With room for all of
+    /// them, one sequence of the examples back to back: no padding at all. Each example keeps its
+    /// own targets (the loss mask) and gets a segment: attention stays inside it and RoPE positions restart at its
+    /// first token, so each example's loss and gradients are those of <see cref="Collate"/> up to float rounding.
+    /// Padding rows form one segment of their own at the end of a sequence, with target −1.
+    /// </summary>
+    public static Batch Pack(IReadOnlyList<TrainingExample> items, int padId, int maxSeqLen)
+    {
+        var rows = new List<List<int>>();
+        var fill = new List<int>();
+        foreach (int i in Enumerable.Range(0, items.Count).OrderByDescending(i => items[i].Ids.Length).ThenBy(i => i))
+        {
+            int length = items[i].Ids.Length;
+            if (length > maxSeqLen) throw new ArgumentException($"example {items[i].File}:{items[i].Line} has {length} tokens, over the {maxSeqLen} a packed sequence holds");
+            int row = fill.FindIndex(f => f + length <= maxSeqLen);
+            if (row < 0) { rows.Add([]); fill.Add(0); row = rows.Count - 1; }
+            rows[row].Add(i);
+            fill[row] += length;
+        }
+        int seqLen = fill.Max();
+        var tokens = new int[rows.Count * seqLen];
+        var targets = new int[rows.Count * seqLen];
+        var starts = new int[rows.Count * seqLen];
+        var offsets = new int[items.Count];
+        Array.Fill(tokens, padId);
+        Array.Fill(targets, -1);
+        for (int b = 0; b < rows.Count; b++)
+        {
+            int t = 0;
+            foreach (int i in rows[b])
+            {
+                offsets[i] = b * seqLen + t;
+                items[i].Ids.CopyTo(tokens, offsets[i]);
+                items[i].Targets.CopyTo(targets, offsets[i]);
+                starts.AsSpan(offsets[i], items[i].Ids.Length).Fill(t);
+                t += items[i].Ids.Length;
+            }
+            starts.AsSpan(b * seqLen + t, seqLen - t).Fill(t);
+        }
+        return new Batch(rows.Count, seqLen, tokens, targets, offsets, starts) { UsefulTokens = items.Sum(e => e.Ids.Length) };
     }
 
     /// <summary>The seeded order of an epoch (Fisher–Yates over SplitMix64), derived from the seed and epoch alone so a resume reproduces it.</summary>

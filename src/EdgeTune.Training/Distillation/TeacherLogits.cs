@@ -284,24 +284,25 @@ public sealed class TeacherLogits
     }
 
     /// <summary>
-    /// The batch's rows of teacher entries, aligned with <see cref="TrainingExamples.Collate"/>'s layout: row b·T + t
-    /// holds example b's entry for position t when t is trained; other rows are zeros (the loss skips them).
+    /// The batch's rows of teacher entries, aligned with the batch's layout (<see cref="TrainingExamples.Collate"/> or
+    /// <see cref="TrainingExamples.Pack"/>): row offsets[i] + t holds example i's entry for position t when t is
+    /// trained; other rows are zeros (the loss skips them).
     /// </summary>
-    public (int[] Ids, float[] LogProbs) Collate(IReadOnlyList<int> exampleIndices, IReadOnlyList<TrainingExample> examples, int seqLen)
+    public (int[] Ids, float[] LogProbs) Collate(IReadOnlyList<int> exampleIndices, IReadOnlyList<TrainingExample> examples, Batch batch)
     {
         int k = TopK;
-        var ids = new int[exampleIndices.Count * seqLen * k];
+        var ids = new int[batch.Tokens.Length * k];
         var lp = new float[ids.Length];
         for (int b = 0; b < exampleIndices.Count; b++)
         {
             var e = examples[exampleIndices[b]];
             var (eIds, eLp) = Examples[exampleIndices[b]];
-            int row = 0;
+            int row = 0, offset = batch.Offsets[b];
             for (int t = 0; t < e.Targets.Length; t++)
             {
                 if (e.Targets[t] < 0) continue;
-                eIds.AsSpan(row * k, k).CopyTo(ids.AsSpan((b * seqLen + t) * k, k));
-                eLp.AsSpan(row * k, k).CopyTo(lp.AsSpan((b * seqLen + t) * k, k));
+                eIds.AsSpan(row * k, k).CopyTo(ids.AsSpan((offset + t) * k, k));
+                eLp.AsSpan(row * k, k).CopyTo(lp.AsSpan((offset + t) * k, k));
                 row++;
             }
         }

@@ -5,10 +5,10 @@ using EdgeTune.Recipes;
 namespace EdgeTune.Training.Model;
 
 /// <summary>What one block keeps from its forward for its backward, as views over capacity-sized buffers.</summary>
-internal sealed class LayerActivations(DeviceBuffer[] buffers, int[] widths, int batchHeadsPerRow)
+internal sealed class LayerActivations(DeviceBuffer?[] buffers, int[] widths, int batchHeadsPerRow)
 {
     // Order matches Activations.LayerWidths.
-    private DeviceBuffer View(int i, int n) => buffers[i].Slice(0, (long)n * widths[i]);
+    private DeviceBuffer View(int i, int n) => buffers[i]!.Slice(0, (long)n * widths[i]);
 
     public DeviceBuffer H1(int n) => View(0, n);
     public DeviceBuffer Rstd1(int n) => View(1, n);
@@ -17,7 +17,7 @@ internal sealed class LayerActivations(DeviceBuffer[] buffers, int[] widths, int
     public DeviceBuffer V(int n) => View(4, n);
     public DeviceBuffer Att(int n) => View(5, n);
     // logSumExp: (B,H,T) = heads values per row
-    public DeviceBuffer Lse(int n) => buffers[6].Slice(0, (long)n * batchHeadsPerRow);
+    public DeviceBuffer Lse(int n) => buffers[6]!.Slice(0, (long)n * batchHeadsPerRow);
     public DeviceBuffer XMid(int n) => View(7, n);
     public DeviceBuffer H2(int n) => View(8, n);
     public DeviceBuffer Rstd2(int n) => View(9, n);
@@ -89,7 +89,7 @@ internal sealed class Activations : IDisposable
         int sets = setup.ActivationCheckpointing ? 1 : c.Layers;
         var kept = new LayerActivations[sets];
         for (int i = 0; i < sets; i++)
-            kept[i] = new LayerActivations(widths.Select(w => A(w * rows)).ToArray(), widths, c.Heads);
+            kept[i] = new LayerActivations(widths.Select(w => w == 0 ? null : A(w * rows)).ToArray(), widths, c.Heads); // no buffer for a width of 0 (a LoRA target not trained)
         _layers = setup.ActivationCheckpointing ? Enumerable.Repeat(kept[0], c.Layers).ToArray() : kept;
         _inputs = Enumerable.Range(0, c.Layers).Select(_ => A(rows * c.HiddenSize)).ToArray();
         _x = A(rows * c.HiddenSize);

@@ -79,14 +79,57 @@ public sealed class BaseWeights : IDisposable
     {
         var spec = Spec(ggufName);
         if (_hf is not null) return _hf.ReadFloat32(spec);
+        var info = Checked(ggufName, spec);
+        var values = new float[spec.Elements];
+        _gguf!.ReadRows(info, 0, values);
+        return values;
+    }
+
+    private GgufTensorInfo Checked(string ggufName, TensorSpec spec)
+    {
         var info = _gguf!.FindTensor(ggufName) ?? throw new FileFormatException(Path, $"tensor '{ggufName}'", $"missing; a {Config.Architecture} model with this metadata needs it");
         if (!info.Shape.SequenceEqual(spec.GgufShape))
             throw new FileFormatException(Path, $"tensor '{ggufName}'", $"shape [{string.Join(", ", info.Shape)}] does not match the metadata (expected [{string.Join(", ", spec.GgufShape)}])");
         if (!QuantCodecs.CanDequantize(info.Type))
             throw new FileFormatException(Path, $"tensor '{ggufName}'", $"type {GgmlTypes.Name(info.Type)} cannot be dequantised");
-        var values = new float[spec.Elements];
-        _gguf.ReadRows(info, 0, values);
-        return values;
+        return info;
+    }
+
+    /// <summary>
+    /// Values [first, first + destination.Length) of the tensor in float32 ([out][in] row-major), dequantised from the
+    /// mapping as they are read: how large tensors stream into quantised or device storage without a float32 copy.
+    /// </summary>
+    public void Read(string ggufName, long first, Span<float> destination)
+    {
+        var spec = Spec(ggufName);
+        if (first < 0 || first + destination.Length > spec.Elements)
+            throw new ArgumentOutOfRangeException(nameof(first), $"[{first}, {first + destination.Length}) lies outside the {spec.Elements} values of '{ggufName}'");
+        if (_hf is not null)
+        {
+            _hf.ReadFloat32(spec, first, destination);
+            return;
+        }
+        var info = Checked(ggufName, spec);
+        long rowLength = info.RowLength;
+        float[]? row = null;
+        while (destination.Length > 0)
+        {
+            long r = first / rowLength, offset = first % rowLength;
+            if (offset == 0 && destination.Length >= rowLength)
+            {
+                int whole = (int)(destination.Length / rowLength * rowLength);
+                _gguf!.ReadRows(info, r, destination[..whole]);
+                destination = destination[whole..];
+                first += whole;
+                continue;
+            }
+            row ??= new float[rowLength];
+            _gguf!.ReadRows(info, r, row);
+            int take = (int)Math.Min(rowLength - offset, destination.Length);
+            row.AsSpan((int)offset, take).CopyTo(destination);
+            destination = destination[take..];
+            first += take;
+        }
     }
 
     /// <summary>The stored bytes of a GGUF tensor of type <paramref name="type"/>, or null (HF folder, or another type).</summary>

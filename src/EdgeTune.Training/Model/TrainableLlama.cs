@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using EdgeTune.Core;
 using EdgeTune.Core.Numerics;
@@ -32,7 +33,7 @@ public sealed class TrainableLlama : IDisposable
     public ModelConfig Config { get; }
     public RopeLayout Rope { get; }
     public TrainingSetup Setup { get; }
-    public ParameterLayout Layout { get; } = new();
+    public ParameterLayout Layout { get; }
     public DeviceBuffer Parameters { get; }
     public DeviceBuffer Gradients { get; }
     public IComputeBackend Backend => _b;
@@ -75,42 +76,20 @@ public sealed class TrainableLlama : IDisposable
         public IEnumerable<Linear> Linears => [Q, K, V, O, Gate, Up, Down];
     }
 
-    public TrainableLlama(BaseWeights weights, TrainingSetup setup, IComputeBackend backend, IProgress<string>? progress = null)
+    /// <param name="layers">Load only the first N blocks (the time estimate measures steps of a 1- and a 4-block model
+    /// and extrapolates); null: all of them.</param>
+    public TrainableLlama(BaseWeights weights, TrainingSetup setup, IComputeBackend backend, IProgress<string>? progress = null, int? layers = null)
     {
         _b = backend;
-        Config = weights.Config;
+        if (layers is < 1 || layers > weights.Config.Layers) throw new ArgumentOutOfRangeException(nameof(layers), layers, $"1 to {weights.Config.Layers} blocks");
+        Config = layers is { } k ? weights.Config with { Layers = k } : weights.Config;
         Rope = weights.Rope;
         Setup = setup;
         var c = Config;
         bool full = setup.Method == TuningMethod.Full;
 
         // Lay out the trainable tensors first, so that Parameters is one allocation.
-        if (full)
-        {
-            Layout.Add("token_embd.weight", c.VocabSize, c.HiddenSize);
-            for (int l = 0; l < c.Layers; l++)
-                foreach (var (name, shape) in LayerTensors(l))
-                    Layout.Add(name, shape);
-            Layout.Add("output_norm.weight", c.HiddenSize);
-            if (!c.TiedEmbeddings) Layout.Add("output.weight", c.VocabSize, c.HiddenSize);
-        }
-        else
-        {
-            if (setup.AddedTokens > 0)
-            {
-                if (setup.AddedTokens >= c.VocabSize) throw new ArgumentException($"{setup.AddedTokens} added tokens leave no vocabulary of the base", nameof(setup));
-                Layout.Add("token_embd.added", setup.AddedTokens, c.HiddenSize);
-                if (!c.TiedEmbeddings) Layout.Add("output.added", setup.AddedTokens, c.HiddenSize);
-            }
-            for (int l = 0; l < c.Layers; l++)
-                foreach (var t in TrainingSetup.Stems.Keys.Where(setup.Targets.Contains))
-                {
-                    var (inDim, outDim) = Dims(t);
-                    string name = $"blk.{l}.{TrainingSetup.Stems[t]}.weight";
-                    Layout.Add(name + ".lora_a", setup.Rank, inDim);
-                    Layout.Add(name + ".lora_b", outDim, setup.Rank);
-                }
-        }
+        Layout = LayoutFor(c, setup);
         Parameters = Own(_b.Allocate(Math.Max(1, Layout.Total)));
         Gradients = Own(_b.Allocate(Math.Max(1, Layout.Total)));
 
@@ -121,14 +100,20 @@ public sealed class TrainableLlama : IDisposable
             if (initial is not null) _b.Upload(initial, w.Value);
             return w;
         }
-        Weight FrozenVector(float[] values)
+        Weight FrozenVector(string name)
         {
-            var buffer = Own(_b.Allocate(values.Length));
-            _b.Upload(values, buffer);
-            FrozenOtherBytes += values.Length * 4L;
+            var buffer = Own(_b.Allocate(weights.Spec(name).Elements));
+            StreamInto(weights, name, buffer);
+            FrozenOtherBytes += buffer.Length * 4L;
             return new Weight { Value = buffer };
         }
-        Weight Vector(string name) => full ? Trainable(name, weights.Read(name)) : FrozenVector(weights.Read(name));
+        Weight StreamedTrainable(string name)
+        {
+            var w = Trainable(name, null);
+            StreamInto(weights, name, w.Value!);
+            return w;
+        }
+        Weight Vector(string name) => full ? StreamedTrainable(name) : FrozenVector(name);
 
         progress?.Report("loading weights");
         _embed = Vector("token_embd.weight");
@@ -141,7 +126,7 @@ public sealed class TrainableLlama : IDisposable
             {
                 var (inDim, outDim) = Dims(shortName);
                 string name = p + TrainingSetup.Stems[shortName] + ".weight";
-                var lin = new Linear { Name = name, In = inDim, Out = outDim, W = full ? Trainable(name, weights.Read(name)) : FrozenLinear(weights, name, outDim, inDim) };
+                var lin = new Linear { Name = name, In = inDim, Out = outDim, W = full ? StreamedTrainable(name) : FrozenLinear(weights, name, outDim, inDim) };
                 string biasName = p + TrainingSetup.Stems[shortName] + ".bias";
                 if (c.AttentionBias && shortName is "q" or "k" or "v") lin.Bias = Vector(biasName);
                 if (!full && setup.Targets.Contains(shortName))
@@ -165,7 +150,12 @@ public sealed class TrainableLlama : IDisposable
         if (!full && setup.AddedTokens > 0)
         {
             long rows = (long)setup.AddedTokens * c.HiddenSize, first = ((long)c.VocabSize - setup.AddedTokens) * c.HiddenSize;
-            float[] Tail(string name) => weights.Read(name).AsSpan((int)first, (int)rows).ToArray();
+            float[] Tail(string name)
+            {
+                var tail = new float[rows];
+                weights.Read(name, first, tail);
+                return tail;
+            }
             _addedEmbed = Trainable("token_embd.added", Tail("token_embd.weight"));
             _addedHead = c.TiedEmbeddings ? _addedEmbed : Trainable("output.added", Tail("output.weight"));
             _headScratch = Own(_b.Allocate((long)c.VocabSize * c.HiddenSize));
@@ -175,52 +165,90 @@ public sealed class TrainableLlama : IDisposable
         _b.Upload(weights.InverseFrequencies, _invFreq);
     }
 
-    private (int In, int Out) Dims(string target) => target switch
+    /// <summary>The trainable tensors of <paramref name="setup"/> on a model of shape <paramref name="c"/> (what <see cref="Layout"/> will be).</summary>
+    public static ParameterLayout LayoutFor(ModelConfig c, TrainingSetup setup)
     {
-        "q" => (Config.HiddenSize, Config.QDim),
-        "k" or "v" => (Config.HiddenSize, Config.KvDim),
-        "o" => (Config.QDim, Config.HiddenSize),
-        "gate" or "up" => (Config.HiddenSize, Config.IntermediateSize),
-        "down" => (Config.IntermediateSize, Config.HiddenSize),
+        var layout = new ParameterLayout();
+        if (setup.Method == TuningMethod.Full)
+        {
+            layout.Add("token_embd.weight", c.VocabSize, c.HiddenSize);
+            for (int l = 0; l < c.Layers; l++)
+                foreach (var (name, shape) in LayerTensors(c, l))
+                    layout.Add(name, shape);
+            layout.Add("output_norm.weight", c.HiddenSize);
+            if (!c.TiedEmbeddings) layout.Add("output.weight", c.VocabSize, c.HiddenSize);
+            return layout;
+        }
+        if (setup.AddedTokens > 0)
+        {
+            if (setup.AddedTokens >= c.VocabSize) throw new ArgumentException($"{setup.AddedTokens} added tokens leave no vocabulary of the base", nameof(setup));
+            layout.Add("token_embd.added", setup.AddedTokens, c.HiddenSize);
+            if (!c.TiedEmbeddings) layout.Add("output.added", setup.AddedTokens, c.HiddenSize);
+        }
+        for (int l = 0; l < c.Layers; l++)
+            foreach (var t in TrainingSetup.Stems.Keys.Where(setup.Targets.Contains))
+            {
+                var (inDim, outDim) = Dims(c, t);
+                string name = $"blk.{l}.{TrainingSetup.Stems[t]}.weight";
+                layout.Add(name + ".lora_a", setup.Rank, inDim);
+                layout.Add(name + ".lora_b", outDim, setup.Rank);
+            }
+        return layout;
+    }
+
+    /// <summary>How the frozen linear weights are stored: float32 under LoRA, the QLoRA base_quant otherwise.</summary>
+    public static FrozenFormat FrozenFormatOf(TrainingSetup setup) => setup.Method != TuningMethod.Qlora ? FrozenFormat.F32 : setup.BaseQuant switch
+    {
+        "q8_0" => FrozenFormat.Q8_0,
+        "q4_0" => FrozenFormat.Q4_0,
+        "q4_k" => FrozenFormat.Q4_K,
+        _ => FrozenFormat.Nf4,
+    };
+
+    private (int In, int Out) Dims(string target) => Dims(Config, target);
+
+    /// <summary>(in, out) of a target's linear layer.</summary>
+    public static (int In, int Out) Dims(ModelConfig c, string target) => target switch
+    {
+        "q" => (c.HiddenSize, c.QDim),
+        "k" or "v" => (c.HiddenSize, c.KvDim),
+        "o" => (c.QDim, c.HiddenSize),
+        "gate" or "up" => (c.HiddenSize, c.IntermediateSize),
+        "down" => (c.IntermediateSize, c.HiddenSize),
         _ => throw new ArgumentException($"unknown target '{target}'", nameof(target)),
     };
 
-    private IEnumerable<(string Name, long[] Shape)> LayerTensors(int l)
+    private static IEnumerable<(string Name, long[] Shape)> LayerTensors(ModelConfig c, int l)
     {
-        var c = Config;
         string p = $"blk.{l}.";
         yield return (p + "attn_norm.weight", [c.HiddenSize]);
         foreach (var t in new[] { "q", "k", "v", "o" })
         {
-            var (i, o) = Dims(t);
+            var (i, o) = Dims(c, t);
             yield return ($"{p}{TrainingSetup.Stems[t]}.weight", [o, i]);
             if (c.AttentionBias && t != "o") yield return ($"{p}{TrainingSetup.Stems[t]}.bias", [o]);
         }
         yield return (p + "ffn_norm.weight", [c.HiddenSize]);
         foreach (var t in new[] { "gate", "up", "down" })
         {
-            var (i, o) = Dims(t);
+            var (i, o) = Dims(c, t);
             yield return ($"{p}{TrainingSetup.Stems[t]}.weight", [o, i]);
         }
     }
 
     private Weight FrozenLinear(BaseWeights weights, string name, int rows, int cols)
     {
-        FrozenFormat format = Setup.Method != TuningMethod.Qlora ? FrozenFormat.F32 : Setup.BaseQuant switch
-        {
-            "q8_0" => FrozenFormat.Q8_0,
-            "q4_0" => FrozenFormat.Q4_0,
-            "q4_k" => FrozenFormat.Q4_K,
-            _ => FrozenFormat.Nf4,
-        };
+        FrozenFormat format = FrozenFormatOf(Setup);
+        // Every format streams from the mapping: a tensor is quantised as it is read, never held in float32 whole.
         byte[] data;
         if (format == FrozenFormat.F32)
         {
-            data = MemoryMarshal.AsBytes(weights.Read(name).AsSpan()).ToArray();
+            data = new byte[4L * rows * cols];
+            weights.Read(name, 0, MemoryMarshal.Cast<byte, float>(data.AsSpan()));
         }
         else if (format == FrozenFormat.Nf4)
         {
-            data = Nf4Codec.Quantize(weights.Read(name));
+            data = Nf4Codec.Quantize((long)rows * cols, (start, chunk) => weights.Read(name, start, chunk));
         }
         else
         {
@@ -228,7 +256,7 @@ public sealed class TrainableLlama : IDisposable
             if (cols % GgmlTypes.BlockSize(type) != 0)
                 throw new EdgeTuneException($"{weights.Path}: tensor '{name}' has rows of {cols} values, not a multiple of {GgmlTypes.Name(type)}'s block of {GgmlTypes.BlockSize(type)}; choose base_quant = \"nf4\"");
             // A GGUF base already stored in this type trains against the bytes that ship; anything else is quantised here.
-            data = weights.TryRaw(name, type) ?? Quantized(type, weights.Read(name), rows, cols);
+            data = weights.TryRaw(name, type) ?? Quantized(type, weights, name, rows, cols);
         }
         var frozen = _b.UploadFrozen(format, data, rows, cols);
         _owned.Add(frozen);
@@ -237,11 +265,51 @@ public sealed class TrainableLlama : IDisposable
         return new Weight { Frozen = frozen };
     }
 
-    private static byte[] Quantized(GgmlType type, float[] values, int rows, int cols)
+    private static byte[] Quantized(GgmlType type, BaseWeights weights, string name, int rows, int cols)
     {
-        var bytes = new byte[GgmlTypes.RowBytes(type, cols) * rows];
-        QuantCodecs.Quantize(type, values, bytes);
+        long rowBytes = GgmlTypes.RowBytes(type, cols);
+        var bytes = new byte[rowBytes * rows];
+        int rowsPerChunk = Math.Max(1, StreamChunk / cols);
+        var chunk = ArrayPool<float>.Shared.Rent(rowsPerChunk * cols);
+        try
+        {
+            for (int r = 0; r < rows; r += rowsPerChunk)
+            {
+                int n = Math.Min(rowsPerChunk, rows - r);
+                var values = chunk.AsSpan(0, n * cols);
+                weights.Read(name, (long)r * cols, values);
+                QuantCodecs.Quantize(type, values, bytes.AsSpan((int)(r * rowBytes), (int)(n * rowBytes)));
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(chunk);
+        }
         return bytes;
+    }
+
+    // Floats read from the base per chunk while loading (4 MiB): the load's host memory beyond the stored result.
+    internal const int StreamChunk = 1 << 20;
+
+    /// <summary>Copies a base tensor into a device buffer a chunk at a time, so the host never holds it in float32 whole.</summary>
+    private void StreamInto(BaseWeights weights, string name, DeviceBuffer target)
+    {
+        long n = weights.Spec(name).Elements;
+        if (n != target.Length) throw new ArgumentException($"'{name}' holds {n} values, the buffer {target.Length}", nameof(target));
+        var chunk = ArrayPool<float>.Shared.Rent((int)Math.Min(StreamChunk, Math.Max(1, n)));
+        try
+        {
+            for (long at = 0; at < n; at += StreamChunk)
+            {
+                var values = chunk.AsSpan(0, (int)Math.Min(StreamChunk, n - at));
+                weights.Read(name, at, values);
+                _b.Upload(values, target.Slice(at, values.Length));
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(chunk);
+        }
     }
 
     // PEFT's default: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0, so training starts at the base model.
@@ -298,9 +366,12 @@ public sealed class TrainableLlama : IDisposable
     /// <summary>
     /// <see cref="Step(int[], int[], int, int, bool, float, ulong)"/> with a distillation term: with
     /// <paramref name="teacher"/> the loss at each row with a target is (1 − α)·CE + α·T²·D over the teacher's top-k
-    /// entries of that row (<see cref="IComputeBackend.Distill"/>), and so are the gradients.
+    /// entries of that row (<see cref="IComputeBackend.Distill"/>), and so are the gradients. With
+    /// <paramref name="segmentStarts"/> (B,T) the sequences are packed: attention stays inside each example and RoPE
+    /// positions restart at its first token (<see cref="Batching.TrainingExamples.Pack"/>).
     /// </summary>
-    public double Step(int[] tokens, int[] targets, int batch, int seqLen, bool train, float gradScale, ulong dropoutSeed, TeacherRows? teacher)
+    public double Step(int[] tokens, int[] targets, int batch, int seqLen, bool train, float gradScale, ulong dropoutSeed, TeacherRows? teacher,
+        int[]? segmentStarts = null)
     {
         var c = Config;
         int n = batch * seqLen;
@@ -318,7 +389,7 @@ public sealed class TrainableLlama : IDisposable
         {
             _b.Copy(a.X(n), a.LayerInput(l, n));
             var s = a.ForLayer(l);
-            LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l);
+            LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l, segmentStarts);
         }
         _b.RmsNormForward(a.X(n), _outNorm.Value!, a.FinalNorm(n), a.FinalRstd(n), n, c.HiddenSize, (float)c.RmsEpsilon);
         if (train && _headScratch is not null) _b.Zero(_headScratch);
@@ -340,9 +411,9 @@ public sealed class TrainableLlama : IDisposable
             if (Setup.ActivationCheckpointing)
             {
                 _b.Copy(a.LayerInput(l, n), a.X(n));
-                LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l);
+                LayerForward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l, segmentStarts);
             }
-            LayerBackward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l);
+            LayerBackward(_layers[l], s, a, batch, seqLen, dropout, dropoutSeed, l, segmentStarts);
         }
         if (_embed.Grad is not null) _b.EmbeddingBackward(tokens, dx, _embed.Grad, c.HiddenSize);
         else if (_addedEmbed is not null) AddedEmbeddingBackward(tokens, dx);
@@ -396,7 +467,7 @@ public sealed class TrainableLlama : IDisposable
         return result;
     }
 
-    private void LayerForward(Layer L, LayerActivations s, Activations a, int batch, int seqLen, bool dropout, ulong seed, int l)
+    private void LayerForward(Layer L, LayerActivations s, Activations a, int batch, int seqLen, bool dropout, ulong seed, int l, int[]? segmentStarts)
     {
         var c = Config;
         int n = batch * seqLen;
@@ -405,9 +476,9 @@ public sealed class TrainableLlama : IDisposable
         LinearForward(L.Q, s.H1(n), s.Q(n), s.LoraQ(n), a, n, dropout, seed, l);
         LinearForward(L.K, s.H1(n), s.K(n), s.LoraK(n), a, n, dropout, seed, l);
         LinearForward(L.V, s.H1(n), s.V(n), s.LoraV(n), a, n, dropout, seed, l);
-        _b.Rope(s.Q(n), _invFreq, batch, seqLen, c.Heads, c.HeadDim, Rope, inverse: false);
-        _b.Rope(s.K(n), _invFreq, batch, seqLen, c.KvHeads, c.HeadDim, Rope, inverse: false);
-        _b.AttentionForward(s.Q(n), s.K(n), s.V(n), s.Att(n), s.Lse(n), batch, seqLen, c.Heads, c.KvHeads, c.HeadDim);
+        _b.Rope(s.Q(n), _invFreq, batch, seqLen, c.Heads, c.HeadDim, Rope, inverse: false, segmentStarts);
+        _b.Rope(s.K(n), _invFreq, batch, seqLen, c.KvHeads, c.HeadDim, Rope, inverse: false, segmentStarts);
+        _b.AttentionForward(s.Q(n), s.K(n), s.V(n), s.Att(n), s.Lse(n), batch, seqLen, c.Heads, c.KvHeads, c.HeadDim, segmentStarts);
         LinearForward(L.O, s.Att(n), a.Proj(n), s.LoraO(n), a, n, dropout, seed, l);
         _b.AddScaled(x, a.Proj(n), 1f);
         _b.Copy(x, s.XMid(n));
@@ -420,7 +491,7 @@ public sealed class TrainableLlama : IDisposable
     }
 
     // dx holds ∂loss/∂(this layer's output residual) on entry and ∂loss/∂(its input residual) on exit.
-    private void LayerBackward(Layer L, LayerActivations s, Activations a, int batch, int seqLen, bool dropout, ulong seed, int l)
+    private void LayerBackward(Layer L, LayerActivations s, Activations a, int batch, int seqLen, bool dropout, ulong seed, int l, int[]? segmentStarts)
     {
         var c = Config;
         int n = batch * seqLen;
@@ -433,9 +504,9 @@ public sealed class TrainableLlama : IDisposable
         _b.RmsNormBackward(a.DH(n), s.XMid(n), L.FfnNorm.Value!, s.Rstd2(n), dx, L.FfnNorm.Grad, n, c.HiddenSize);
         // x_mid = x_in + o(attention(rope(q(h1)), rope(k(h1)), v(h1))),  h1 = rmsnorm(x_in)
         LinearBackward(L.O, s.Att(n), s.LoraO(n), dx, a.DAtt(n), accumulateInput: false, a, n, dropout, seed, l);
-        _b.AttentionBackward(a.DAtt(n), s.Q(n), s.K(n), s.V(n), s.Att(n), s.Lse(n), a.DQ(n), a.DK(n), a.DV(n), batch, seqLen, c.Heads, c.KvHeads, c.HeadDim);
-        _b.Rope(a.DQ(n), _invFreq, batch, seqLen, c.Heads, c.HeadDim, Rope, inverse: true);
-        _b.Rope(a.DK(n), _invFreq, batch, seqLen, c.KvHeads, c.HeadDim, Rope, inverse: true);
+        _b.AttentionBackward(a.DAtt(n), s.Q(n), s.K(n), s.V(n), s.Att(n), s.Lse(n), a.DQ(n), a.DK(n), a.DV(n), batch, seqLen, c.Heads, c.KvHeads, c.HeadDim, segmentStarts);
+        _b.Rope(a.DQ(n), _invFreq, batch, seqLen, c.Heads, c.HeadDim, Rope, inverse: true, segmentStarts);
+        _b.Rope(a.DK(n), _invFreq, batch, seqLen, c.KvHeads, c.HeadDim, Rope, inverse: true, segmentStarts);
         LinearBackward(L.Q, s.H1(n), s.LoraQ(n), a.DQ(n), a.DH(n), accumulateInput: false, a, n, dropout, seed, l);
         LinearBackward(L.K, s.H1(n), s.LoraK(n), a.DK(n), a.DH(n), accumulateInput: true, a, n, dropout, seed, l);
         LinearBackward(L.V, s.H1(n), s.LoraV(n), a.DV(n), a.DH(n), accumulateInput: true, a, n, dropout, seed, l);
@@ -493,6 +564,9 @@ public sealed class TrainableLlama : IDisposable
         _b.Dropout(dInput, dInput, (long)n * lin.In, (float)Setup.Dropout, DropoutSeed(seed, layer, lora.TargetIndex));
         _b.AddScaled(dx, dInput, 1f);
     }
+
+    /// <summary>Allocates the activations for a batch shape now (what the first step would), for memory accounting.</summary>
+    public void ReserveActivations(int batch, int seqLen) => EnsureActivations(batch, seqLen);
 
     private Activations EnsureActivations(int batch, int seqLen)
     {

@@ -7,7 +7,13 @@ SwiGLU, untied head; LoRA as PEFT computes it (y = x·Wᵀ + scale·(x·Aᵀ)·B
 AdamW over the trainable parameters. A step = forward + mean token cross-entropy + backward + AdamW, timed after
 warm-up, as EdgeTune's benchmark times it.
 
+A fair baseline: the causal mask (when scaled_dot_product_attention is missing) and the rope tables are built once,
+not per step; on CUDA every step ends with a synchronize. --shape takes the same built-in shapes as
+`edgetune bench train --shape` (random weights). With --peft, and transformers and peft installed, the model is
+transformers' LlamaForCausalLM with PEFT's LoRA (what users run) instead of the hand-written one.
+
 Run: /usr/bin/python3 tests/assets/bench/torch_train_bench.py --threads 2 --method lora
+     python3 tests/assets/bench/torch_train_bench.py --device cuda --shape qwen2.5-0.5b --seq 512 --batch 1 --peft
 """
 import argparse
 import math
@@ -16,8 +22,22 @@ import time
 import torch
 
 
+# Dimensions from each model's config.json, as src/EdgeTune.Models/Architectures/KnownShapes.cs lists them.
+SHAPES = {
+    "qwen2.5-0.5b": dict(dim=896, layers=24, heads=14, kv_heads=2, ffn=4864, vocab=151936, tied=True),
+    "qwen2.5-1.5b": dict(dim=1536, layers=28, heads=12, kv_heads=2, ffn=8960, vocab=151936, tied=True),
+    "llama-3.2-1b": dict(dim=2048, layers=16, heads=32, kv_heads=8, ffn=8192, vocab=128256, tied=True),
+    "tinyllama-1.1b": dict(dim=2048, layers=22, heads=32, kv_heads=4, ffn=5632, vocab=32000, tied=False),
+    "smollm2-1.7b": dict(dim=2048, layers=24, heads=32, kv_heads=32, ffn=8192, vocab=49152, tied=True),
+}
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", choices=sorted(SHAPES), help="a real model's dimensions (overrides --dim ... --vocab)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--peft", action="store_true", help="transformers LlamaForCausalLM + PEFT LoRA when both are installed")
+    ap.add_argument("--tied", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--method", choices=["lora", "full"], default="lora")
     ap.add_argument("--dim", type=int, default=256)
@@ -32,7 +52,13 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     a = ap.parse_args()
+    if a.shape:
+        for k, v in SHAPES[a.shape].items():
+            setattr(a, k, v)
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    if a.peft:
+        return run_peft(a, dev)
     torch.manual_seed(0)
     d = a.dim // a.heads
     full = a.method == "full"
@@ -60,7 +86,8 @@ def main():
 
     inv = 1.0 / (10000 ** (torch.arange(0, d, 2).float() / d))
     ang = torch.arange(a.seq).float()[:, None] * inv[None, :]
-    cos, sin = torch.cat([ang.cos(), ang.cos()], -1), torch.cat([ang.sin(), ang.sin()], -1)
+    cos, sin = torch.cat([ang.cos(), ang.cos()], -1).to(dev), torch.cat([ang.sin(), ang.sin()], -1).to(dev)
+    causal = torch.ones(a.seq, a.seq, dtype=torch.bool, device=dev).triu(1)  # once, not per step
 
     def rope(x):
         x1, x2 = x[..., : d // 2], x[..., d // 2:]
@@ -88,7 +115,7 @@ def main():
                 att = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
             else:
                 s = (q @ k.transpose(-1, -2)) / math.sqrt(d)
-                s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+                s = s.masked_fill(causal[:T, :T], float("-inf"))
                 att = s.softmax(-1) @ v
             x = x + self.o(att.transpose(1, 2).reshape(B, T, -1))
             h = rms(x, self.n2)
@@ -102,7 +129,7 @@ def main():
             self.norm = param(a.dim, scale=0)
             with torch.no_grad():
                 self.norm.fill_(1)
-            self.head = param(a.vocab, a.dim)
+            self.head = self.emb if a.tied else param(a.vocab, a.dim)
 
         def forward(self, tokens):
             x = self.emb[tokens]
@@ -110,26 +137,51 @@ def main():
                 x = b(x)
             return rms(x, self.norm) @ self.head.t()
 
-    model = Model()
+    model = Model().to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
+    time_steps(a, dev, model, params, lambda tokens: model(tokens))
+
+
+def time_steps(a, dev, model, params, logits_of):
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
-    tokens = torch.randint(0, a.vocab, (a.batch, a.seq))
-    targets = torch.cat([tokens[:, 1:], torch.full((a.batch, 1), -100)], 1)
+    tokens = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
+    targets = torch.cat([tokens[:, 1:], torch.full((a.batch, 1), -100, device=dev)], 1)
     times = []
     for step in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits = model(tokens)
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, a.vocab), targets.view(-1), ignore_index=-100)
+        logits = logits_of(tokens)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, a.vocab), targets.view(-1), ignore_index=-100)
         loss.backward()
         opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         ms = (time.perf_counter() - t0) * 1000
         if step >= a.warmup:
             times.append(ms)
     mean = sum(times) / len(times)
     n = a.batch * a.seq
-    print(f"torch {torch.__version__} {a.method}: {a.threads} threads, {sum(p.numel() for p in params):,} trainable params, "
+    print(f"torch {torch.__version__} {a.method}{' (' + a.shape + ')' if a.shape else ''} on {dev}: {a.threads} threads, {sum(p.numel() for p in params):,} trainable params, "
           f"step {mean:.0f} ms, {n / (mean / 1000):.0f} tokens/s (steps: {', '.join(f'{t:.0f}' for t in times)})")
+
+
+def run_peft(a, dev):
+    """transformers' LlamaForCausalLM (random weights at the shape) with PEFT's LoRA on the seven projections, float32."""
+    try:
+        import peft
+        import transformers
+    except ImportError as e:
+        raise SystemExit(f"--peft needs transformers and peft installed ({e})")
+    config = transformers.LlamaConfig(hidden_size=a.dim, intermediate_size=a.ffn, num_hidden_layers=a.layers, num_attention_heads=a.heads,
+                                      num_key_value_heads=a.kv_heads, vocab_size=a.vocab, tie_word_embeddings=a.tied, max_position_embeddings=a.seq)
+    model = transformers.LlamaForCausalLM(config).to(dev)
+    if a.method == "lora":
+        lora = peft.LoraConfig(r=a.rank, lora_alpha=2 * a.rank, lora_dropout=0.0,
+                               target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        model = peft.get_peft_model(model, lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    print(f"transformers {transformers.__version__}, peft {peft.__version__}")
+    time_steps(a, dev, model, params, lambda tokens: model(input_ids=tokens).logits)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+using EdgeTune.Core;
+using EdgeTune.Models.Architectures;
+using EdgeTune.Recipes;
+using EdgeTune.Training.Batching;
+using EdgeTune.Training.Model;
+
+namespace EdgeTune.Training;
+
+/// <summary>
+/// What <c>edgetune train</c> will run for a recipe, worked out without training: the model's shape and setup, and the
+/// shape (sequences × padded length) of every micro-batch in the order the trainer draws them (the same epoch order,
+/// batch size, accumulation and step count), so memory and time can be estimated before a run starts.
+/// </summary>
+public sealed record TrainingSchedule(ModelConfig Config, TrainingSetup Setup, string BasePath, int Examples, int Steps, int BatchSize, int Accumulation,
+    IReadOnlyList<(int Batch, int SeqLen)> MicroBatches, long TrainedTokens)
+{
+    /// <summary>Tokens the steps process, padding included (what costs time).</summary>
+    public long ProcessedTokens => MicroBatches.Sum(m => (long)m.Batch * m.SeqLen);
+
+    /// <summary>The largest micro-batch: the activations are sized for it.</summary>
+    public (int Batch, int SeqLen) Largest => MicroBatches.MaxBy(m => (long)m.Batch * m.SeqLen);
+
+    public static TrainingSchedule For(Recipe r)
+    {
+        using var weights = BaseWeights.Open(r.Model.Base);
+        var (_, _, templater, readOptions) = Trainer.Templating(r, r.Model.Base);
+        var (train, _) = TrainingExamples.Load(r.Data.Train, templater, readOptions);
+        if (train.Count == 0) throw new EdgeTuneException($"{r.Data.Train}: no usable training example (run `edgetune data check`)");
+        int batch = r.Train.BatchSize, accum = r.Train.GradientAccumulation;
+        int microPerEpoch = (train.Count + batch - 1) / batch;
+        int steps = r.Train.MaxSteps ?? r.Train.Epochs * Math.Max(1, microPerEpoch / accum);
+        var shapes = new List<(int, int)>();
+        long trained = 0;
+        int[]? order = null;
+        int orderEpoch = -1;
+        for (long g = 0; g < (long)steps * accum; g++)
+        {
+            int epoch = (int)(g / microPerEpoch), index = (int)(g % microPerEpoch);
+            if (epoch != orderEpoch) (order, orderEpoch) = (TrainingExamples.EpochOrder(train.Count, r.Train.Seed, epoch), epoch);
+            var items = order!.Skip(index * batch).Take(batch).Select(i => train[i]).ToList();
+            shapes.Add((items.Count, items.Max(e => e.Ids.Length)));
+            trained += items.Sum(e => e.TrainedTokens);
+        }
+        // add_tokens grows the vocabulary by at most the markers it adds (fewer when the base has some already).
+        var config = weights.Config with { VocabSize = weights.Config.VocabSize + r.Model.AddTokens.Count };
+        var setup = TrainingSetup.From(r) with { AddedTokens = r.Model.AddTokens.Count };
+        return new TrainingSchedule(config, setup, r.Model.Base, train.Count, steps, batch, accum, shapes, trained);
+    }
+}
