@@ -98,6 +98,13 @@ public interface IComputeBackend : IDisposable
     /// </summary>
     FrozenMatrix UploadFrozen(FrozenFormat format, ReadOnlySpan<byte> data, int rows, int cols);
 
+    /// <summary>
+    /// <see cref="UploadFrozen(FrozenFormat, ReadOnlySpan{byte}, int, int)"/> handing over <paramref name="data"/>: a host
+    /// backend may keep the array itself instead of a copy (the caller must not change it afterwards). Loading a base
+    /// then leaves no copy of every quantised tensor behind for the garbage collector.
+    /// </summary>
+    FrozenMatrix UploadFrozenOwned(FrozenFormat format, byte[] data, int rows, int cols) => UploadFrozen(format, data, rows, cols);
+
     // x: (N,K)  w: (M,K)  y: (N,M)          y (+)= x·wᵀ
     void MatMul(DeviceBuffer x, DeviceBuffer w, DeviceBuffer y, int n, int k, int m, bool accumulate);
     // dy: (N,M)  w: (M,K)  dx: (N,K)        dx (+)= dy·w

@@ -32,7 +32,7 @@ public sealed record TrainBenchConfig
     public string? ShapeName { get; init; }
     /// <summary>Build the model and its buffers, report every part's bytes, run no step.</summary>
     public bool MemoryOnly { get; init; }
-    /// <summary>Also measure the step-time estimate (1- and 4-block steps) that <c>edgetune plan</c> makes, to print beside the measured step.</summary>
+    /// <summary>Also measure the step-time estimate (1- and 8-block steps) that <c>edgetune plan</c> makes, to print beside the measured step.</summary>
     public bool Predict { get; init; }
 
     /// <summary>The dimensions of a real model (random weights; the llama graph, so qwen2's q/k/v biases are left out).</summary>

@@ -16,7 +16,7 @@ public sealed record TrainingMemoryPlan(IReadOnlyList<MemoryPart> Parts)
     public long Bytes(string name) => Parts.FirstOrDefault(p => p.Name == name)?.Bytes ?? 0;
 }
 
-/// <summary>A step-time model measured on a backend: steps of a 1- and a 4-block model of the real shape, extrapolated to every block.</summary>
+/// <summary>A step-time model measured on a backend: steps of a 1- and an 8-block model of the real shape, extrapolated to every block.</summary>
 public sealed record StepTimeModel(int CalibrationRows, double FixedMs, double PerLayerMs, string Basis)
 {
     /// <summary>Milliseconds of one optimizer step over <paramref name="rows"/> tokens (batch × sequence) with <paramref name="layers"/> blocks.</summary>
@@ -110,15 +110,16 @@ public static class TrainingEstimate
     }
 
     /// <summary>
-    /// Measures steps of the model truncated to one block and to four (the same weights, shapes, method and backend) and
+    /// Measures steps of the model truncated to one block and to eight (the same weights, shapes, method and backend) and
     /// extrapolates: step(L) = fixed + L · per-block, scaled by rows. The fixed part holds the embedding, the head and its
-    /// loss; the per-block part the block's forward, backward and optimizer update. Four blocks rather than two: the
-    /// per-block slope is a difference of two timings, and three blocks of difference divide its noise by three.
+    /// loss; the per-block part the block's forward, backward and optimizer update. Eight blocks rather than two: the
+    /// per-block slope is a difference of two timings, and a large vocabulary's head can make the one-block step
+    /// mostly head, so seven blocks of difference are needed to rise above the noise.
     /// </summary>
     public static StepTimeModel Calibrate(BaseWeights weights, TrainingSetup setup, IComputeBackend backend, int batch, int seqLen, int steps = 3,
         IProgress<string>? progress = null)
     {
-        int[] depths = weights.Config.Layers == 1 ? [1] : [1, Math.Min(4, weights.Config.Layers)];
+        int[] depths = weights.Config.Layers == 1 ? [1] : [1, Math.Min(8, weights.Config.Layers)];
         var models = depths.Select(k => new TrainableLlama(weights, setup, backend, layers: k)).ToList();
         try
         {

@@ -73,6 +73,18 @@ public class DemoCommandTests
         Assert.Equal(exported.Select(e => e.Metadata.Id).Distinct().Count(), int.Parse(fleet.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(exported.Select(e => e.Metadata.Id).Distinct().Count(),
             File.ReadLines(Path.Combine(run, "data/v1/fleet/ledger.tsv")).Select(l => l.Split('\t')[2]).Distinct().Count());
+        // Plan before training, the run registry, and iteration 2 through runs compare and runs promote.
+        Assert.Matches(@"plan: data +\d+ training examples → \d+ optimizer steps", o);
+        Assert.Matches(@"plan: total +[\d,]+ MiB +fits in", o);
+        Assert.Matches(@"trained in \d+ s \(the plan said \d+ s", o);
+        Assert.Matches(@"eval \S+ in .+registry; \S+ is the first champion", o);
+        Assert.Matches(@"\$ edgetune runs compare \S+ \S+", o);
+        Assert.Matches(@"\$ edgetune runs promote \S+: (promoted|refused): ", o);
+        var kinds = File.ReadLines(Path.Combine(run, "registry/runs.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("kind").GetString()).ToList();
+        Assert.Equal(2, kinds.Count(k => k == "train"));
+        Assert.Equal(2, kinds.Count(k => k == "eval"));
+        Assert.Contains("export", kinds);
+        Assert.Contains("promotion", kinds);
         foreach (var file in new[] { "runs/qlora/adapter.gguf", "runs/qlora/peft/adapter_config.json", "runs/qlora/loss.png", "runs/qlora/report.html", "runs/qlora.toml", "data/v1/manifest.json", "device/field-export.jsonl", "release/support-triage-1.0.0.etb", "keys/demo-signing.pub" })
             Assert.True(File.Exists(Path.Combine(run, file)), $"{file} missing");
         // A second run into the same folder replaces the earlier demo; any other folder is refused.

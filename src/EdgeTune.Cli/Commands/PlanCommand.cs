@@ -43,7 +43,7 @@ internal static class PlanCommand
         var command = new Command("plan",
             "Before training: memory of every part (the accounting 'edgetune bench train' checks against measured runs), tokens to train, " +
             "estimated time and cost, and whether the run fits the device.\n\n" +
-            "--device cpu measures this machine: steps of the recipe's model cut to 1 and 4 blocks at its batch shape, extrapolated to every block. " +
+            "--device cpu measures this machine: steps of the recipe's model cut to 1 and 8 blocks at its batch shape, extrapolated to every block. " +
             $"A GPU profile divides each step's floating-point operations by the card's FP32 throughput at {GpuFp32Efficiency:0.##} efficiency (an estimate).\n\n" +
             "Examples:\n  edgetune plan recipe.toml --device cpu\n  edgetune plan recipe.toml --device workstation-rtx-4090 --price-per-hour 0.6 --json")
         {
@@ -94,7 +94,7 @@ internal static class PlanCommand
         var (largestBatch, largestSeq) = s.Largest;
         var memory = TrainingEstimate.Memory(s.Config, s.Setup, largestBatch, largestSeq);
         var (batch, seqLen) = MedianShape(s);
-        say($"plan: measuring steps of the model cut to 1 and 4 blocks at batch {batch} × {seqLen} tokens on {backend.Name}");
+        say($"plan: measuring steps of the model cut to 1 and 8 blocks at batch {batch} × {seqLen} tokens on {backend.Name}");
         using var weights = BaseWeights.Open(s.BasePath);
         var model = TrainingEstimate.Calibrate(weights, s.Setup, backend, batch, seqLen, progress: new SyncProgress<string>(l => say("  " + l)));
         double ms = s.MicroBatches.Sum(m => model.PredictMs(s.Config.Layers, (long)m.Batch * m.SeqLen));

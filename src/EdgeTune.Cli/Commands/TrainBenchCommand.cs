@@ -28,7 +28,7 @@ internal static class TrainBenchCommand
         var shape = new Option<string?>("--shape") { Description = $"A real model's dimensions: {string.Join(", ", KnownShapes.All.Select(k => k.Name))}, or a Hugging Face config.json (random weights)" };
         var memoryOnly = new Option<bool>("--memory-only") { Description = "Build the model and its buffers and report every part's bytes beside the plan; no timed steps" };
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Activation checkpointing (keep each block's input, recompute the rest in the backward)" };
-        var predict = new Option<bool>("--predict") { Description = "Also make the step-time estimate 'edgetune plan' makes (steps at 1 and 4 blocks) and print it beside the measured step" };
+        var predict = new Option<bool>("--predict") { Description = "Also make the step-time estimate 'edgetune plan' makes (steps at 1 and 8 blocks) and print it beside the measured step" };
         var distillTopK = new Option<int>("--distill-top-k") { Description = "Also time each method with the distillation head over K teacher entries per position (the KD term's cost)" };
         distillTopK.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--distill-top-k must not be negative"); });
         var command = new Command("train",

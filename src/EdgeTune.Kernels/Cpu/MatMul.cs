@@ -109,6 +109,18 @@ public sealed unsafe partial class CpuBackend
         return new CpuFrozen(format, rows, cols, bytes, values is null ? data.ToArray() : [], values);
     }
 
+    public FrozenMatrix UploadFrozenOwned(FrozenFormat format, byte[] data, int rows, int cols) =>
+        format == FrozenFormat.F32 ? UploadFrozen(format, data, rows, cols) : Adopt(format, data, rows, cols);
+
+    // The quantised bytes are used as they are: no second copy of the tensor.
+    private static CpuFrozen Adopt(FrozenFormat format, byte[] data, int rows, int cols)
+    {
+        long bytes = FrozenRows.ByteCount(format, rows, cols);
+        if (data.Length != bytes)
+            throw new ArgumentException($"a {format} matrix of shape (rows={rows},cols={cols}) takes {bytes} bytes, got {data.Length}", nameof(data));
+        return new CpuFrozen(format, rows, cols, bytes, data, null);
+    }
+
     private static CpuFrozen Of(FrozenMatrix w) => w as CpuFrozen ?? throw new ArgumentException("the frozen matrix was not uploaded by a CpuBackend", nameof(w));
 
     public void FrozenMatMul(DeviceBuffer x, FrozenMatrix w, DeviceBuffer y, int n, bool accumulate)

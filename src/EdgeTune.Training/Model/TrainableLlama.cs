@@ -76,7 +76,7 @@ public sealed class TrainableLlama : IDisposable
         public IEnumerable<Linear> Linears => [Q, K, V, O, Gate, Up, Down];
     }
 
-    /// <param name="layers">Load only the first N blocks (the time estimate measures steps of a 1- and a 4-block model
+    /// <param name="layers">Load only the first N blocks (the time estimate measures steps of a 1- and an 8-block model
     /// and extrapolates); null: all of them.</param>
     public TrainableLlama(BaseWeights weights, TrainingSetup setup, IComputeBackend backend, IProgress<string>? progress = null, int? layers = null)
     {
@@ -258,7 +258,7 @@ public sealed class TrainableLlama : IDisposable
             // A GGUF base already stored in this type trains against the bytes that ship; anything else is quantised here.
             data = weights.TryRaw(name, type) ?? Quantized(type, weights, name, rows, cols);
         }
-        var frozen = _b.UploadFrozen(format, data, rows, cols);
+        var frozen = _b.UploadFrozenOwned(format, data, rows, cols);
         _owned.Add(frozen);
         FrozenLinearBytes += frozen.Bytes;
         FrozenLinearParameters += (long)rows * cols;
