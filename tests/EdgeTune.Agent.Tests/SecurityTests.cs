@@ -111,6 +111,16 @@ public sealed class SecurityTests
     }
 
     [Fact]
+    public void A_folder_given_to_the_llama_cpp_runtime_is_named_with_the_runtime_that_serves_folders()
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("model-onnx"));
+        string path = TinyAgentModel.WriteConfig(dir.Path, dir.File("model-onnx"));
+        var e = Assert.Throws<AgentConfigException>(() => AgentConfig.Load(path));
+        Assert.Matches(@"agent\.toml:\d+:\d+: model\.path: .*model-onnx is a folder, not a GGUF file; .* model\.runtime = ""onnx""", e.Message);
+    }
+
+    [Fact]
     public void Plain_http_beyond_loopback_is_refused_unless_allowed()
     {
         using var dir = new TempDir();

@@ -286,7 +286,10 @@ public sealed record AgentConfig
         string runtime = Str(model, "model", "runtime") ?? "llama_cpp";
         if (runtime is not ("llama_cpp" or "onnx")) Fail(model["runtime"]!, "model.runtime", $"'{runtime}' is not a runtime (llama_cpp or onnx)");
         if (checkFiles && runtime == "onnx" && !System.IO.Directory.Exists(modelPath)) Fail(pathNode!, "model.path", $"no such folder: {modelPath} (runtime \"onnx\" serves a folder from 'edgetune export onnx')");
-        if (checkFiles && runtime == "llama_cpp" && !System.IO.File.Exists(modelPath)) Fail(pathNode!, "model.path", $"no such file: {modelPath}");
+        if (checkFiles && runtime == "llama_cpp" && !System.IO.File.Exists(modelPath))
+            Fail(pathNode!, "model.path", System.IO.Directory.Exists(modelPath)
+                ? $"{modelPath} is a folder, not a GGUF file; an ONNX folder from 'edgetune export onnx' is served with model.runtime = \"onnx\""
+                : $"no such file: {modelPath}");
         var adapters = new List<string>();
         if (model["adapters"] is { } adaptersNode)
         {
