@@ -62,12 +62,12 @@ public sealed class BatchedServingTests
         Assert.True(alone.Distinct().Count() > 4, "the prompts should not all give one answer");
 
         GatedRuntime? gated = null;
-        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model, c.Server.Parallel)), withAdapter: true);
+        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model, 4)), withAdapter: true);
         await agent.InitializeAsync();
         try
         {
             var queue = agent.App.Services.GetRequiredService<RequestQueue>();
-            Assert.Equal(4, queue.Parallel); // the default
+            Assert.Equal(4, queue.Parallel); // the model's parallelism, taken by the queue when it loads
             // Half plain, half streaming; the first four are held until all four are in, so they start together.
             var answers = Enumerable.Range(0, Prompts.Length).Select(i => i % 2 == 0 ? Plain(agent.Client, i) : Streamed(agent.Client, i)).ToArray();
             for (int i = 0; i < 4; i++) Assert.True(await gated!.Entered.WaitAsync(TimeSpan.FromSeconds(20)));

@@ -18,8 +18,8 @@ public sealed class SwitchAndUnloadTests
     public async Task An_adapter_switch_waits_for_admitted_requests_and_the_record_names_the_adapter_that_answered()
     {
         GatedRuntime? gated = null;
-        // Four requests decode together ([server] parallel = 4, the default): the adapter is the context's, so the switch waits for all.
-        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model, c.Server.Parallel)), withAdapter: true);
+        // Four requests decode together (parallel = 4): the adapter is the context's, so the switch waits for all.
+        var agent = new AgentFixture(8, c => gated = new GatedRuntime(ModelHost.Open(c.Model, 4)), withAdapter: true);
         await agent.InitializeAsync();
         try
         {

@@ -32,7 +32,9 @@ public sealed record ServerConfig
     public int QueueCapacity { get; init; } = 64;
 
     /// <summary>Requests generating at once, decoded together by llama.cpp (one sequence each); 1 serves one at a time.</summary>
-    public int Parallel { get; init; } = 4;
+    // 1 by default: batched decoding (parallel > 1) hung once in a fresh-clone CI run of the demo (the agent never answered
+    // /health after start; not yet root-caused), so it is opt-in until that is found.
+    public int Parallel { get; init; } = 1;
     public double RequestTimeoutSeconds { get; init; } = 120;
     public long MaxBodyBytes { get; init; } = 1 << 20;
     public string LogLevel { get; init; } = "Information";
