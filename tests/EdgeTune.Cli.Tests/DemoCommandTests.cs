@@ -2,6 +2,13 @@ using EdgeTune.Testing;
 
 namespace EdgeTune.Cli.Tests;
 
+/// <summary>
+/// The demo runs alone, after the parallel tests: its in-process agent did not answer within its HTTP client's 2 minutes in
+/// two fresh-clone CI runs while other test classes (fleet agents installing bundles, distillation training) ran beside it
+/// in this process, and passed alone; the agent shares per-process state with them (the bundle installer's lock, the
+/// thread pool).
+/// </summary>
+[Collection(nameof(DemoRunsAlone))]
 public class DemoCommandTests
 {
     [Fact]
@@ -92,3 +99,6 @@ public class DemoCommandTests
         Assert.Equal(1, CliRunner.Run("demo", "--fast", "--out", dir.Path).ExitCode);
     }
 }
+
+[CollectionDefinition(nameof(DemoRunsAlone), DisableParallelization = true)]
+public sealed class DemoRunsAlone;
