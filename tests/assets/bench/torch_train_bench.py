@@ -16,7 +16,9 @@ Run: /usr/bin/python3 tests/assets/bench/torch_train_bench.py --threads 2 --meth
      python3 tests/assets/bench/torch_train_bench.py --device cuda --shape qwen2.5-0.5b --seq 512 --batch 1 --peft
 """
 import argparse
+import json
 import math
+import resource
 import time
 
 import torch
@@ -51,6 +53,7 @@ def main():
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="print one JSON object (tokens/s, step times, peak resident memory) instead of the line")
     a = ap.parse_args()
     if a.shape:
         for k, v in SHAPES[a.shape].items():
@@ -161,8 +164,15 @@ def time_steps(a, dev, model, params, logits_of):
             times.append(ms)
     mean = sum(times) / len(times)
     n = a.batch * a.seq
+    # Peak resident memory of the process: PyTorch's weights, grads and activations are all anonymous memory (no mapped file).
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if a.json:
+        print(json.dumps(dict(torch=torch.__version__, method=a.method, shape=a.shape, device=str(dev), threads=a.threads, seq=a.seq, batch=a.batch,
+                              trainable_parameters=sum(p.numel() for p in params), step_ms=times, mean_step_ms=mean,
+                              tokens_per_second=n / (mean / 1000), peak_resident_bytes=peak)))
+        return
     print(f"torch {torch.__version__} {a.method}{' (' + a.shape + ')' if a.shape else ''} on {dev}: {a.threads} threads, {sum(p.numel() for p in params):,} trainable params, "
-          f"step {mean:.0f} ms, {n / (mean / 1000):.0f} tokens/s (steps: {', '.join(f'{t:.0f}' for t in times)})")
+          f"step {mean:.0f} ms, {n / (mean / 1000):.1f} tokens/s, peak RSS {peak / 2**20:.0f} MiB (steps: {', '.join(f'{t:.0f}' for t in times)})")
 
 
 def run_peft(a, dev):
