@@ -27,6 +27,19 @@ internal static class ScalingBenchmark
 
     public static int Run(string[] args)
     {
+        try
+        {
+            return Measure(args);
+        }
+        catch (Exception e) when (e is EdgeTuneException or InvalidOperationException or IOException)
+        {
+            Console.Error.WriteLine($"scaling: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int Measure(string[] args)
+    {
         string Opt(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
         if (args.Contains("--help") || args.Contains("-h"))
         {
@@ -46,7 +59,9 @@ internal static class ScalingBenchmark
         }
         else
         {
-            var shapes = Opt("--shapes", string.Join(",", KnownShapes.All.Select(k => k.Name))).Split(',').Select(KnownShapes.Resolve).OrderBy(k => k.Parameters).ToList();
+            // A built-in name or a config.json path, passed on to `bench train --shape` as given.
+            var shapes = Opt("--shapes", string.Join(",", KnownShapes.All.Select(k => k.Name))).Split(',')
+                .Select(spec => (Spec: spec, Shape: KnownShapes.Resolve(spec))).OrderBy(s => s.Shape.Parameters).ToList();
             var methods = Opt("--methods", "lora,qlora").Split(',');
             int seq = int.Parse(Opt("--seq", "256"), CultureInfo.InvariantCulture), batch = int.Parse(Opt("--batch", "1"), CultureInfo.InvariantCulture);
             int steps = int.Parse(Opt("--steps", "2"), CultureInfo.InvariantCulture), threads = int.Parse(Opt("--threads", "2"), CultureInfo.InvariantCulture);
@@ -57,10 +72,10 @@ internal static class ScalingBenchmark
             rows = [];
             for (int s = 0; s < shapes.Count; s++)
             {
-                var shape = shapes[s];
+                var (spec, shape) = shapes[s];
                 var runs = new List<Func<Row>>();
                 foreach (var method in methods)
-                    runs.Add(() => Ours(shape, method, seq, batch, steps, threads));
+                    runs.Add(() => Ours(spec, shape, method, seq, batch, steps, threads));
                 Func<Row> torchRun = () => Torch(python, script, shape, seq, batch, steps, threads);
                 // Alternate who goes first, shape by shape.
                 if (s % 2 == 0) runs.Add(torchRun); else runs.Insert(0, torchRun);
@@ -83,12 +98,12 @@ internal static class ScalingBenchmark
 
     private sealed record Saved(string Machine, List<Row> Rows);
 
-    private static Row Ours(KnownShape shape, string method, int seq, int batch, int steps, int threads)
+    private static Row Ours(string spec, KnownShape shape, string method, int seq, int batch, int steps, int threads)
     {
         Console.Error.WriteLine($"{shape.Name}: edgetune {method} ...");
         double load = MachineFacts.LoadAverage();
         string started = DateTime.UtcNow.ToString("HH:mm", CultureInfo.InvariantCulture);
-        string json = RunChild("dotnet", [Path.Combine(AppContext.BaseDirectory, "edgetune.dll"), "bench", "train", "--shape", shape.Name, "--method", method,
+        string json = RunChild("dotnet", [Path.Combine(AppContext.BaseDirectory, "edgetune.dll"), "bench", "train", "--shape", spec, "--method", method,
             "--device", "cpu", "--threads", $"{threads}", "--seq", $"{seq}", "--batch", $"{batch}", "--steps", $"{steps}", "--json"]);
         var r = JsonNode.Parse(json)!.AsArray()[0]!;
         return new Row(shape.Name, shape.Parameters, "edgetune", method, r["tokens_per_second"]!.GetValue<double>(), r["step_milliseconds"]!.GetValue<double>(),
@@ -100,11 +115,14 @@ internal static class ScalingBenchmark
         Console.Error.WriteLine($"{shape.Name}: PyTorch lora ...");
         double load = MachineFacts.LoadAverage();
         string started = DateTime.UtcNow.ToString("HH:mm", CultureInfo.InvariantCulture);
-        string json = RunChild(python, [script, "--shape", shape.Name, "--method", "lora", "--threads", $"{threads}", "--seq", $"{seq}", "--batch", $"{batch}",
-            "--steps", $"{steps}", "--warmup", "1", "--json"]);
+        // The dimensions, not the name: a config.json shape has no name the script knows.
+        var c = shape.Config;
+        string[] dims = ["--dim", $"{c.HiddenSize}", "--layers", $"{c.Layers}", "--heads", $"{c.Heads}", "--kv-heads", $"{c.KvHeads}", "--ffn", $"{c.IntermediateSize}", "--vocab", $"{c.VocabSize}"];
+        string json = RunChild(python, [script, .. dims, .. c.TiedEmbeddings ? ["--tied"] : Array.Empty<string>(), "--method", "lora", "--threads", $"{threads}",
+            "--seq", $"{seq}", "--batch", $"{batch}", "--steps", $"{steps}", "--warmup", "1", "--json"]);
         var r = JsonNode.Parse(json.Trim().Split('\n')[^1])!;
         return new Row(shape.Name, shape.Parameters, "pytorch", "lora", r["tokens_per_second"]!.GetValue<double>(), r["mean_step_ms"]!.GetValue<double>(),
-            r["peak_resident_bytes"]!.GetValue<long>(), "resident", load, started);
+            r["peak_anonymous_bytes"]!.GetValue<long>(), "anonymous", load, started);
     }
 
     private static string Table(string machine, List<Row> rows)
@@ -123,7 +141,7 @@ internal static class ScalingBenchmark
             string ratio = lora is not null && torch is not null ? $"{lora.TokensPerSecond / torch.TokensPerSecond:F2}×".ToString(c) : "";
             sb.AppendLine(string.Create(c, $"| {shape.Key} | {shape.First().Parameters / 1e9:F2} B | {Tps(lora)} | {Tps(torch)} | {ratio} | {Tps(qlora)} | {Mib(lora)} | {Mib(qlora)} | {Mib(torch)} | {string.Join(" / ", shape.Select(r => r.LoadAverage.ToString("F1", c)))} |"));
         }
-        sb.AppendLine().AppendLine("Peak memory: EdgeTune's is the process's anonymous memory (the F32 model file is mapped, its pages not counted); PyTorch's is the process's peak resident memory (its weights are anonymous).");
+        sb.AppendLine().AppendLine("Peak memory: the process's anonymous memory (RssAnon sampled every 2 ms on both sides): EdgeTune maps the F32 model file, whose pages are not counted; PyTorch holds its weights in anonymous memory; neither counts code pages of its libraries.");
         return sb.ToString();
     }
 
@@ -150,12 +168,13 @@ internal static class ScalingBenchmark
         speed.Title("training tokens/s against parameters (CPU, same shape, threads, sequence and batch)");
         speed.XLabel("parameters (billions)");
         speed.YLabel("tokens/s");
-        speed.Axes.SetLimitsY(0, rows.Max(r => r.TokensPerSecond) * 1.15);
+        double right = rows.Max(r => r.Parameters / 1e9) * 1.1;
+        speed.Axes.SetLimits(0, right, 0, rows.Max(r => r.TokensPerSecond) * 1.15);
         speed.ShowLegend(Alignment.UpperRight);
         memory.Title("peak memory of the training process");
         memory.XLabel("parameters (billions)");
         memory.YLabel("GiB");
-        memory.Axes.SetLimitsY(0, rows.Max(r => r.PeakBytes / 1073741824.0) * 1.15);
+        memory.Axes.SetLimits(0, right, 0, rows.Max(r => r.PeakBytes / 1073741824.0) * 1.15);
         memory.ShowLegend(Alignment.UpperLeft);
         multiplot.SavePng(path, 1000, 900);
     }
