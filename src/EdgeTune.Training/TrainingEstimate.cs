@@ -90,7 +90,12 @@ public static class TrainingEstimate
     /// gradient backward, their weight gradient when trained, causal attention (half the T² pairs; the backward
     /// recomputes the scores: 2.5× the forward), the head with its backward, and the recomputed forward under checkpointing.
     /// </summary>
-    public static double StepFlops(ModelConfig c, TrainingSetup s, int batch, int seqLen)
+    public static double StepFlops(ModelConfig c, TrainingSetup s, int batch, int seqLen) => Flops(c, s, batch, seqLen, forwardOnly: false);
+
+    /// <summary>Floating-point operations of a forward pass with its loss and no gradients (an eval batch).</summary>
+    public static double ForwardFlops(ModelConfig c, TrainingSetup s, int batch, int seqLen) => Flops(c, s, batch, seqLen, forwardOnly: true);
+
+    private static double Flops(ModelConfig c, TrainingSetup s, int batch, int seqLen, bool forwardOnly)
     {
         bool full = s.Method == TuningMethod.Full;
         double rows = (double)batch * seqLen;
@@ -104,6 +109,7 @@ public static class TrainingEstimate
         double blockForward = 2 * rows * (linear + lora) + 2.0 * batch * seqLen * (double)seqLen * c.QDim;
         double blockBackward = 2 * rows * linear * (full ? 2 : 1) + 2 * rows * lora * 2 + 2.5 * 2.0 * batch * seqLen * (double)seqLen * c.QDim;
         double head = 2 * rows * c.VocabSize * (double)c.HiddenSize;
+        if (forwardOnly) return c.Layers * blockForward + head;
         double headBackward = head * (full ? 2 : 1);
         double blocks = c.Layers * (blockForward * (s.ActivationCheckpointing ? 2 : 1) + blockBackward);
         return blocks + head + headBackward;

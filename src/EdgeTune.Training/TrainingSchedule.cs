@@ -9,7 +9,8 @@ namespace EdgeTune.Training;
 /// <summary>
 /// What <c>edgetune train</c> will run for a recipe, worked out without training: the model's shape and setup, and the
 /// shape (sequences × padded length) of every micro-batch in the order the trainer draws them (the same epoch order,
-/// batch size, accumulation and step count), so memory and time can be estimated before a run starts.
+/// batch size, accumulation and step count), so memory and time can be estimated before a run starts; and the eval
+/// split's passes (when the trainer evaluates, and the micro-batches of one pass).
 /// </summary>
 public sealed record TrainingSchedule(ModelConfig Config, TrainingSetup Setup, string BasePath, int Examples, int Steps, int BatchSize, int Accumulation,
     IReadOnlyList<(int Batch, int SeqLen)> MicroBatches, long TrainedTokens)
@@ -17,8 +18,13 @@ public sealed record TrainingSchedule(ModelConfig Config, TrainingSetup Setup, s
     /// <summary>Tokens the steps process, padding included (what costs time).</summary>
     public long ProcessedTokens => MicroBatches.Sum(m => (long)m.Batch * m.SeqLen);
 
-    /// <summary>The largest micro-batch: the activations are sized for it.</summary>
-    public (int Batch, int SeqLen) Largest => MicroBatches.MaxBy(m => (long)m.Batch * m.SeqLen);
+    /// <summary>Examples of the eval split, the micro-batches of one pass over it, and how many passes the run makes.</summary>
+    public int EvalExamples { get; init; }
+    public IReadOnlyList<(int Batch, int SeqLen)> EvalMicroBatches { get; init; } = [];
+    public int EvalPasses { get; init; }
+
+    /// <summary>The largest micro-batch, training or eval (an eval pass runs through the same activations): the activations are sized for it.</summary>
+    public (int Batch, int SeqLen) Largest => MicroBatches.Concat(EvalPasses > 0 ? EvalMicroBatches : []).MaxBy(m => (long)m.Batch * m.SeqLen);
 
     public static TrainingSchedule For(Recipe r)
     {
@@ -44,6 +50,15 @@ public sealed record TrainingSchedule(ModelConfig Config, TrainingSetup Setup, s
         // add_tokens grows the vocabulary by at most the markers it adds (fewer when the base has some already).
         var config = weights.Config with { VocabSize = weights.Config.VocabSize + r.Model.AddTokens.Count };
         var setup = TrainingSetup.From(r) with { AddedTokens = r.Model.AddTokens.Count };
-        return new TrainingSchedule(config, setup, r.Model.Base, train.Count, steps, batch, accum, shapes, trained);
+
+        // The trainer's eval: every eval_every steps, else at each epoch's end and the last step; one pass = the split in order, in batches.
+        var eval = r.Data.Eval is { } evalPath ? TrainingExamples.Load(evalPath, templater, readOptions).Examples : [];
+        var evalShapes = eval.Chunk(batch).Select(items => (items.Length, items.Max(e => e.Ids.Length))).ToList();
+        int stepsPerEpoch = Math.Max(1, microPerEpoch / accum);
+        int passes = eval.Count == 0 ? 0 : Enumerable.Range(1, steps).Count(done => r.Train.EvalEvery > 0 ? done % r.Train.EvalEvery == 0 : done % stepsPerEpoch == 0 || done == steps);
+        return new TrainingSchedule(config, setup, r.Model.Base, train.Count, steps, batch, accum, shapes, trained)
+        {
+            EvalExamples = eval.Count, EvalMicroBatches = evalShapes, EvalPasses = passes,
+        };
     }
 }

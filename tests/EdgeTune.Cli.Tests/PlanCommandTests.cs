@@ -34,6 +34,41 @@ public class PlanCommandTests
     }
 
     [Fact]
+    public void Plan_counts_the_eval_passes_the_trainer_makes_and_sizes_memory_for_a_longer_eval_batch()
+    {
+        using var dir = new TempDir();
+        string recipe = TrainCommandTests.Project(dir, "eval_every = 2");
+        File.WriteAllText(recipe, File.ReadAllText(recipe).Replace("max_steps = 3", "max_steps = 5", StringComparison.Ordinal)
+            .Replace("train = \"train.jsonl\"", "train = \"train.jsonl\"\neval = \"eval.jsonl\"", StringComparison.Ordinal));
+        // Eval examples longer than any training example: their batch is the largest the model runs.
+        using (var w = new StreamWriter(dir.File("eval.jsonl")))
+            for (int i = 0; i < 6; i++) w.WriteLine(JsonSerializer.Serialize(new { prompt = string.Join(' ', Enumerable.Repeat("say hello please", 6)), response = "hello" }));
+
+        var s = TrainingSchedule.For(Recipe.Load(recipe));
+        Assert.Equal(5, s.Steps);
+        Assert.Equal(2, s.EvalPasses); // after steps 2 and 4
+        Assert.Equal([(4, s.EvalMicroBatches[0].SeqLen), (2, s.EvalMicroBatches[0].SeqLen)], s.EvalMicroBatches);
+        Assert.True(s.EvalMicroBatches[0].SeqLen > s.MicroBatches.Max(m => m.SeqLen));
+        Assert.Equal(s.EvalMicroBatches[0], s.Largest);
+
+        var plan = CliRunner.Run("plan", recipe, "--device", "cpu", "--threads", "2", "--json");
+        Assert.True(plan.ExitCode == 0, plan.Stderr);
+        using var doc = JsonDocument.Parse(plan.Stdout);
+        var root = doc.RootElement;
+        Assert.Equal(2, root.GetProperty("eval_passes").GetInt32());
+        Assert.Equal(6, root.GetProperty("eval_examples").GetInt32());
+        double evalSeconds = root.GetProperty("eval_seconds").GetDouble();
+        Assert.True(evalSeconds > 0 && evalSeconds < root.GetProperty("seconds").GetDouble());
+        var (batch, seq) = s.Largest;
+        Assert.Equal(TrainingEstimate.Memory(s.Config, s.Setup, batch, seq).Total, root.GetProperty("memory_bytes").GetInt64());
+
+        // The trainer evaluates exactly as often as planned.
+        var train = CliRunner.Run("train", recipe, "--device", "cpu", "--threads", "2");
+        Assert.True(train.ExitCode == 0, train.Stderr);
+        Assert.Equal(2, File.ReadLines(dir.File("run/metrics.jsonl")).Count(l => l.Contains("\"eval_loss\"", StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public void Plan_on_a_gpu_profile_divides_the_steps_operations_by_its_throughput_and_prices_the_run()
     {
         using var dir = new TempDir();
@@ -46,6 +81,7 @@ public class PlanCommandTests
         double flops = s.MicroBatches.Sum(m => TrainingEstimate.StepFlops(s.Config, s.Setup, m.Batch, m.SeqLen));
         double expected = flops / (67e12 * Commands.PlanCommand.GpuFp32Efficiency);
         Assert.Equal(expected, root.GetProperty("seconds").GetDouble(), expected * 1e-9);
+        Assert.Equal(0, root.GetProperty("eval_passes").GetInt32()); // no eval split
         Assert.Equal(2.5 * expected / 3600, root.GetProperty("cost").GetDouble(), 1e-12);
         Assert.Equal(80e9, root.GetProperty("available_bytes").GetInt64());
         Assert.Contains(root.GetProperty("memory").EnumerateArray(), p => p.GetProperty("basis").GetString()!.Contains("CUDA context", StringComparison.Ordinal));

@@ -84,6 +84,10 @@ internal static class PlanCommand
         int Examples, int Steps, int MicroBatches, long ProcessedTokens, long TrainedTokens, IReadOnlyList<MemoryPart> Memory, long MemoryBytes,
         long AvailableBytes, string AvailableBasis, bool Fits, double StepSeconds, double Seconds, string TimeBasis)
     {
+        /// <summary>Eval passes over the eval split during the run, and their part of <see cref="Seconds"/>.</summary>
+        public int EvalPasses { get; init; }
+        public int EvalExamples { get; init; }
+        public double EvalSeconds { get; init; }
         public double? PricePerHour { get; init; }
         public double? Cost { get; init; }
     }
@@ -98,28 +102,35 @@ internal static class PlanCommand
         using var weights = BaseWeights.Open(s.BasePath);
         var model = TrainingEstimate.Calibrate(weights, s.Setup, backend, batch, seqLen, progress: new SyncProgress<string>(l => say("  " + l)));
         double ms = s.MicroBatches.Sum(m => model.PredictMs(s.Config.Layers, (long)m.Batch * m.SeqLen));
+        // An eval batch is a forward pass: the step's time at that shape scaled by forward over step operations.
+        double evalMs = s.EvalPasses * s.EvalMicroBatches.Sum(m => model.PredictMs(s.Config.Layers, (long)m.Batch * m.SeqLen)
+            * TrainingEstimate.ForwardFlops(s.Config, s.Setup, m.Batch, m.SeqLen) / TrainingEstimate.StepFlops(s.Config, s.Setup, m.Batch, m.SeqLen));
         long available = AvailableMemory();
         return Build(r, "cpu", $"this machine: {Environment.ProcessorCount} cores, {backend.Name}", s, memory, available,
-            "MemAvailable of /proc/meminfo now", ms / 1000, model.Basis);
+            "MemAvailable of /proc/meminfo now", ms / 1000, evalMs / 1000, model.Basis);
     }
 
     private static Plan PlanOnGpu(DeviceProfile p, TrainingSchedule s, TrainingMemoryPlan memory)
     {
         double flopsPerSecond = p.Compute["fp32_tflops"].Value * GpuFp32Efficiency;
         double seconds = s.MicroBatches.Sum(m => TrainingEstimate.StepFlops(s.Config, s.Setup, m.Batch, m.SeqLen)) / flopsPerSecond;
+        double evalSeconds = s.EvalPasses * s.EvalMicroBatches.Sum(m => TrainingEstimate.ForwardFlops(s.Config, s.Setup, m.Batch, m.SeqLen)) / flopsPerSecond;
         // On the card the runtime part is the CUDA context and the allocator, not the .NET process.
         var parts = memory.Parts.Where(x => x.Name != TrainingEstimate.Runtime)
             .Append(new MemoryPart(TrainingEstimate.Runtime, GpuRuntimeBytes, "estimate: CUDA context, kernels and allocator slack")).ToList();
         string basis = string.Create(C, $"the steps' floating-point operations over {p.Compute["fp32_tflops"].Value / 1e12:0.#} TFLOPS FP32 ({p.Compute["fp32_tflops"].Provenance}) × {GpuFp32Efficiency:0.##} (estimate: plain FP32 kernels, not measured on this card)");
         return Build(null, p.Name, $"{p.DisplayName}: {Units.FormatBytes((long)p.Gpu!.Memory!.Value)} at {p.Gpu.MemoryBandwidth?.ToString() ?? "unknown bandwidth"}", s,
-            new TrainingMemoryPlan(parts), (long)p.Gpu.Memory.Value, $"gpu.memory of {p.File}", seconds, basis);
+            new TrainingMemoryPlan(parts), (long)p.Gpu.Memory.Value, $"gpu.memory of {p.File}", seconds, evalSeconds, basis);
     }
 
     private static Plan Build(Recipe? r, string device, string description, TrainingSchedule s, TrainingMemoryPlan memory, long available, string availableBasis,
-        double seconds, string basis) =>
+        double trainSeconds, double evalSeconds, string basis) =>
         new(r?.File ?? "", device, description, s.BasePath, KnownShape.ParameterCount(s.Config), Describe(s.Setup), s.Examples, s.Steps, s.MicroBatches.Count,
             s.ProcessedTokens, s.TrainedTokens, memory.Parts, memory.Total, available, availableBasis, memory.Total <= available,
-            seconds / Math.Max(1, s.Steps), seconds, basis);
+            trainSeconds / Math.Max(1, s.Steps), trainSeconds + evalSeconds, basis)
+        {
+            EvalPasses = s.EvalPasses, EvalExamples = s.EvalExamples, EvalSeconds = evalSeconds,
+        };
 
     private static string Describe(TrainingSetup s) => s.Method switch
     {
@@ -157,7 +168,8 @@ internal static class PlanCommand
             o.WriteLine($"    {m.Name.PadRight(width)}  {Mib(m.Bytes),9} MiB  {m.Basis}");
         o.WriteLine(string.Create(C, $"    {"total".PadRight(width)}  {Mib(p.MemoryBytes),9} MiB  {(p.Fits ? "fits" : "DOES NOT FIT")} in {Mib(p.AvailableBytes)} MiB ({p.AvailableBasis}; {p.MemoryBytes * 100.0 / Math.Max(1, p.AvailableBytes):0.#}%)"));
         string total = p.Seconds < 60 ? string.Create(C, $"{p.Seconds:0.#} s") : TimeSpan.FromSeconds(Math.Round(p.Seconds)).ToString("g", C);
-        o.WriteLine(string.Create(C, $"  time     {total} ({p.StepSeconds * 1000:0.#} ms per optimizer step; {p.TimeBasis})"));
+        string eval = p.EvalPasses == 0 ? "" : string.Create(C, $"; {p.EvalPasses} eval pass{(p.EvalPasses > 1 ? "es" : "")} over {p.EvalExamples:N0} examples, {p.EvalSeconds:0.#} s in all");
+        o.WriteLine(string.Create(C, $"  time     {total} ({p.StepSeconds * 1000:0.#} ms per optimizer step{eval}; {p.TimeBasis})"));
         if (p.Cost is { } cost) o.WriteLine(string.Create(C, $"  cost     {cost:0.00} at {p.PricePerHour:0.##} per hour"));
         if (!p.Fits) o.WriteLine("  the run does not fit: use QLoRA (method = \"qlora\"), activation checkpointing, a smaller batch or max_seq_len, or a device with more memory");
     }
