@@ -67,6 +67,7 @@ public class ChainBenchmarkTests
         var bad = Run("--shape", "qwen2.5-0.5b", "--type", "q5_k");
         Assert.Equal(1, bad.Code);
         Assert.Equal("chain: --type q5_k: one of q4_k, q8_0, q4_0 (the GGUF types QLoRA trains on)", bad.Stderr.Trim());
+        Assert.Equal("chain: --step: not an option of chain (see --help)", Run("--shape", "qwen2.5-0.5b", "--step", "3").Stderr.Trim());
         var unknown = Run("--shape", "no-such-model");
         Assert.Equal(1, unknown.Code);
         Assert.StartsWith("chain: no-such-model: not a built-in shape", unknown.Stderr.Trim(), StringComparison.Ordinal);

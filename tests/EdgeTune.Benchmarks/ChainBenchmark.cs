@@ -47,8 +47,9 @@ public static class ChainBenchmark
     /// <summary>
     /// The largest relative L2 between llama.cpp's last-position logits with the adapter and the trainer's forward. The
     /// trainer multiplies float32 activations by the stored blocks; llama.cpp quantises the activations too (Q8_0 or
-    /// Q8_K) before each dot product. Measured here with the trainer holding exactly llama.cpp's blocks: 0.009 (Q8_0,
-    /// 0.5B shape), 0.023 (Q4_K, 1.1B shape, --pure), so 0.05 leaves room for that noise and none for a wrong adapter.
+    /// Q8_K) before each dot product. Measured here with the trainer holding exactly llama.cpp's blocks: 0.011 (Q8_0,
+    /// 0.5B shape), 0.023 (Q4_K, 1.1B shape, --pure); a doubled scale or a detached adapter gives about the adapter's
+    /// own effect (over 1.2 at both shapes after 3 steps), so 0.05 leaves room for the noise and none for a wrong adapter.
     /// </summary>
     public const double Tolerance = 0.05;
 
@@ -85,6 +86,9 @@ public static class ChainBenchmark
         }
         try
         {
+            string[] known = ["--shape", "--type", "--steps", "--seq", "--threads", "--tokens", "--pure", "--lr", "--keep", "--work", "--json", "--fault"];
+            if (args.FirstOrDefault(a => a.StartsWith("--", StringComparison.Ordinal) && !known.Contains(a)) is { } unknown)
+                throw new EdgeTuneException($"{unknown}: not an option of chain (see --help)");
             if (Opt("--shape") is not { } shapeName) throw new EdgeTuneException("--shape is required (" + shapes + ")");
             string type = Opt("--type") ?? "q4_k";
             string fileType = type switch
