@@ -81,6 +81,7 @@ public static class BundleWriter
             });
         }
         File.Move(temp, bundlePath, overwrite: true);
+        EdgeTune.Core.IO.DurableFiles.SyncFolder(Path.GetDirectoryName(Path.GetFullPath(bundlePath))!);
         return signature;
     }
 
@@ -118,6 +119,7 @@ public static class BundleWriter
                 stream.Flush(true);
             }
             File.Move(temp, full, overwrite: true);
+            EdgeTune.Core.IO.DurableFiles.SyncFolder(Path.GetDirectoryName(full)!);
         }
         finally
         {

@@ -394,17 +394,6 @@ public static class ChainBenchmark
         o.WriteLine(r.Failure is null ? "checks: pass" : "checks: FAIL: " + r.Failure);
     }
 
-    private static string Machine()
-    {
-        string load = File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
-        string cpu = "unknown CPU";
-        try
-        {
-            cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? cpu;
-        }
-        catch (IOException)
-        {
-        }
-        return $"{Environment.ProcessorCount} cores, {cpu}, load average {load}, .NET {Environment.Version}";
-    }
+    private static string Machine() =>
+        $"{Environment.ProcessorCount} cores, {MachineFacts.CpuName()}, load average {MachineFacts.LoadAverages()}, .NET {Environment.Version}";
 }

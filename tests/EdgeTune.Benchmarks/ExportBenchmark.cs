@@ -61,7 +61,7 @@ internal static class ExportBenchmark
         long baseBytes = new FileInfo(basePath).Length;
         long largest;
         using (var file = GgufFile.Open(basePath)) largest = file.Tensors.Max(t => t.ElementCount) * sizeof(float);
-        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {CpuName()}, {MemTotal()} RAM, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
+        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {EdgeTune.Core.MachineFacts.CpuName()}, {MemTotal()} RAM, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
         Console.WriteLine($"model:   Qwen2.5-0.5B shape: dim 896, {layers} layers, 14 heads / 2 KV, FFN 4864, vocab {config.VocabSize}, tied embeddings; {baseBytes / 1e6:0} MB F32");
         Console.WriteLine($"adapter: rank {rank} on the seven linear layers of every block; threads {threads}");
         Console.WriteLine();
@@ -163,15 +163,4 @@ internal static class ExportBenchmark
         return "? GB";
     }
 
-    private static string CpuName()
-    {
-        try
-        {
-            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-        }
-        catch (IOException)
-        {
-            return "unknown CPU";
-        }
-    }
 }

@@ -30,14 +30,7 @@ internal static class KernelsBenchmark
         foreach (var (n, k, m) in new[] { (256, 256, 688), (512, 2048, 2048), (1024, 4096, 4096) })
         {
             var random = new Random(1);
-            DeviceBuffer Fill(long count)
-            {
-                var values = new float[count];
-                for (long i = 0; i < count; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
-                var buffer = backend.Allocate(count);
-                backend.Upload(values, buffer);
-                return buffer;
-            }
+            DeviceBuffer Fill(long count) => Uniform(backend, random, count, 1f);
             var (x, w, y, dy, dx, dw) = (Fill((long)n * k), Fill((long)m * k), Fill((long)n * m), Fill((long)n * m), Fill((long)n * k), Fill((long)m * k));
             double flops = 2.0 * n * k * m;
             Report("MatMul  y = x·wᵀ", n, k, m, flops, Time(() => backend.MatMul(x, w, y, n, k, m, false), repeat));
@@ -66,14 +59,7 @@ internal static class KernelsBenchmark
         foreach (var (seq, heads, kvHeads, headDim) in new[] { (512, 14, 2, 64), (1024, 32, 8, 64) })
         {
             var random = new Random(3);
-            DeviceBuffer Fill(long count)
-            {
-                var values = new float[count];
-                for (long i = 0; i < count; i++) values[i] = (float)(random.NextDouble() - 0.5);
-                var buffer = backend.Allocate(count);
-                backend.Upload(values, buffer);
-                return buffer;
-            }
+            DeviceBuffer Fill(long count) => Uniform(backend, random, count, 0.5f);
             long qn = (long)seq * heads * headDim, kvn = (long)seq * kvHeads * headDim;
             var (q, k, v, o, dO) = (Fill(qn), Fill(kvn), Fill(kvn), backend.Allocate(qn), Fill(qn));
             var (lse, dq, dk, dv) = (backend.Allocate((long)heads * seq), backend.Allocate(qn), backend.Allocate(kvn), backend.Allocate(kvn));
@@ -83,6 +69,16 @@ internal static class KernelsBenchmark
             Report($"Attention bwd T={seq} H={heads}/{kvHeads}", seq, headDim, heads, 5 * pairs, Time(() => backend.AttentionBackward(dO, q, k, v, o, lse, dq, dk, dv, 1, seq, heads, kvHeads, headDim), repeat));
         }
         return 0;
+    }
+
+    /// <summary>A device buffer of <paramref name="count"/> values drawn uniformly from [-limit, limit).</summary>
+    private static DeviceBuffer Uniform(IComputeBackend backend, Random random, long count, float limit)
+    {
+        var values = new float[count];
+        for (long i = 0; i < count; i++) values[i] = (float)(random.NextDouble() * 2 - 1) * limit;
+        var buffer = backend.Allocate(count);
+        backend.Upload(values, buffer);
+        return buffer;
     }
 
     private static double Timed(Action action, int repeat)

@@ -18,13 +18,14 @@ if (args.Length >= 1 && args[0] == "data") return EdgeTune.Benchmarks.DataBenchm
 if (args.Length >= 1 && args[0] == "kernels") return EdgeTune.Benchmarks.KernelsBenchmark.Run(args);
 if (args.Length >= 1 && args[0] == "fuzz") return EdgeTune.Benchmarks.FuzzBenchmark.Run(args);
 if (args.Length >= 1 && args[0] == "runtimes") return EdgeTune.Benchmarks.RuntimesBenchmark.Run(args);
+if (args.Length >= 1 && args[0] == "scaling") return EdgeTune.Benchmarks.ScalingBenchmark.Run(args);
 if (args.Length >= 1 && args[0] is "packing" or "distill") return EdgeTune.Benchmarks.TrainingDataBenchmark.Run(args);
 if (args.Length >= 1 && args[0] is "export" or "export-child") return EdgeTune.Benchmarks.ExportBenchmark.Run(args);
 if (args.Length >= 1 && args[0] == "chain") return EdgeTune.Benchmarks.ChainBenchmark.Run(args[1..]);
 if (args.Length >= 1 && args[0] == "bench-agreement") return EdgeTune.Benchmarks.BenchAgreementBenchmark.Run(args);
 if (args.Length == 0 || args[0] is "--help" or "-h" || args[0] != "quantize")
 {
-    Console.WriteLine("usage: EdgeTune.Benchmarks quantize [--threads N] [--types Q8_0,Q4_0,Q4_K_M,Q6_K] [--repeat R] [--dir DIR]\n       EdgeTune.Benchmarks convert [--layers N] [--types F32,F16,BF16,Q8_0] [--dir DIR]\n       EdgeTune.Benchmarks data [--mb 1024] [--dir DIR]\n       EdgeTune.Benchmarks kernels [--device cpu|cuda] [--threads N] [--repeat R]\n       EdgeTune.Benchmarks export [--layers 24] [--rank 16] [--threads N] [--dir DIR]\n       EdgeTune.Benchmarks chain --shape NAME|CONFIG.json [--type q4_k|q8_0|q4_0] [--steps 3] [--seq 128] [--threads 2] [--keep DIR] [--json]\n       EdgeTune.Benchmarks bench-agreement [--rounds 4] [--gen-tokens 64] [--dir DIR]\n       EdgeTune.Benchmarks runtimes [--threads N] [--rounds 4] [--prompt-tokens 128] [--gen-tokens 64] [--shape small|medium] [--dir DIR]\n       EdgeTune.Benchmarks packing [--threads N] [--steps 12] [--batch 8]\n       EdgeTune.Benchmarks distill [--threads N] [--steps 5] [--top-k 64]\n       EdgeTune.Benchmarks fuzz [--format gguf|safetensors|jsonl|csv|recipe|profile] [--count 10000] [--seed 1] [--dir DIR]");
+    Console.WriteLine("usage: EdgeTune.Benchmarks quantize [--threads N] [--types Q8_0,Q4_0,Q4_K_M,Q6_K] [--repeat R] [--dir DIR]\n       EdgeTune.Benchmarks convert [--layers N] [--types F32,F16,BF16,Q8_0] [--dir DIR]\n       EdgeTune.Benchmarks data [--mb 1024] [--dir DIR]\n       EdgeTune.Benchmarks kernels [--device cpu|cuda] [--threads N] [--repeat R]\n       EdgeTune.Benchmarks export [--layers 24] [--rank 16] [--threads N] [--dir DIR]\n       EdgeTune.Benchmarks chain --shape NAME|CONFIG.json [--type q4_k|q8_0|q4_0] [--steps 3] [--seq 128] [--threads 2] [--keep DIR] [--json]\n       EdgeTune.Benchmarks bench-agreement [--rounds 4] [--gen-tokens 64] [--dir DIR]\n       EdgeTune.Benchmarks runtimes [--threads N] [--rounds 4] [--prompt-tokens 128] [--gen-tokens 64] [--shape small|medium] [--dir DIR]\n       EdgeTune.Benchmarks packing [--threads N] [--steps 12] [--batch 8]\n       EdgeTune.Benchmarks distill [--threads N] [--steps 5] [--top-k 64]\n       EdgeTune.Benchmarks scaling [--shapes S1,S2] [--methods lora,qlora] [--seq 256] [--batch 1] [--steps 2] [--threads 2] [--out DIR] [--chart-only]\n       EdgeTune.Benchmarks fuzz [--format gguf|safetensors|jsonl|csv|recipe|profile] [--count 10000] [--seed 1] [--dir DIR]");
     return args.Length == 0 || args[0] is "--help" or "-h" ? 0 : 2;
 }
 
@@ -51,7 +52,7 @@ long inputBytes = new FileInfo(input).Length;
 // Warm the page cache so neither side pays for the first read.
 using (var f = File.OpenRead(input)) f.CopyTo(Stream.Null);
 
-Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {CpuName()}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
+Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {EdgeTune.Core.MachineFacts.CpuName()}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
 Console.WriteLine($"input:   {input} ({inputBytes / 1e6:0.0} MB F32), threads {threads}, best of {repeat}");
 Console.WriteLine();
 Console.WriteLine($"{"type",-8} {"edgetune MB/s",14} {"llama.cpp MB/s",15} {"speed-up",9} {"edgetune peak",14} {"llama.cpp peak",15}");
@@ -106,14 +107,3 @@ static long PeakKb()
     return -1;
 }
 
-static string CpuName()
-{
-    try
-    {
-        return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-    }
-    catch (IOException)
-    {
-        return "unknown CPU";
-    }
-}

@@ -61,7 +61,7 @@ public static class RuntimesBenchmark
             OnnxExporter.Export(f32, onnx, new OnnxExportOptions { Precision = OnnxPrecision.Int4, BlockSize = 32 });
         }
 
-        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {CpuName()}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; load average {LoadAverage()}");
+        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {EdgeTune.Core.MachineFacts.CpuName()}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; load average {EdgeTune.Core.MachineFacts.LoadAverages()}");
         long onnxBytes = Directory.EnumerateFiles(onnx).Where(f => Path.GetFileName(f).StartsWith("model.onnx", StringComparison.Ordinal)).Sum(f => new FileInfo(f).Length);
         Console.WriteLine($"model:   {shape}, {config.Layers} layers × {config.Embedding} wide, vocabulary {config.VocabSize}; Q4_0 GGUF {new FileInfo(q4).Length / 1e6:0.0} MB, ONNX int4 {onnxBytes / 1e6:0.0} MB");
         Console.WriteLine($"run:     {threads} threads each, prompt {settings.PromptTokens} tokens, {settings.GenTokens} decoded greedily, {rounds} alternating rounds after one warm-up each");
@@ -103,21 +103,5 @@ public static class RuntimesBenchmark
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
-    private static string LoadAverage()
-    {
-        try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; }
-        catch (IOException) { return "?"; }
-    }
 
-    private static string CpuName()
-    {
-        try
-        {
-            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-        }
-        catch (IOException)
-        {
-            return "unknown CPU";
-        }
-    }
 }

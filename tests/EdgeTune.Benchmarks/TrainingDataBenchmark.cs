@@ -40,7 +40,7 @@ internal static class TrainingDataBenchmark
         Directory.CreateDirectory(dir);
         try
         {
-            Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {CpuName()}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; CPU backend, {threads} threads");
+            Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {EdgeTune.Core.MachineFacts.CpuName()}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; CPU backend, {threads} threads");
             return args[0] == "packing"
                 ? Packing(dir, threads, int.Parse(Opt("--steps", "12"), CultureInfo.InvariantCulture), int.Parse(Opt("--batch", "8"), CultureInfo.InvariantCulture))
                 : Distill(dir, threads, int.Parse(Opt("--steps", "5"), CultureInfo.InvariantCulture), int.Parse(Opt("--top-k", "64"), CultureInfo.InvariantCulture));
@@ -170,15 +170,4 @@ internal static class TrainingDataBenchmark
         return 0;
     }
 
-    private static string CpuName()
-    {
-        try
-        {
-            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-        }
-        catch (IOException)
-        {
-            return "unknown CPU";
-        }
-    }
 }

@@ -32,7 +32,7 @@ int requests = int.Parse(Opt("--requests", "100"));
 int rounds = int.Parse(Opt("--rounds", "4"));
 if (Mosquitto.Binary is null) { Console.Error.WriteLine(Mosquitto.MissingReason); return 1; }
 
-Console.WriteLine($"machine: {Environment.ProcessorCount} cores, load average {LoadAverage()}");
+Console.WriteLine($"machine: {Environment.ProcessorCount} cores, load average {EdgeTune.Core.MachineFacts.LoadAverages()}");
 using var dir = new TempDir();
 using var broker = new Mosquitto();
 FleetConnection Connection(string clientId) => new() { Broker = broker.Url, ClientId = clientId, Username = Mosquitto.User, PasswordFile = broker.PasswordFile };
@@ -152,8 +152,3 @@ static string Sentence(ref ulong seed, int words)
     return string.Join(' ', parts);
 }
 
-static string LoadAverage()
-{
-    try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
-    catch (IOException) { return "?"; }
-}

@@ -65,7 +65,7 @@ internal static class TrainBenchCommand
             };
             string work = TrainingBenchmark.DefaultWorkDir;
             var results = new List<TrainBenchResult>();
-            console.Error.WriteLine($"machine: {Environment.ProcessorCount} cores, {CpuName()}, .NET {Environment.Version}");
+            console.Error.WriteLine($"machine: {Environment.ProcessorCount} cores, {EdgeTune.Core.MachineFacts.CpuName()}, .NET {Environment.Version}");
             foreach (var m in methods)
             {
                 cancel.ThrowIfCancellationRequested();
@@ -84,7 +84,7 @@ internal static class TrainBenchCommand
                 return Task.FromResult(CliApp.Success);
             }
             static string Mib(long bytes) => (bytes / 1048576.0).ToString("F1", CultureInfo.InvariantCulture);
-            console.Out.WriteLine($"backend: {backend.Name}; machine: {Environment.ProcessorCount} cores, {CpuName()}");
+            console.Out.WriteLine($"backend: {backend.Name}; machine: {Environment.ProcessorCount} cores, {EdgeTune.Core.MachineFacts.CpuName()}");
             if (results.Count > 0 && results[0].Config.ShapeName is not null)
             {
                 WritePlanTable(console.Out, results);
@@ -181,12 +181,4 @@ internal static class TrainBenchCommand
         }
     }
 
-    private static string CpuName()
-    {
-        try
-        {
-            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
-        }
-        catch (IOException) { return "unknown CPU"; }
-    }
 }

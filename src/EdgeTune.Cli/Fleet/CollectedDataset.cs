@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using EdgeTune.Core;
@@ -63,14 +62,14 @@ public sealed class CollectedDataset
 
         var pending = new Pending(Touched.ToDictionary(f => f, f => new FileInfo(Path.Combine(Dir, f)) is { Exists: true } i ? i.Length : -1), batch);
         File.Copy(Path.Combine(Dir, Manifest.FileName), Path.Combine(fleetDir, "manifest.before.json"), overwrite: true);
-        FlushFile(Path.Combine(fleetDir, "manifest.before.json"));
+        EdgeTune.Core.IO.DurableFiles.SyncFile(Path.Combine(fleetDir, "manifest.before.json"));
         WriteDurably(Path.Combine(fleetDir, "pending.json"), JsonSerializer.Serialize(pending));
-        FlushDirectory(fleetDir);
+        EdgeTune.Core.IO.DurableFiles.SyncFolder(fleetDir);
         try
         {
             var result = DatasetIngester.Ingest(batch, Dir, new IngestOptions { Provenance = new Dictionary<string, string> { ["source"] = "fleet" } });
             foreach (var f in Touched.Append(Manifest.FileName))
-                if (File.Exists(Path.Combine(Dir, f))) FlushFile(Path.Combine(Dir, f));
+                if (File.Exists(Path.Combine(Dir, f))) EdgeTune.Core.IO.DurableFiles.SyncFile(Path.Combine(Dir, f));
             using (var ledger = new FileStream(Path.Combine(fleetDir, "ledger.tsv"), FileMode.Append, FileAccess.Write))
             {
                 var text = new StringBuilder();
@@ -78,9 +77,9 @@ public sealed class CollectedDataset
                 ledger.Write(Encoding.UTF8.GetBytes(text.ToString()));
                 ledger.Flush(flushToDisk: true);
             }
-            FlushDirectory(Dir);
+            EdgeTune.Core.IO.DurableFiles.SyncFolder(Dir);
             File.Delete(Path.Combine(fleetDir, "pending.json")); // the commit point
-            FlushDirectory(fleetDir);
+            EdgeTune.Core.IO.DurableFiles.SyncFolder(fleetDir);
             foreach (var r in rows) Remember(r.Device, r.Revision, r.RecordId);
             return result;
         }
@@ -117,13 +116,13 @@ public sealed class CollectedDataset
             string backup = Path.Combine(fleetDir, "manifest.before.json");
             string manifest = Path.Combine(Dir, Manifest.FileName);
             File.Copy(backup, manifest + ".tmp", overwrite: true);
-            FlushFile(manifest + ".tmp");
+            EdgeTune.Core.IO.DurableFiles.SyncFile(manifest + ".tmp");
             File.Move(manifest + ".tmp", manifest, overwrite: true);
             File.Delete(pending.Batch);
-            FlushDirectory(Dir);
+            EdgeTune.Core.IO.DurableFiles.SyncFolder(Dir);
         }
         File.Delete(pendingPath);
-        FlushDirectory(fleetDir);
+        EdgeTune.Core.IO.DurableFiles.SyncFolder(fleetDir);
         return pending is not null;
     }
 
@@ -148,34 +147,5 @@ public sealed class CollectedDataset
             stream.Flush(flushToDisk: true);
         }
         File.Move(tmp, path, overwrite: true);
-    }
-
-    private static void FlushFile(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
-        stream.Flush(flushToDisk: true);
-    }
-
-    /// <summary>fsync of a folder, so a rename or a deletion in it is durable (POSIX; elsewhere a no-op).</summary>
-    private static void FlushDirectory(string dir)
-    {
-        if (OperatingSystem.IsWindows()) return;
-        int fd = Posix.open(dir, 0 /* O_RDONLY */);
-        if (fd < 0) return;
-        int synced = Posix.fsync(fd);
-        _ = Posix.close(fd);
-        if (synced != 0) throw new IOException($"{dir}: fsync failed (errno {Marshal.GetLastPInvokeError()})");
-    }
-
-    private static class Posix
-    {
-        [DllImport("libc", SetLastError = true)]
-        internal static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
-
-        [DllImport("libc", SetLastError = true)]
-        internal static extern int fsync(int fd);
-
-        [DllImport("libc")]
-        internal static extern int close(int fd);
     }
 }

@@ -94,7 +94,8 @@ public static partial class FolderSwap
         }
     }
 
-    private static void SyncTree(string folder)
+    /// <summary>Flushes every file under <paramref name="folder"/> and every folder's entries to the disk.</summary>
+    public static void SyncTree(string folder)
     {
         foreach (var file in Directory.EnumerateFiles(folder)) DurableFiles.SyncFile(file);
         foreach (var dir in Directory.EnumerateDirectories(folder)) SyncTree(dir);

@@ -72,7 +72,10 @@ public static class GgufExporter
                 r = r with { BaseModel = converted, HuggingFaceBase = Path.GetFullPath(hfFolder) };
             }
             var result = Build(r, licence, adapter, temp, target, progress, cancellationToken);
+            // Every file on disk before the folder appears under its name, and the rename durable after.
+            EdgeTune.Core.IO.FolderSwap.SyncTree(temp);
             Directory.Move(temp, target);
+            EdgeTune.Core.IO.DurableFiles.SyncFolder(Path.GetDirectoryName(Path.GetFullPath(target))!);
             return result;
         }
         catch

@@ -53,23 +53,6 @@ public static class OnnxCandidate
         if (tensors.All(t => t.Name != "token_embd.weight") || tensors.All(t => t.Name != "output.weight"))
             throw new EdgeTuneException($"{Path.Combine(folder, OnnxExporter.ModelFile)}: no model.embed_tokens.weight or lm_head.weight_Q4 initializer (not an int4 export by EdgeTune)");
         long perToken = MemoryMath.WeightBytesReadPerToken(tensors) + kv;
-        double bound = MemoryMath.DecodeBound(profile.Memory.Bandwidth.Value, perToken);
-        long total = weights + kv + runtimeBytes;
-        return new FitRow
-        {
-            Type = Type,
-            IsFile = false,
-            Requantizes = false,
-            WeightBytes = weights,
-            AdapterBytes = 0,
-            KvCacheBytes = kv,
-            OverheadBytes = runtimeBytes,
-            BitsPerWeight = model.Parameters == 0 ? 0 : weights * 8.0 / model.Parameters,
-            BytesPerToken = perToken,
-            DecodeBoundTokensPerSecond = bound,
-            FitsMemory = total <= profile.Memory.UsableForModel.Value,
-            WithinMemoryBudget = profile.Budgets.MaxModelMemory is not { } budget || total <= budget.Value,
-            MeetsDecodeBudget = profile.Budgets.MinDecodeTokensPerSecond is not { } min || bound >= min.Value,
-        };
+        return FitPlanner.Candidate(profile, model.Parameters, Type, isFile: false, requantizes: false, weights, adapterBytes: 0, kv, runtimeBytes, perToken);
     }
 }

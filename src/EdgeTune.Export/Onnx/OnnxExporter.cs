@@ -70,7 +70,10 @@ public static class OnnxExporter
             var tokenizerFiles = tokenizer.WriteTo(temp);
 
             OnnxFolder.Validate(temp);
+            // Every file on disk before the folder appears under its name, and the rename durable after.
+            EdgeTune.Core.IO.FolderSwap.SyncTree(temp);
             Directory.Move(temp, target);
+            EdgeTune.Core.IO.DurableFiles.SyncFolder(Path.GetDirectoryName(Path.GetFullPath(target))!);
             return new OnnxExportResult(target, type, options.Precision, bytes.Length, dataBytes, decoder.Graph.Nodes.Count, decoder.Graph.Initializers.Count, tokenizerFiles)
             {
                 Warnings = tokenizer.Warnings,

@@ -89,8 +89,11 @@ public sealed class GgufWriter
                 }
                 // Pad the last tensor too, as gguf.cpp does, so the data section is a whole number of alignments.
                 Pad(file, GgufFile.AlignUp(file.Position - dataStart, alignment) - (file.Position - dataStart));
+                // On disk before the rename, and the rename durable after it: a power cut leaves the old file or the whole new one.
+                file.Flush(flushToDisk: true);
             }
             File.Move(temp, fullPath, overwrite: true);
+            if (dir is not null) EdgeTune.Core.IO.DurableFiles.SyncFolder(dir);
         }
         catch
         {

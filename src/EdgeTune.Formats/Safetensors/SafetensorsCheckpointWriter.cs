@@ -132,17 +132,7 @@ public sealed class SafetensorsCheckpointWriter
         }
         json.Append(first ? "}\n}\n" : "\n  }\n}\n");
 
-        string temporary = $"{Path.GetFullPath(path)}.{Guid.NewGuid():N}.tmp";
-        try
-        {
-            File.WriteAllBytes(temporary, Encoding.ASCII.GetBytes(json.ToString()));
-            File.Move(temporary, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temporary);
-            throw;
-        }
+        EdgeTune.Core.IO.DurableFiles.WriteAllBytes(path, Encoding.ASCII.GetBytes(json.ToString()));
     }
 
     private static void DeleteStaleShards(string folder, string prefix, List<string> written)

@@ -62,6 +62,33 @@ public sealed record FitReport(
 /// </summary>
 public static class FitPlanner
 {
+    /// <summary>
+    /// One candidate's row from its bytes: what it holds in memory (weights, adapter, KV cache, runtime buffers), the
+    /// bytes one decoded token reads, and the profile's checks on both (usable memory, memory budget, decode budget).
+    /// </summary>
+    public static FitRow Candidate(DeviceProfile profile, long parameters, string type, bool isFile, bool requantizes,
+        long weightBytes, long adapterBytes, long kvBytes, long overheadBytes, long bytesPerToken)
+    {
+        double bound = MemoryMath.DecodeBound(profile.Memory.Bandwidth.Value, bytesPerToken);
+        long total = weightBytes + adapterBytes + kvBytes + overheadBytes;
+        return new FitRow
+        {
+            Type = type,
+            IsFile = isFile,
+            Requantizes = requantizes,
+            WeightBytes = weightBytes,
+            AdapterBytes = adapterBytes,
+            KvCacheBytes = kvBytes,
+            OverheadBytes = overheadBytes,
+            BitsPerWeight = parameters == 0 ? 0 : weightBytes * 8.0 / parameters,
+            BytesPerToken = bytesPerToken,
+            DecodeBoundTokensPerSecond = bound,
+            FitsMemory = total <= profile.Memory.UsableForModel.Value,
+            WithinMemoryBudget = profile.Budgets.MaxModelMemory is not { } budget || total <= budget.Value,
+            MeetsDecodeBudget = profile.Budgets.MinDecodeTokensPerSecond is not { } min || bound >= min.Value,
+        };
+    }
+
     public static FitReport Plan(DeviceProfile profile, string modelPath, string? adapterPath, FitOptions options)
     {
         if (!File.Exists(modelPath)) throw new EdgeTuneException($"{modelPath}: no such file");
@@ -78,29 +105,9 @@ public static class FitPlanner
         bool sourceQuantized = model.Tensors.Any(t => GgmlTypes.IsQuantized(t.Type));
         var fileType = EffectiveFileType(model);
 
-        FitRow Row(string type, bool isFile, bool requantizes, IReadOnlyList<(string Name, long Bytes, long Rows)> tensors)
-        {
-            long weights = tensors.Sum(t => t.Bytes);
-            long perToken = MemoryMath.WeightBytesReadPerToken(tensors) + adapterBytes + kv;
-            double bound = MemoryMath.DecodeBound(profile.Memory.Bandwidth.Value, perToken);
-            long total = weights + adapterBytes + kv + overhead;
-            return new FitRow
-            {
-                Type = type,
-                IsFile = isFile,
-                Requantizes = requantizes,
-                WeightBytes = weights,
-                AdapterBytes = adapterBytes,
-                KvCacheBytes = kv,
-                OverheadBytes = overhead,
-                BitsPerWeight = model.Parameters == 0 ? 0 : weights * 8.0 / model.Parameters,
-                BytesPerToken = perToken,
-                DecodeBoundTokensPerSecond = bound,
-                FitsMemory = total <= profile.Memory.UsableForModel.Value,
-                WithinMemoryBudget = profile.Budgets.MaxModelMemory is not { } budget || total <= budget.Value,
-                MeetsDecodeBudget = profile.Budgets.MinDecodeTokensPerSecond is not { } min || bound >= min.Value,
-            };
-        }
+        FitRow Row(string type, bool isFile, bool requantizes, IReadOnlyList<(string Name, long Bytes, long Rows)> tensors) =>
+            Candidate(profile, model.Parameters, type, isFile, requantizes, tensors.Sum(t => t.Bytes), adapterBytes, kv, overhead,
+                MemoryMath.WeightBytesReadPerToken(tensors) + adapterBytes + kv);
 
         var rows = new List<FitRow>
         {

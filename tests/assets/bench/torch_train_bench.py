@@ -16,7 +16,9 @@ Run: /usr/bin/python3 tests/assets/bench/torch_train_bench.py --threads 2 --meth
      python3 tests/assets/bench/torch_train_bench.py --device cuda --shape qwen2.5-0.5b --seq 512 --batch 1 --peft
 """
 import argparse
+import json
 import math
+import threading
 import time
 
 import torch
@@ -51,6 +53,7 @@ def main():
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="print one JSON object (tokens/s, step times, peak resident memory) instead of the line")
     a = ap.parse_args()
     if a.shape:
         for k, v in SHAPES[a.shape].items():
@@ -142,7 +145,40 @@ def main():
     time_steps(a, dev, model, params, lambda tokens: model(tokens))
 
 
+class AnonymousMemoryWatch:
+    """Peak anonymous memory (RssAnon of /proc/self/status) sampled every 2 ms on a thread, as `edgetune bench train`
+    measures its own: PyTorch's weights, grads and activations are anonymous; libtorch's code pages are not counted."""
+
+    def __init__(self):
+        self.peak = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def now():
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def run(self):
+        while not self.stop:
+            self.peak = max(self.peak, self.now())
+            time.sleep(0.002)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        return max(self.peak, self.now())
+
+
 def time_steps(a, dev, model, params, logits_of):
+    watch = AnonymousMemoryWatch()
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     tokens = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
     targets = torch.cat([tokens[:, 1:], torch.full((a.batch, 1), -100, device=dev)], 1)
@@ -161,8 +197,14 @@ def time_steps(a, dev, model, params, logits_of):
             times.append(ms)
     mean = sum(times) / len(times)
     n = a.batch * a.seq
+    peak = watch.close()
+    if a.json:
+        print(json.dumps(dict(torch=torch.__version__, method=a.method, shape=a.shape, device=str(dev), threads=a.threads, seq=a.seq, batch=a.batch,
+                              trainable_parameters=sum(p.numel() for p in params), step_ms=times, mean_step_ms=mean,
+                              tokens_per_second=n / (mean / 1000), peak_anonymous_bytes=peak)))
+        return
     print(f"torch {torch.__version__} {a.method}{' (' + a.shape + ')' if a.shape else ''} on {dev}: {a.threads} threads, {sum(p.numel() for p in params):,} trainable params, "
-          f"step {mean:.0f} ms, {n / (mean / 1000):.0f} tokens/s (steps: {', '.join(f'{t:.0f}' for t in times)})")
+          f"step {mean:.0f} ms, {n / (mean / 1000):.1f} tokens/s, peak anonymous memory {peak / 2**20:.0f} MiB (steps: {', '.join(f'{t:.0f}' for t in times)})")
 
 
 def run_peft(a, dev):
