@@ -217,11 +217,16 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
 
     internal static (ChatTemplate Template, Models.Tokenizers.ITokenizer Tokenizer, Templater Templater, ReadOptions Read) Templating(Recipe r, string basePath)
     {
-        var (template, tokenizer, _) = Templater.LoadModel(basePath);
-        if (r.Model.ChatTemplate is { } custom) template = ChatTemplate.FromText(custom, $"{r.File}: model.chat_template");
+        // A recipe's chat_template replaces the model's, so a base that has none (a pretrained base, a benchmark's
+        // synthetic model) trains with the recipe's instead of failing on the missing key.
+        var (template, tokenizer) = r.Model.ChatTemplate is { } custom
+            ? (ChatTemplate.FromText(custom, $"{r.File}: model.chat_template"), Inference.Reference.ReferenceRuntime.LoadTokenizer(basePath))
+            : Model(Templater.LoadModel(basePath));
         var templater = new Templater(template, tokenizer, new TemplateOptions { MaxTokens = r.Train.MaxSeqLen, TrainOnInputs = r.Data.TrainOnInputs });
         var readOptions = new ReadOptions { Fields = r.Data.Map.Count == 0 ? FieldMapping.Default : FieldMapping.Parse(string.Join(",", r.Data.Map)) };
         return (template, tokenizer, templater, readOptions);
+
+        static (ChatTemplate, Models.Tokenizers.ITokenizer) Model((ChatTemplate Template, Models.Tokenizers.ITokenizer Tokenizer, int? Context) m) => (m.Template, m.Tokenizer);
     }
 
     private static TeacherLogits TeacherFor(Recipe r, string basePath, Models.Tokenizers.ITokenizer tokenizer, List<TrainingExample> train, int vocabulary,

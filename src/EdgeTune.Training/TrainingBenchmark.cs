@@ -88,6 +88,28 @@ public static class TrainingBenchmark
     public static TrainBenchResult Run(TrainBenchConfig b, IComputeBackend backend, string workDir, IProgress<string>? progress = null,
         Action? resetPeakMemory = null, Func<long?>? peakMemory = null, IMemoryWatch? memory = null)
     {
+        using var weights = BaseWeights.Open(SyntheticModel(b, workDir, progress));
+        var plan = TrainingEstimate.Memory(weights.Config, b.Setup, b.Batch, b.SeqLen);
+
+        // Garbage from writing the file is not the model's: collect it before the peak starts.
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        GC.WaitForPendingFinalizers();
+        var result = Measure(b, weights, backend, progress, resetPeakMemory, peakMemory, memory) with { Plan = plan };
+        if (b.MemoryOnly || !b.Predict) return result;
+        // The estimate's own models come after the measurement (and after its model is freed), so they stay out of its peak.
+        var predicted = TrainingEstimate.Calibrate(weights, b.Setup, backend, b.Batch, b.SeqLen, progress: progress);
+        return result with { PredictedStepMilliseconds = predicted.PredictMs(b.Layers, (long)b.Batch * b.SeqLen), PredictionBasis = predicted.Basis };
+    }
+
+    /// <summary>Where <c>edgetune bench train</c> keeps its synthetic models between runs.</summary>
+    public static string DefaultWorkDir => Path.Combine(Path.GetTempPath(), "edgetune-bench-train");
+
+    /// <summary>
+    /// The synthetic F32 GGUF of <paramref name="b"/>'s shape (random weights, the synthetic vocabulary padded to its
+    /// size), written into <paramref name="workDir"/> when missing and reused after: its path.
+    /// </summary>
+    public static string SyntheticModel(TrainBenchConfig b, string workDir, IProgress<string>? progress = null)
+    {
         var model = new TinyLlamaConfig
         {
             Embedding = b.Embedding, Layers = b.Layers, Heads = b.Heads, KvHeads = b.KvHeads, FeedForward = b.FeedForward, TiedEmbeddings = b.TiedEmbeddings,
@@ -100,17 +122,7 @@ public static class TrainingBenchmark
             progress?.Report($"writing the synthetic F32 model {path} ({KnownShape.ParameterCount(ToConfig(b)) * 4 / 1e9:F1} GB; kept for the next run)");
             TinyLlama.WriteGguf(path, model); // the writer writes aside and renames: no half-written model is ever reused
         }
-        using var weights = BaseWeights.Open(path);
-        var plan = TrainingEstimate.Memory(weights.Config, b.Setup, b.Batch, b.SeqLen);
-
-        // Garbage from writing the file is not the model's: collect it before the peak starts.
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
-        var result = Measure(b, weights, backend, progress, resetPeakMemory, peakMemory, memory) with { Plan = plan };
-        if (b.MemoryOnly || !b.Predict) return result;
-        // The estimate's own models come after the measurement (and after its model is freed), so they stay out of its peak.
-        var predicted = TrainingEstimate.Calibrate(weights, b.Setup, backend, b.Batch, b.SeqLen, progress: progress);
-        return result with { PredictedStepMilliseconds = predicted.PredictMs(b.Layers, (long)b.Batch * b.SeqLen), PredictionBasis = predicted.Basis };
+        return path;
     }
 
     private static TrainBenchResult Measure(TrainBenchConfig b, BaseWeights weights, IComputeBackend backend, IProgress<string>? progress,

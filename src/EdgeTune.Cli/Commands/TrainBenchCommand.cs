@@ -63,7 +63,7 @@ internal static class TrainBenchCommand
                 "full" => [TuningMethod.Full],
                 _ => [TuningMethod.Lora, TuningMethod.Qlora, TuningMethod.Full],
             };
-            string work = Path.Combine(Path.GetTempPath(), "edgetune-bench-train");
+            string work = TrainingBenchmark.DefaultWorkDir;
             var results = new List<TrainBenchResult>();
             console.Error.WriteLine($"machine: {Environment.ProcessorCount} cores, {EdgeTune.Core.MachineFacts.CpuName()}, .NET {Environment.Version}");
             foreach (var m in methods)
@@ -137,8 +137,8 @@ internal static class TrainBenchCommand
         }
     }
 
-    /// <summary>Peak anonymous memory by sampling RssAnon every few milliseconds on a background thread.</summary>
-    private sealed class AnonymousMemoryWatch : IMemoryWatch, IDisposable
+    /// <summary>Peak anonymous memory by sampling RssAnon every few milliseconds on a background thread (also the chain benchmark's).</summary>
+    internal sealed class AnonymousMemoryWatch : IMemoryWatch, IDisposable
     {
         private readonly Thread _thread;
         private volatile bool _stop;

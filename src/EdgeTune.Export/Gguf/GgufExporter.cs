@@ -120,17 +120,7 @@ public static class GgufExporter
         {
             adapterGguf = Path.Combine(temp, "adapter.gguf");
             if (File.Exists(r.Adapter!)) File.Copy(r.Adapter!, adapterGguf);
-            else
-            {
-                using var file = GgufFile.Open(r.BaseModel);
-                var config = ModelConfig.FromGguf(file);
-                // A PEFT folder names its pairs by Hugging Face weight names; the GGUF adapter by GGUF names (B's Q/K rows
-                // permuted by the writer). The scale is kept exactly: alpha = scale · r, which llama.cpp divides by r again.
-                var names = TensorMap.Tensors(config).ToDictionary(t => adapter.Layout == AdapterLayout.HuggingFace ? t.HfName : t.GgufName, t => t.GgufName, StringComparer.Ordinal);
-                var pairs = adapter.Pairs.Select(p => p with { Name = names[p.Name] }).ToList();
-                int rank = pairs.Count == 0 ? 1 : pairs[0].Rank;
-                LoraAdapterWriter.WriteGguf(adapterGguf, config, pairs, adapter.Scale * rank, rsLora: false, adapter.Layout);
-            }
+            else WriteAdapterGguf(r.BaseModel, adapter, adapterGguf);
         }
 
         // Fit: every type's bytes from the plan llama-quantize would make (they depend on the shapes only, so the base's
@@ -288,6 +278,19 @@ public static class GgufExporter
             if (ft == LlamaFileType.AllF32) File.Copy(from, to);
             else GgufQuantizer.Run(from, to, ft, new QuantizeOptions { Threads = r.Threads }, null, cancellationToken);
         }
+    }
+
+    /// <summary>A separate export's adapter from a PEFT folder: the GGUF adapter llama.cpp attaches to the GGUF <paramref name="baseModel"/>.</summary>
+    public static void WriteAdapterGguf(string baseModel, LoraAdapter adapter, string path)
+    {
+        using var file = GgufFile.Open(baseModel);
+        var config = ModelConfig.FromGguf(file);
+        // A PEFT folder names its pairs by Hugging Face weight names; the GGUF adapter by GGUF names (B's Q/K rows
+        // permuted by the writer). The scale is kept exactly: alpha = scale · r, which llama.cpp divides by r again.
+        var names = TensorMap.Tensors(config).ToDictionary(t => adapter.Layout == AdapterLayout.HuggingFace ? t.HfName : t.GgufName, t => t.GgufName, StringComparer.Ordinal);
+        var pairs = adapter.Pairs.Select(p => p with { Name = names[p.Name] }).ToList();
+        int rank = pairs.Count == 0 ? 1 : pairs[0].Rank;
+        LoraAdapterWriter.WriteGguf(path, config, pairs, adapter.Scale * rank, rsLora: false, adapter.Layout);
     }
 
     /// <summary>Every file of the folder on disk before the folder is renamed into place (a crash after the rename finds whole files).</summary>
