@@ -74,6 +74,7 @@ public sealed class Trainer(Recipe recipe, IComputeBackend backend, IProgress<Tr
         for (int i = 0; i < train.Count; i++) indexOf[train[i]] = i;
 
         var setup = TrainingSetup.From(r) with { AddedTokens = addedRows };
+        if (TrainableLlama.StoredFormatNote(setup, TrainableLlama.StoredLinearTypes(weights), basePath) is { } stored) Say($"note: {stored}");
         using var model = new TrainableLlama(weights, setup, backend);
         using var m = backend.Allocate(Math.Max(1, model.Layout.Total));
         using var v = backend.Allocate(Math.Max(1, model.Layout.Total));

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Numerics;
+using EdgeTune.Core;
 using EdgeTune.Kernels;
 using EdgeTune.Models.Architectures;
 using EdgeTune.Recipes;
@@ -49,25 +50,31 @@ public static class TrainingEstimate
     /// <summary>Rows the fused cross-entropy / distillation head computes logits for at once (the CPU backend's chunk).</summary>
     private const int LossChunkRows = 64;
 
-    public static TrainingMemoryPlan Memory(ModelConfig c, TrainingSetup s, int batch, int seqLen)
+    /// <param name="storedTypes">The quantised types a GGUF base stores its linear weights in (<see cref="TrainableLlama.StoredLinearTypes"/>):
+    /// a GGUF base_quant run holds those as stored.</param>
+    public static TrainingMemoryPlan Memory(ModelConfig c, TrainingSetup s, int batch, int seqLen, IReadOnlyDictionary<string, GgmlType>? storedTypes = null)
     {
         bool full = s.Method == TuningMethod.Full;
-        var format = TrainableLlama.FrozenFormatOf(s);
         long frozenLinear = 0, linearParams = 0;
+        var formats = new SortedDictionary<string, long>(StringComparer.Ordinal); // format name → parameters held in it
         if (!full)
-            foreach (var t in TrainingSetup.Stems.Keys)
-            {
-                var (inDim, outDim) = TrainableLlama.Dims(c, t);
-                frozenLinear += c.Layers * FrozenRows.ByteCount(format, outDim, inDim);
-                linearParams += (long)c.Layers * inDim * outDim;
-            }
+            for (int l = 0; l < c.Layers; l++)
+                foreach (var (t, stem) in TrainingSetup.Stems)
+                {
+                    var (inDim, outDim) = TrainableLlama.Dims(c, t);
+                    var format = TrainableLlama.FrozenFormatFor(s, storedTypes is not null && storedTypes.TryGetValue($"blk.{l}.{stem}.weight", out var stored) ? stored : null);
+                    frozenLinear += FrozenRows.ByteCount(format, outDim, inDim);
+                    linearParams += (long)inDim * outDim;
+                    string name = format.ToString().ToUpperInvariant();
+                    formats[name] = formats.GetValueOrDefault(name) + (long)inDim * outDim;
+                }
         long vectors = 2L * c.HiddenSize * c.Layers + c.HiddenSize + (c.AttentionBias ? (c.QDim + 2L * c.KvDim) * c.Layers : 0);
         long tables = (long)c.VocabSize * c.HiddenSize * (c.TiedEmbeddings ? 1 : 2);
         long frozenOther = full ? 0 : 4 * (tables + vectors);
         long p = TrainableLlama.LayoutFor(c, s).Total;
         long rows = (long)batch * seqLen;
         var acts = Activations.Plan(c, s, rows);
-        string formatName = format.ToString().ToUpperInvariant();
+        string formatName = string.Join(" + ", formats.OrderByDescending(f => f.Value).Select(f => formats.Count == 1 ? f.Key : $"{f.Key} ({f.Value * 100.0 / linearParams:0.#}%)"));
         var parts = new List<MemoryPart>
         {
             new(FrozenLinear, frozenLinear, full ? "none: every weight is trained" : $"{linearParams:N0} parameters in {formatName} ({(linearParams == 0 ? 0 : (double)frozenLinear / linearParams):0.###} B/param)"),

@@ -23,6 +23,16 @@ public sealed record TrainingSchedule(ModelConfig Config, TrainingSetup Setup, s
     public IReadOnlyList<(int Batch, int SeqLen)> EvalMicroBatches { get; init; } = [];
     public int EvalPasses { get; init; }
 
+    /// <summary>The quantised types a GGUF base stores its linear weights in (a GGUF base_quant run holds them as stored).</summary>
+    public IReadOnlyDictionary<string, GgmlType> StoredTypes { get; init; } = new Dictionary<string, GgmlType>();
+
+    /// <summary>The memory of every part for the largest micro-batch.</summary>
+    public TrainingMemoryPlan Memory()
+    {
+        var (batch, seqLen) = Largest;
+        return TrainingEstimate.Memory(Config, Setup, batch, seqLen, StoredTypes);
+    }
+
     /// <summary>The largest micro-batch, training or eval (an eval pass runs through the same activations): the activations are sized for it.</summary>
     public (int Batch, int SeqLen) Largest => MicroBatches.Concat(EvalPasses > 0 ? EvalMicroBatches : []).MaxBy(m => (long)m.Batch * m.SeqLen);
 
@@ -58,7 +68,7 @@ public sealed record TrainingSchedule(ModelConfig Config, TrainingSetup Setup, s
         int passes = eval.Count == 0 ? 0 : Enumerable.Range(1, steps).Count(done => r.Train.EvalEvery > 0 ? done % r.Train.EvalEvery == 0 : done % stepsPerEpoch == 0 || done == steps);
         return new TrainingSchedule(config, setup, r.Model.Base, train.Count, steps, batch, accum, shapes, trained)
         {
-            EvalExamples = eval.Count, EvalMicroBatches = evalShapes, EvalPasses = passes,
+            EvalExamples = eval.Count, EvalMicroBatches = evalShapes, EvalPasses = passes, StoredTypes = TrainableLlama.StoredLinearTypes(weights),
         };
     }
 }

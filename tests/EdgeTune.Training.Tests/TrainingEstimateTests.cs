@@ -1,3 +1,4 @@
+using EdgeTune.Core;
 using EdgeTune.Formats.Synthetic;
 using EdgeTune.Kernels.Cpu;
 using EdgeTune.Recipes;
@@ -46,6 +47,36 @@ public class TrainingEstimateTests
         Assert.Equal(m.ActivationBytes, plan.Bytes(TrainingEstimate.ActivationsPart));
         Assert.Equal(m.AddedTokenScratchBytes, plan.Bytes(TrainingEstimate.HeadScratch));
         Assert.Equal(plan.Parts.Sum(p => p.Bytes), plan.Total);
+    }
+
+    [Fact]
+    public void A_gguf_base_quant_run_over_a_Q4_K_M_base_holds_every_weight_as_stored_and_plans_it()
+    {
+        using var dir = new TempDir();
+        TinyLlama.WriteGguf(dir.File("f32.gguf"), new TinyLlamaConfig { Embedding = 256, Layers = 2, Heads = 4, KvHeads = 2, FeedForward = 512 });
+        EdgeTune.Formats.Gguf.Quantize.GgufQuantizer.Run(dir.File("f32.gguf"), dir.File("q4km.gguf"), EdgeTune.Formats.Gguf.Quantize.LlamaFileType.MostlyQ4_K_M);
+        using var w = BaseWeights.Open(dir.File("q4km.gguf"));
+        var stored = TrainableLlama.StoredLinearTypes(w);
+        // The mix llama.cpp's Q4_K_M writes: Q4_K, and Q6_K for attn_v / ffn_down of chosen layers.
+        Assert.Contains(stored.Values, t => t == GgmlType.Q4_K);
+        Assert.Contains(stored.Values, t => t == GgmlType.Q6_K);
+
+        var qlora = new TrainingSetup { Method = TuningMethod.Qlora, BaseQuant = "q4_k", Rank = 4 };
+        using var b = new CpuBackend(2);
+        using var held = new TrainableLlama(w, qlora, b);
+        var plan = TrainingEstimate.Memory(w.Config, qlora, 1, 8, stored);
+        Assert.Equal(held.FrozenLinearBytes, plan.Bytes(TrainingEstimate.FrozenLinear));
+        Assert.Contains("F32", plan.Parts.Single(p => p.Name == TrainingEstimate.FrozenLinear).Basis, StringComparison.Ordinal);
+        Assert.NotNull(TrainableLlama.StoredFormatNote(qlora, stored, "q4km.gguf"));
+
+        // LoRA B starts at zero, so the forward is the base's: held as stored it equals the base read in float32 (the
+        // weights llama.cpp runs), up to summation order. Requantising the Q6_K tensors to Q4_K would not.
+        using var exact = new TrainableLlama(w, new TrainingSetup { Method = TuningMethod.Lora, Rank = 4 }, b);
+        int[] tokens = [1, 200, 201, 202, 203, 204, 205, 206];
+        var a = held.Logits(tokens);
+        var e = exact.Logits(tokens);
+        double diff = Math.Sqrt(a.Zip(e, (x, y) => (double)(x - y) * (x - y)).Sum() / e.Sum(y => (double)y * y));
+        Assert.True(diff < 1e-5, $"relative L2 {diff:g3}");
     }
 
     [Fact]

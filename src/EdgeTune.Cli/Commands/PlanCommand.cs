@@ -62,8 +62,7 @@ internal static class PlanCommand
             }
             console.Error.WriteLine($"plan: reading {r.Data.Train} through {r.Model.Base}'s template");
             var schedule = TrainingSchedule.For(r);
-            var (batch, seqLen) = schedule.Largest;
-            var memory = TrainingEstimate.Memory(schedule.Config, schedule.Setup, batch, seqLen);
+            var memory = schedule.Memory();
             Plan plan;
             if (profile is null)
             {
@@ -95,8 +94,7 @@ internal static class PlanCommand
     /// <summary>The plan on this machine's CPU backend (the demo calls it with its own backend).</summary>
     internal static Plan OnCpu(Recipe r, TrainingSchedule s, IComputeBackend backend, Action<string> say)
     {
-        var (largestBatch, largestSeq) = s.Largest;
-        var memory = TrainingEstimate.Memory(s.Config, s.Setup, largestBatch, largestSeq);
+        var memory = s.Memory();
         var (batch, seqLen) = MedianShape(s);
         say($"plan: measuring steps of the model cut to 1 and 8 blocks at batch {batch} × {seqLen} tokens on {backend.Name}");
         using var weights = BaseWeights.Open(s.BasePath);

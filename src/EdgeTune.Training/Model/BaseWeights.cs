@@ -132,6 +132,9 @@ public sealed class BaseWeights : IDisposable
         }
     }
 
+    /// <summary>The type a GGUF stores the tensor in; null for a Hugging Face folder or a tensor the file lacks.</summary>
+    public GgmlType? StoredType(string ggufName) => _gguf?.FindTensor(ggufName)?.Type;
+
     /// <summary>The stored bytes of a GGUF tensor of type <paramref name="type"/>, or null (HF folder, or another type).</summary>
     public byte[]? TryRaw(string ggufName, GgmlType type)
     {

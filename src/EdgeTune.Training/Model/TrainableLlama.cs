@@ -205,6 +205,44 @@ public sealed class TrainableLlama : IDisposable
         _ => FrozenFormat.Nf4,
     };
 
+    /// <summary>
+    /// The frozen format of one linear weight. For a GGUF <c>base_quant</c> the weights that ship: a tensor the base
+    /// already stores quantised is held as stored (its blocks byte for byte where the trainer has the format, else its
+    /// exact values in F32, e.g. the Q6_K and Q5_0 tensors of a Q4_K_M file), since a separate export ships the base's
+    /// own bytes; a float tensor is quantised to <c>base_quant</c> as it streams in.
+    /// </summary>
+    public static FrozenFormat FrozenFormatFor(TrainingSetup setup, GgmlType? stored)
+    {
+        var requested = FrozenFormatOf(setup);
+        if (requested is FrozenFormat.F32 or FrozenFormat.Nf4 || stored is not { } type || !GgmlTypes.IsQuantized(type)) return requested;
+        return type switch { GgmlType.Q8_0 => FrozenFormat.Q8_0, GgmlType.Q4_0 => FrozenFormat.Q4_0, GgmlType.Q4_K => FrozenFormat.Q4_K, _ => FrozenFormat.F32 };
+    }
+
+    /// <summary>The stored types of a base's frozen linear weights, where it stores any quantised (a GGUF); empty otherwise.</summary>
+    public static Dictionary<string, GgmlType> StoredLinearTypes(BaseWeights weights)
+    {
+        var types = new Dictionary<string, GgmlType>(StringComparer.Ordinal);
+        for (int l = 0; l < weights.Config.Layers; l++)
+            foreach (var stem in TrainingSetup.Stems.Values)
+                if (weights.StoredType($"blk.{l}.{stem}.weight") is { } t && GgmlTypes.IsQuantized(t)) types[$"blk.{l}.{stem}.weight"] = t;
+        return types;
+    }
+
+    /// <summary>
+    /// One line when a GGUF base_quant run holds stored weights otherwise than <c>base_quant</c> says (another block type,
+    /// or F32 for a type the trainer has no kernel for), with what that costs; null when every weight is as asked.
+    /// </summary>
+    public static string? StoredFormatNote(TrainingSetup setup, IReadOnlyDictionary<string, GgmlType> stored, string basePath)
+    {
+        var requested = FrozenFormatOf(setup);
+        if (requested is FrozenFormat.F32 or FrozenFormat.Nf4 || stored.Count == 0) return null;
+        var other = stored.Where(p => FrozenFormatFor(setup, p.Value) != requested).GroupBy(p => p.Value).OrderByDescending(g => g.Count()).ToList();
+        if (other.Count == 0) return null;
+        string held = string.Join(", ", other.Select(g => $"{g.Count()} {GgmlTypes.Name(g.Key)} as {FrozenFormatFor(setup, g.Key).ToString().ToUpperInvariant()}"));
+        return $"{basePath}: base_quant = \"{setup.BaseQuant}\", but the base already stores its weights quantised; training against the stored weights that ship: {held}" +
+            (other.Any(g => FrozenFormatFor(setup, g.Key) == FrozenFormat.F32) ? " (no kernel for that type: exact values in F32, 4 bytes per weight)" : "");
+    }
+
     private (int In, int Out) Dims(string target) => Dims(Config, target);
 
     /// <summary>(in, out) of a target's linear layer.</summary>
@@ -238,7 +276,7 @@ public sealed class TrainableLlama : IDisposable
 
     private Weight FrozenLinear(BaseWeights weights, string name, int rows, int cols)
     {
-        FrozenFormat format = FrozenFormatOf(Setup);
+        FrozenFormat format = FrozenFormatFor(Setup, weights.StoredType(name));
         // Every format streams from the mapping: a tensor is quantised as it is read, never held in float32 whole.
         byte[] data;
         if (format == FrozenFormat.F32)
