@@ -1,16 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
-using System.Text.Json;
-using EdgeTune.Agent;
-using EdgeTune.Agent.Config;
-using EdgeTune.Agent.Serving;
-using EdgeTune.Formats.Synthetic;
+using EdgeTune.Inference;
 using EdgeTune.Testing;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 
 /// <summary>
 /// Batched serving: C concurrent clients, each sending chat requests one after another, against the agent with
@@ -19,21 +10,16 @@ using Microsoft.Extensions.DependencyInjection;
 /// </summary>
 internal static class Concurrent
 {
-    private const string Token = "bench-token-0123456789";
-
-    //   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- concurrent [--clients 8] [--per-client 4] [--tokens 48] [--parallel 8] [--rounds 3] [--threads N]
-    public static async Task<int> Run(string[] args)
+    //   dotnet run -c Release --project tests/EdgeTune.Agent.Benchmarks -- concurrent [--model PATH] [--clients 8] [--per-client 4] [--tokens 48] [--parallel 8] [--rounds 3] [--threads N] [--context 512]
+    public static async Task<int> Run(string[] argv)
     {
-        string Opt(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
-        int Int(string name, int fallback) => int.Parse(Opt(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-        int clients = Int("--clients", 8), perClient = Int("--per-client", 4), tokens = Int("--tokens", 48), parallel = Int("--parallel", 8), rounds = Int("--rounds", 3);
-        int threads = Int("--threads", Math.Min(4, Environment.ProcessorCount));
-        const int Context = 512;
+        var args = new BenchArgs(argv);
+        int clients = args.Int("--clients", 8), perClient = args.Int("--per-client", 4), tokens = args.Int("--tokens", 48), parallel = args.Int("--parallel", 8), rounds = args.Int("--rounds", 3);
+        int threads = args.Int("--threads", Math.Min(4, Environment.ProcessorCount)), context = args.Int("--context", 512);
         using var dir = new TempDir();
-        string model = dir.File("bench.gguf");
-        TinyLlama.WriteGguf(model, BenchModel.Config);
-        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {BenchModel.LoadAverage()}");
-        Console.WriteLine($"model: {new FileInfo(model).Length / 1e6:0} MB F32 llama (512 wide, 4 layers); {clients} clients x {perClient} chat requests x {tokens} tokens, greedy, context {Context}, {threads} threads, {rounds} rounds");
+        var (model, description) = BenchModel.Resolve(args, dir);
+        Console.WriteLine(BenchModel.Machine());
+        Console.WriteLine($"model: {description}; {clients} clients x {perClient} chat requests x {tokens} tokens, greedy, context {context}, {threads} threads, {rounds} rounds");
 
         var results = new Dictionary<int, List<double>> { [1] = [], [parallel] = [] };
         Dictionary<string, string>? reference = null;
@@ -62,77 +48,18 @@ internal static class Concurrent
 
         async Task<(double TokensPerSecond, double WallSeconds, Dictionary<string, string> Answers, int Peak, double Mean)> Block(int p)
         {
-            string path = dir.File($"agent-{p}.toml");
-            File.WriteAllText(path, $"""
-                [server]
-                listen = "http://127.0.0.1:0"
-                api_token = "{Token}"
-                log_level = "Warning"
-                parallel = {p}
-                [model]
-                path = "{model}"
-                context = {Context}
-                batch = {Context}
-                threads = {threads}
-                [field_log]
-                path = "field-{Guid.NewGuid():N}.db"
-                [telemetry]
-                enabled = false
-                """);
-            EdgeTune.Inference.InferenceModel? loaded = null;
-            var app = AgentApp.Build(AgentConfig.Load(path), c => loaded = (EdgeTune.Inference.InferenceModel)ModelHost.Open(c.Model, c.Server.Parallel));
-            await app.StartAsync();
-            try
-            {
-                var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-                using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients }) { BaseAddress = address, Timeout = TimeSpan.FromMinutes(10) };
-                http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Token);
-                while (!(await http.GetAsync("/health")).IsSuccessStatusCode) await Task.Delay(50);
-                var answers = new Dictionary<string, string>();
-                int total = 0;
-                async Task<int> One(string prompt)
-                {
-                    using var response = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "bench", max_tokens = tokens, temperature = 0, messages = new[] { new { role = "user", content = prompt } } });
-                    response.EnsureSuccessStatusCode();
-                    var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
-                    lock (answers) answers[prompt] = body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
-                    return body.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
-                }
-                // Warm-up: every client once (JIT, the first prompts), unmeasured.
-                await Task.WhenAll(Enumerable.Range(0, clients).Select(c => One($"warm up {c} in the world")));
-                answers.Clear();
-                long start = Stopwatch.GetTimestamp();
-                await Task.WhenAll(Enumerable.Range(0, clients).Select(c => Task.Run(async () =>
-                {
-                    for (int i = 0; i < perClient; i++)
-                        Interlocked.Add(ref total, await One($"the device model {c * perClient + i} is in the world of hello"));
-                })));
-                double wall = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                return (total / wall, wall, answers, loaded!.PeakSequencesPerPass, loaded.BatchedPasses == 0 ? 0 : (double)loaded.BatchedTokens / loaded.BatchedPasses);
-            }
-            finally
-            {
-                await app.StopAsync();
-                await app.DisposeAsync();
-            }
+            InferenceModel? loaded = null;
+            await using var agent = await BenchAgent.StartAsync(dir.Path, new BenchAgentSettings(model, context, threads, p) { QueueCapacity = Math.Max(64, clients) },
+                c => loaded = (InferenceModel)EdgeTune.Agent.Serving.ModelHost.Open(c.Model, c.Server.Parallel));
+            // Warm-up: every client once (JIT, the first prompts), unmeasured.
+            await agent.RunClientsAsync(clients, 1, tokens, (c, _) => $"warm up {c} in the world", temperature: 0);
+            long start = Stopwatch.GetTimestamp();
+            var result = await agent.RunClientsAsync(clients, perClient, tokens, (c, i) => $"the device model {c * perClient + i} is in the world of hello", temperature: 0);
+            double wall = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            if (result.Unexpected.Count > 0 || result.Rejected > 0)
+                throw new InvalidOperationException($"parallel {p}: {result.Rejected} refused, {result.Unexpected.Count} unexpected answers ({result.Unexpected.FirstOrDefault()})");
+            var answers = result.Answers.ToDictionary(a => a.Prompt, a => a.Text);
+            return (result.CompletionTokens / wall, wall, answers, loaded!.PeakSequencesPerPass, loaded.BatchedPasses == 0 ? 0 : (double)loaded.BatchedTokens / loaded.BatchedPasses);
         }
-    }
-}
-
-/// <summary>The benchmark's model (65 MB F32 synthetic llama) and small helpers shared by the benchmark commands.</summary>
-internal static class BenchModel
-{
-    public static readonly TinyLlamaConfig Config = new() { Embedding = 512, Heads = 8, KvHeads = 4, FeedForward = 1408, Layers = 4, ContextLength = 512, ExtraTokens = 4000, Seed = 5 };
-
-    public static double Median(IEnumerable<double> values)
-    {
-        var v = values.Order().ToArray();
-        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
-    }
-
-    public static string LoadAverage()
-    {
-        try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
-        catch (IOException) { return "?"; }
     }
 }

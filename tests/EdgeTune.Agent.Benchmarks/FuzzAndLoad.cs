@@ -14,11 +14,8 @@ using Microsoft.Extensions.DependencyInjection;
 /// <summary>The agent under mutated requests (fuzz) and under many concurrent clients (load), with a tiny model.</summary>
 internal static class FuzzAndLoad
 {
-    private const string Token = "bench-token-0123456789";
-
     public static async Task<int> Run(string[] args)
     {
-        string Opt(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
         using var dir = new TempDir();
         string model = dir.File("tiny.gguf");
         var config = new TinyLlamaConfig { Embedding = 64, Heads = 4, KvHeads = 2, FeedForward = 128, Layers = 2, ContextLength = 256, Seed = 7 };
@@ -26,67 +23,38 @@ internal static class FuzzAndLoad
         vocabulary.Add(new("tokenizer.chat_template", GgufValue.String(
             "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")));
         TinyLlama.WriteGguf(model, config, vocabulary: vocabulary);
-        int queue = int.Parse(Opt("--queue", "64"), CultureInfo.InvariantCulture);
-        int parallel = int.Parse(Opt("--parallel", "4"), CultureInfo.InvariantCulture);
-        string configPath = dir.File("agent.toml");
-        File.WriteAllText(configPath, $"""
-            [server]
-            listen = "http://127.0.0.1:0"
-            api_token = "{Token}"
-            queue_capacity = {queue}
-            parallel = {parallel}
-            log_level = "{(args.Contains("--log") ? "Warning" : "Critical")}"
-            [model]
-            path = "{model}"
-            name = "tiny"
-            context = 256
-            threads = 2
-            default_max_tokens = 16
-            [field_log]
-            path = "field.db"
-            [telemetry]
-            enabled = false
-            """);
-        var app = AgentApp.Build(AgentConfig.Load(configPath));
-        await app.StartAsync();
-        try
+        var options = new BenchArgs(args);
+        await using var agent = await BenchAgent.StartAsync(dir.Path, new BenchAgentSettings(model, 256, 2, options.Int("--parallel", 4))
         {
-            var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-            using (var probe = new HttpClient { BaseAddress = address })
-                while (!(await probe.GetAsync("/health")).IsSuccessStatusCode) await Task.Delay(50);
-            return args[0] == "fuzz"
-                ? await Fuzz(address, int.Parse(Opt("--requests", "10000"), CultureInfo.InvariantCulture), int.Parse(Opt("--seed", "1"), CultureInfo.InvariantCulture), int.Parse(Opt("--concurrency", "8"), CultureInfo.InvariantCulture),
-                    Opt("--only", "") is { Length: > 0 } only ? only.Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToHashSet() : null)
-                : await Load(app, address, int.Parse(Opt("--clients", "64"), CultureInfo.InvariantCulture), int.Parse(Opt("--per-client", "16"), CultureInfo.InvariantCulture), int.Parse(Opt("--tokens", "8"), CultureInfo.InvariantCulture));
-        }
-        finally
-        {
-            await app.StopAsync();
-            await app.DisposeAsync();
-        }
+            Name = "tiny", QueueCapacity = options.Int("--queue", 64), LogLevel = options.Flag("--log") ? "Warning" : "Critical", ModelExtra = "default_max_tokens = 16",
+        });
+        return args[0] == "fuzz"
+            ? await Fuzz(agent.Address, options.Int("--requests", 10000), options.Int("--seed", 1), options.Int("--concurrency", 8),
+                options.Text("--only", "") is { Length: > 0 } only ? only.Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToHashSet() : null)
+            : await Load(agent, options.Int("--clients", 64), options.Int("--per-client", 16), options.Int("--tokens", 8));
     }
 
     private static async Task<int> Fuzz(Uri address, int requests, int seed, int concurrency, ISet<int>? only)
     {
         Console.WriteLine($"fuzz: {requests} mutated requests, seed {seed}, {concurrency} connections at a time");
         var clock = Stopwatch.StartNew();
-        var (byStatus, problems) = await new HttpFuzzer(address, Token, seed).RunAsync(requests, concurrency, TimeSpan.FromSeconds(120), CancellationToken.None, only);
+        var (byStatus, problems) = await new HttpFuzzer(address, BenchAgent.Token, seed).RunAsync(requests, concurrency, TimeSpan.FromSeconds(120), CancellationToken.None, only);
         Console.WriteLine($"  {clock.Elapsed.TotalSeconds:0.0} s; answers by status: {string.Join(", ", byStatus.Select(kv => $"{kv.Key} x{kv.Value}"))}");
         Console.WriteLine($"  problems (5xx, stack traces, unshaped errors, 429 without Retry-After, no answer): {problems.Count}");
         foreach (var p in problems.Take(20)) Console.WriteLine("    " + p);
         return problems.Count == 0 ? 0 : 1;
     }
 
-    private static async Task<int> Load(Microsoft.AspNetCore.Builder.WebApplication app, Uri address, int clients, int perClient, int tokens)
+    private static async Task<int> Load(BenchAgent agent, int clients, int perClient, int tokens)
     {
-        var queue = app.Services.GetRequiredService<RequestQueue>();
-        var store = app.Services.GetRequiredService<EdgeTune.Agent.FieldLog.FieldLogStore>();
-        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {(File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?")} at start");
+        var queue = agent.App.Services.GetRequiredService<RequestQueue>();
+        var store = agent.App.Services.GetRequiredService<EdgeTune.Agent.FieldLog.FieldLogStore>();
+        Console.WriteLine(BenchModel.Machine() + " at start");
         Console.WriteLine($"load: {clients} clients x {perClient} chat requests, {tokens} tokens each, queue capacity {queue.Capacity}, parallel {queue.Parallel}");
         long heapBefore = GC.GetTotalMemory(true);
         using var process = Process.GetCurrentProcess();
         var clock = Stopwatch.StartNew();
-        var result = await AgentLoad.RunAsync(address, Token, clients, perClient, tokens, () => queue.Depth);
+        var result = await agent.RunClientsAsync(clients, perClient, tokens);
         double seconds = clock.Elapsed.TotalSeconds;
         process.Refresh();
         long heapAfter = GC.GetTotalMemory(true);

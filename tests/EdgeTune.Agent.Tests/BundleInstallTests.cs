@@ -202,4 +202,45 @@ public sealed class BundleInstallTests
         Assert.Equal(TinyAgentModel.Token, config.Server.ApiToken); // the device's token, not the author's
         Assert.Equal(device.FieldLog, config.FieldLog.Path);
     }
+
+    [Fact]
+    public async Task Two_agents_in_one_process_install_at_the_same_time()
+    {
+        using var first = new BundleDevice();
+        using var second = new BundleDevice();
+        // Both installs reach the model load before either goes on: with one lock for the whole process, the second
+        // would have been refused as busy while the first held it.
+        using var bothArrived = new CountdownEvent(2);
+        using var firstServer = new MeetingSlotServer(bothArrived);
+        using var secondServer = new MeetingSlotServer(bothArrived);
+        Task<InstallResult> Install(BundleDevice device, ISlotServer server)
+        {
+            var config = AgentConfig.Load(device.ConfigPath);
+            var installer = new BundleInstaller(config, server, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, new BundleStatus(new SlotStore(config.Bundles.StateDir)));
+            string bundle = device.Bundle("2.0.0", "v2");
+            return Task.Run(() => installer.InstallAsync(bundle, allowDowngrade: false, CancellationToken.None));
+        }
+        var results = await Task.WhenAll(Install(first, firstServer), Install(second, secondServer));
+        Assert.All(results, r => Assert.True(r.Ok, $"{r.Outcome} ({r.Code}): {r.Reason}"));
+        Assert.Equal("a", new SlotStore(first.StateDir).Active);
+        Assert.Equal("a", new SlotStore(second.StateDir).Active);
+    }
+
+    /// <summary>Loads the slot's model itself once every install has arrived here (or after 30 s, so the old behaviour fails rather than hangs).</summary>
+    private sealed class MeetingSlotServer(CountdownEvent arrivals) : ISlotServer, IDisposable
+    {
+        private readonly OfflineSlotServer _inner = new(c => Serving.ModelHost.Open(c.Model));
+
+        public async Task<EdgeTune.Inference.IInferenceModel> ServeAsync(AgentConfig config, CancellationToken cancellationToken)
+        {
+            if (!arrivals.IsSet) arrivals.Signal();
+            await Task.Run(() => arrivals.Wait(TimeSpan.FromSeconds(30), cancellationToken), cancellationToken);
+            return await _inner.ServeAsync(config, cancellationToken);
+        }
+
+        public Task<EdgeTune.Inference.GenerationResult> ExclusiveAsync(Func<Task<EdgeTune.Inference.GenerationResult>> generate, CancellationToken cancellationToken) =>
+            _inner.ExclusiveAsync(generate, cancellationToken);
+
+        public void Dispose() => _inner.Dispose();
+    }
 }

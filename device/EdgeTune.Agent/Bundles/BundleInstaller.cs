@@ -44,14 +44,21 @@ public sealed class BundleInstaller(AgentConfig device, ISlotServer server, ILog
     /// <summary>Set by tests of power loss: the installer stops at this point (unpack, switch, switched) until killed.</summary>
     public const string PauseVariable = "EDGETUNE_AGENT_PAUSE_AT";
 
-    private static readonly SemaphoreSlim OneAtATime = new(1, 1);
+    /// <summary>
+    /// One install at a time per state directory within this process (the lock file covers other processes). Keyed
+    /// by the directory, not process-wide: two agents in one process (tests, the demo beside fleet agents) each
+    /// install into their own slots and must not refuse each other as busy.
+    /// </summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> InstallsByStateDir = new(StringComparer.Ordinal);
+
+    private readonly SemaphoreSlim _oneAtATime = InstallsByStateDir.GetOrAdd(Path.GetFullPath(device.Bundles.StateDir), _ => new SemaphoreSlim(1, 1));
 
     public SlotStore Store { get; } = new(device.Bundles.StateDir);
     public ISlotServer Server => server;
 
     public async Task<InstallResult> InstallAsync(string bundlePath, bool allowDowngrade, CancellationToken cancellationToken)
     {
-        if (!await OneAtATime.WaitAsync(0, cancellationToken))
+        if (!await _oneAtATime.WaitAsync(0, cancellationToken))
             return Done(new InstallResult(InstallResult.Refused, null, null, "another install is in progress", "busy"));
         try
         {
@@ -63,7 +70,7 @@ public sealed class BundleInstaller(AgentConfig device, ISlotServer server, ILog
         }
         finally
         {
-            OneAtATime.Release();
+            _oneAtATime.Release();
         }
     }
 

@@ -53,7 +53,7 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
         await _loading.WaitAsync(stoppingToken).ConfigureAwait(false);
         try
         {
-            var model = await Task.Run(() => factory(_config), stoppingToken).ConfigureAwait(false);
+            var model = await LoadOffThePool(_config, stoppingToken).ConfigureAwait(false);
             Volatile.Write(ref _state, new ModelState("ok", model, model.ModelName, null));
             if (Volatile.Read(ref _stopped) != 0)
             {
@@ -90,7 +90,7 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
             _config = next;
             try
             {
-                var model = await Task.Run(() => factory(next), cancellationToken).ConfigureAwait(false);
+                var model = await LoadOffThePool(next, cancellationToken).ConfigureAwait(false);
                 Volatile.Write(ref _state, new ModelState("ok", model, model.ModelName, null));
                 if (logger.IsEnabled(LogLevel.Information)) logger.LogInformation("model {Name} loaded from {Path}", model.ModelName, next.Model.Path);
             }
@@ -105,6 +105,15 @@ public sealed class ModelHost(AgentConfig config, Func<AgentConfig, IInferenceMo
             _loading.Release();
         }
     }
+
+    /// <summary>
+    /// Runs the factory on a thread of its own. A load blocks its caller for seconds to minutes (llama.cpp reads
+    /// the file on the inference thread while the caller waits for it); on a thread-pool thread that is one
+    /// thread fewer for Kestrel, and in a starved pool (a busy test process, a 2-core board) every such thread
+    /// delays the answer to GET /health.
+    /// </summary>
+    private Task<IInferenceModel> LoadOffThePool(AgentConfig config, CancellationToken cancellationToken) =>
+        Task.Factory.StartNew(() => factory(config), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
