@@ -160,7 +160,7 @@ internal static class BenchModel
     }
 
     public static string Machine() =>
-        $"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {LoadAverage()}";
+        $"machine: {Environment.ProcessorCount} cores, {EdgeTune.Core.MachineFacts.CpuName()}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, load average {LoadAverage()}";
 
     public static double Median(IEnumerable<double> values)
     {
@@ -168,9 +168,5 @@ internal static class BenchModel
         return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
     }
 
-    public static string LoadAverage()
-    {
-        try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
-        catch (IOException) { return "?"; }
-    }
+    public static string LoadAverage() => EdgeTune.Core.MachineFacts.LoadAverages();
 }
