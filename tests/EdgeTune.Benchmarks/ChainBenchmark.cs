@@ -42,7 +42,7 @@ public static class ChainBenchmark
         "  export the GGUF adapter, run base + adapter in llama.cpp (greedy, --tokens tokens) and check its logits against the\n" +
         "  trainer's forward. --keep DIR keeps the files; --fault breaks the export (wrong scale) or the run (adapter not\n" +
         "  attached) to show that the checks fail. --pure quantises every weight to the type itself (no Q4_K_M mix: Q6_K for some\n" +
-        "  attn_v/ffn_down and the head), so the trainer holds exactly the blocks llama.cpp runs. Shapes: ";
+        "  attn_v/ffn_down and the head); with the mix the trainer holds each weight as stored. Shapes: ";
 
     /// <summary>
     /// The largest relative L2 between llama.cpp's last-position logits with the adapter and the trainer's forward. The
@@ -258,12 +258,11 @@ public static class ChainBenchmark
             double baseParity = LogitDistance.RelativeL2(plain, oursBase);
             double effect = LogitDistance.RelativeL2(withAdapter, plain);
             string? failure = null;
-            // A file type's mix (Q4_K_M: Q6_K for some attn_v/ffn_down) leaves weights the trainer requantises to its own type:
-            // then it trains a model that is not the one llama.cpp runs, and the line says so.
-            string requantised = otherTypes == 0 ? "" :
-                $"; {otherTypes} of {linear} linear weights are stored in other types than {o.Type} ({mix}), which the trainer requantises to {o.Type} (--pure avoids it)";
+            // A file type's mix (Q4_K_M: Q6_K for some attn_v/ffn_down, Q5_0 where rows are not whole Q4_K blocks): the trainer
+            // holds each weight as stored (F32 values where it has no kernel for the type); the line names the mix.
+            string storedMix = otherTypes == 0 ? "" : $"; the base stores its {linear} linear weights as {mix}";
             if (!(parity <= Tolerance))
-                failure = $"llama.cpp with the adapter vs the trainer's forward: relative L2 {parity:E2} > {Tolerance} (base alone {baseParity:E2}; adapter effect {effect:E2}){requantised}";
+                failure = $"llama.cpp with the adapter vs the trainer's forward: relative L2 {parity:E2} > {Tolerance} (base alone {baseParity:E2}; adapter effect {effect:E2}){storedMix}";
             else if (!(effect >= EffectOverTolerance * Tolerance))
                 failure = $"the adapter moves llama.cpp's logits by relative L2 {effect:E2}, under {EffectOverTolerance} × the tolerance {Tolerance}: parity would prove nothing (more --steps or a higher --lr)";
             return new Report(machine, known.Name, o.FileType + (o.Pure ? " (pure)" : ""), o.Steps, o.SeqLen, o.Threads, stages, parity, baseParity, effect, Tolerance, text, failure);
@@ -310,7 +309,7 @@ public static class ChainBenchmark
 
     private static float[] LastRow(float[] logits, int vocab) => logits[^vocab..];
 
-    /// <summary>How many linear weights (the LoRA targets) the quantiser stored in each type: those not in the QLoRA type are requantised by the trainer.</summary>
+    /// <summary>How many linear weights (the LoRA targets) the quantiser stored in each type, and how many not in the QLoRA type.</summary>
     private static (string Mix, int OtherTypes, int Linear) LinearMix(string path, string qloraType)
     {
         using var file = GgufFile.Open(path);

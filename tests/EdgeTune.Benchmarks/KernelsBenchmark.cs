@@ -27,6 +27,12 @@ internal static class KernelsBenchmark
         var sync = backend.Allocate(1);
         double Time(Action action, int repeat) => Timed(() => { action(); backend.SumOfSquares(sync); }, repeat);
         Console.WriteLine($"{"op",-28} {"N",6} {"K",6} {"M",6} {"ms",9} {"GFLOP/s",9}");
+        if (Opt("--device", "cpu") == "cpu")
+        {
+            int cores = threads > 0 ? threads : Environment.ProcessorCount;
+            var (seconds, flops) = FmaPeak(cores);
+            Report($"FMA peak, {cores} threads", 0, 0, 0, flops, seconds);
+        }
         foreach (var (n, k, m) in new[] { (256, 256, 688), (512, 2048, 2048), (1024, 4096, 4096) })
         {
             var random = new Random(1);
@@ -69,6 +75,43 @@ internal static class KernelsBenchmark
             Report($"Attention bwd T={seq} H={heads}/{kvHeads}", seq, headDim, heads, 5 * pairs, Time(() => backend.AttentionBackward(dO, q, k, v, o, lse, dq, dk, dv, 1, seq, heads, kvHeads, headDim), repeat));
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The machine's float32 ceiling: every thread runs 12 independent chains of vector fused multiply-adds (enough to
+    /// cover the FMA latency on two pipes) with no memory traffic. No kernel can beat it; a matmul's GFLOP/s over it is
+    /// the kernel's efficiency. Returns the best of three runs' seconds and the flops each run does.
+    /// </summary>
+    private static (double Seconds, double Flops) FmaPeak(int threads)
+    {
+        const long Iterations = 50_000_000;
+        double best = double.MaxValue;
+        for (int run = 0; run < 3; run++)
+        {
+            var clock = Stopwatch.StartNew();
+            var sums = new float[threads];
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => sums[t] = FmaChains(Iterations / 10 * (run == 0 ? 1 : 10)));
+            if (run > 0) best = Math.Min(best, clock.Elapsed.TotalSeconds);
+        }
+        return (best, 2.0 * 12 * System.Numerics.Vector<float>.Count * Iterations * threads);
+    }
+
+    private static float FmaChains(long iterations)
+    {
+        var one = new System.Numerics.Vector<float>(0.999999f);
+        var add = new System.Numerics.Vector<float>(1e-7f);
+        System.Numerics.Vector<float> a0 = one, a1 = one, a2 = one, a3 = one, a4 = one, a5 = one, a6 = one, a7 = one, a8 = one, a9 = one, a10 = one, a11 = one;
+        for (long i = 0; i < iterations; i++)
+        {
+            a0 = System.Numerics.Vector.FusedMultiplyAdd(a0, one, add); a1 = System.Numerics.Vector.FusedMultiplyAdd(a1, one, add);
+            a2 = System.Numerics.Vector.FusedMultiplyAdd(a2, one, add); a3 = System.Numerics.Vector.FusedMultiplyAdd(a3, one, add);
+            a4 = System.Numerics.Vector.FusedMultiplyAdd(a4, one, add); a5 = System.Numerics.Vector.FusedMultiplyAdd(a5, one, add);
+            a6 = System.Numerics.Vector.FusedMultiplyAdd(a6, one, add); a7 = System.Numerics.Vector.FusedMultiplyAdd(a7, one, add);
+            a8 = System.Numerics.Vector.FusedMultiplyAdd(a8, one, add); a9 = System.Numerics.Vector.FusedMultiplyAdd(a9, one, add);
+            a10 = System.Numerics.Vector.FusedMultiplyAdd(a10, one, add); a11 = System.Numerics.Vector.FusedMultiplyAdd(a11, one, add);
+        }
+        var sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+        return System.Numerics.Vector.Sum(sum);
     }
 
     /// <summary>A device buffer of <paramref name="count"/> values drawn uniformly from [-limit, limit).</summary>

@@ -84,6 +84,7 @@ internal static class ScalingBenchmark
                     var row = run();
                     rows.Add(row);
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {row.Shape} {row.Side} {row.Method}: {row.TokensPerSecond:F1} tokens/s, peak {row.PeakBytes / 1048576.0:F0} MiB, load {row.LoadAverage:F1}"));
+                    if (s_torchBlas is { } blas && !machine.Contains("PyTorch BLAS", StringComparison.Ordinal)) machine += $"; PyTorch BLAS: {blas}";
                     File.WriteAllText(jsonPath, JsonSerializer.Serialize(new Saved(machine, rows), new JsonSerializerOptions { WriteIndented = true }));
                 }
             }
@@ -97,6 +98,9 @@ internal static class ScalingBenchmark
     }
 
     private sealed record Saved(string Machine, List<Row> Rows);
+
+    /// <summary>The BLAS library the PyTorch baseline ran on (a reference BLAS makes it ~10× slower: named in the table).</summary>
+    private static string? s_torchBlas;
 
     private static Row Ours(string spec, KnownShape shape, string method, int seq, int batch, int steps, int threads)
     {
@@ -121,6 +125,7 @@ internal static class ScalingBenchmark
         string json = RunChild(python, [script, .. dims, .. c.TiedEmbeddings ? ["--tied"] : Array.Empty<string>(), "--method", "lora", "--threads", $"{threads}",
             "--seq", $"{seq}", "--batch", $"{batch}", "--steps", $"{steps}", "--warmup", "1", "--json"]);
         var r = JsonNode.Parse(json.Trim().Split('\n')[^1])!;
+        s_torchBlas = r["blas"]?.GetValue<string>();
         return new Row(shape.Name, shape.Parameters, "pytorch", "lora", r["tokens_per_second"]!.GetValue<double>(), r["mean_step_ms"]!.GetValue<double>(),
             r["peak_anonymous_bytes"]!.GetValue<long>(), "anonymous", load, started);
     }

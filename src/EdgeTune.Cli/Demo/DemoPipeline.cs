@@ -269,6 +269,33 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
         string.Join("  ", r.Metrics.Take(4).Select(m => string.Create(C, $"{m.Name} {m.Value.Value:0.###} [{m.Value.Low:0.###}, {m.Value.High:0.###}]")));
 
     /// <summary>
+    /// Polls GET /health with a short timeout per request inside one deadline, so a slow answer (a busy machine, a starved
+    /// thread pool) is asked again rather than waited on for the client's whole timeout; gives up naming the last state.
+    /// </summary>
+    private static void WaitUntilServing(HttpClient http, CancellationToken cancel)
+    {
+        var deadline = Stopwatch.StartNew();
+        string last = "no answer";
+        while (deadline.Elapsed < TimeSpan.FromMinutes(3))
+        {
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            attempt.CancelAfter(TimeSpan.FromSeconds(5));
+            try
+            {
+                using var response = http.GetAsync("/health", attempt.Token).GetAwaiter().GetResult();
+                if (response.IsSuccessStatusCode) return;
+                last = $"{(int)response.StatusCode} {response.Content.ReadAsStringAsync(attempt.Token).GetAwaiter().GetResult()}";
+            }
+            catch (OperationCanceledException) when (!cancel.IsCancellationRequested)
+            {
+                last = "no answer within 5 s";
+            }
+            Thread.Sleep(200);
+        }
+        throw new EdgeTuneException($"the demo's agent did not become ready within 3 minutes (last /health: {last})");
+    }
+
+    /// <summary>
     /// Steps 7–9 around one running agent: a signed bundle installed through its admin endpoint (and a broken one
     /// rolled back), clients and the feedback button, then the field records it published over MQTT collected.
     /// </summary>
@@ -303,7 +330,7 @@ internal sealed partial class DemoPipeline(CliConsole console, string work, Demo
             string url = app.Urls.First();
             using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromMinutes(2) };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-            for (int i = 0; i < 50 && !http.GetAsync("/health", cancel).GetAwaiter().GetResult().IsSuccessStatusCode; i++) Thread.Sleep(100);
+            WaitUntilServing(http, cancel);
             _o.WriteLine($"  agent on {url} (model {Path.GetFileName(model)}, adapter {Path.GetFileName(adapter)}, field log {config.FieldLog.Path}, fleet broker {broker.Url})");
             // The frozen test split as it was before any field data; compared after the collection.
             int testBefore = Manifest.Load(data.DatasetDir)!.Counts["test"];

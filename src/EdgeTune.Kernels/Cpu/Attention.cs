@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace EdgeTune.Kernels.Cpu;
 
@@ -32,8 +34,8 @@ public sealed unsafe partial class CpuBackend
             float* kBase = pk + (long)b * seqLen * kvStride + g * d, vBase = pv + (long)b * seqLen * kvStride + g * d;
             for (int t = t0; t < Math.Min(seqLen, t0 + QueryBlock); t++)
             {
-                var qi = new ReadOnlySpan<float>(pq + ((long)b * seqLen + t) * qStride + h * d, d);
-                var acc = new Span<float>(po + ((long)b * seqLen + t) * qStride + h * d, d);
+                float* qPtr = pq + ((long)b * seqLen + t) * qStride + h * d, accPtr = po + ((long)b * seqLen + t) * qStride + h * d;
+                var acc = new Span<float>(accPtr, d);
                 acc.Clear();
                 float max = float.NegativeInfinity, sum = 0f;
                 for (int s0 = starts is null ? 0 : starts[b * seqLen + t]; s0 <= t; s0 += KeyBlock)
@@ -42,7 +44,7 @@ public sealed unsafe partial class CpuBackend
                     float blockMax = float.NegativeInfinity;
                     for (int j = 0; j < count; j++)
                     {
-                        scores[j] = scale * TensorPrimitives.Dot(qi, new ReadOnlySpan<float>(kBase + (long)(s0 + j) * kvStride, d));
+                        scores[j] = scale * RowDot(qPtr, kBase + (long)(s0 + j) * kvStride, d);
                         blockMax = MathF.Max(blockMax, scores[j]);
                     }
                     if (blockMax > max)
@@ -52,12 +54,11 @@ public sealed unsafe partial class CpuBackend
                         TensorPrimitives.Multiply(acc, correction, acc);
                         max = blockMax;
                     }
-                    for (int j = 0; j < count; j++)
-                    {
-                        float p = MathF.Exp(scores[j] - max);
-                        sum += p;
-                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vBase + (long)(s0 + j) * kvStride, d), p, acc, acc);
-                    }
+                    var block = scores[..count];
+                    TensorPrimitives.Subtract(block, max, block);
+                    TensorPrimitives.Exp(block, block); // one vector call per block, not a scalar exp per key
+                    sum += TensorPrimitives.Sum(block);
+                    for (int j = 0; j < count; j++) RowAxpy(vBase + (long)(s0 + j) * kvStride, block[j], accPtr, d);
                 }
                 TensorPrimitives.Multiply(acc, 1f / sum, acc);
                 pl[((long)b * heads + h) * seqLen + t] = max + MathF.Log(sum);
@@ -84,6 +85,7 @@ public sealed unsafe partial class CpuBackend
         For(batch * kvHeads, task =>
         {
             int b = task / kvHeads, g = task % kvHeads;
+            Span<float> probabilities = stackalloc float[KeyBlock];
             long kvRow0 = (long)b * seqLen * kvStride + g * d;
             for (int s = 0; s < seqLen; s++)
             {
@@ -94,26 +96,58 @@ public sealed unsafe partial class CpuBackend
                 for (int t = 0; t < seqLen; t++)
                 {
                     long qi = ((long)b * seqLen + t) * qStride + h * d;
-                    var qRow = new ReadOnlySpan<float>(pq + qi, d);
-                    var doRow = new ReadOnlySpan<float>(pdo + qi, d);
-                    var dqRow = new Span<float>(pdq + qi, d);
-                    dqRow.Clear();
+                    float* qRow = pq + qi, doRow = pdo + qi, dqRow = pdq + qi;
+                    new Span<float>(dqRow, d).Clear();
                     float lse = pl[((long)b * heads + h) * seqLen + t];
-                    float delta = TensorPrimitives.Dot(doRow, new ReadOnlySpan<float>(po + qi, d));
-                    for (int s = starts is null ? 0 : starts[b * seqLen + t]; s <= t; s++)
+                    float delta = RowDot(doRow, po + qi, d);
+                    for (int s0 = starts is null ? 0 : starts[b * seqLen + t]; s0 <= t; s0 += KeyBlock)
                     {
-                        long ki = kvRow0 + (long)s * kvStride;
-                        var kRow = new ReadOnlySpan<float>(pk + ki, d);
-                        float p = MathF.Exp(scale * TensorPrimitives.Dot(qRow, kRow) - lse);
-                        float dp = TensorPrimitives.Dot(doRow, new ReadOnlySpan<float>(pv + ki, d));
-                        float ds = scale * p * (dp - delta);
-                        var dvRow = new Span<float>(pdv + ki, d);
-                        var dkRow = new Span<float>(pdk + ki, d);
-                        TensorPrimitives.MultiplyAdd(doRow, p, dvRow, dvRow);
-                        TensorPrimitives.MultiplyAdd(kRow, ds, dqRow, dqRow);
-                        TensorPrimitives.MultiplyAdd(qRow, ds, dkRow, dkRow);
+                        int count = Math.Min(KeyBlock, t + 1 - s0);
+                        var block = probabilities[..count];
+                        for (int j = 0; j < count; j++) block[j] = scale * RowDot(qRow, pk + kvRow0 + (long)(s0 + j) * kvStride, d) - lse;
+                        TensorPrimitives.Exp(block, block); // P recomputed, one vector call per block of keys
+                        for (int j = 0; j < count; j++)
+                        {
+                            long ki = kvRow0 + (long)(s0 + j) * kvStride;
+                            float p = block[j];
+                            float ds = scale * p * (RowDot(doRow, pv + ki, d) - delta);
+                            RowAxpy(doRow, p, pdv + ki, d);
+                            RowAxpy(pk + ki, ds, dqRow, d);
+                            RowAxpy(qRow, ds, pdk + ki, d);
+                        }
                     }
                 }
         });
+    }
+
+    // Head rows are short (64 or 128 values): inlined vector loops instead of a TensorPrimitives call per (query, key)
+    // pair, whose dispatch and tail handling cost as much as the arithmetic at that length (attention was 7–24 GFLOP/s).
+
+    /// <summary>Σ a[i]·b[i] over one head row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float RowDot(float* a, float* b, int d)
+    {
+        int w = Vector<float>.Count, i = 0;
+        var s0 = Vector<float>.Zero;
+        var s1 = Vector<float>.Zero;
+        for (; i + 2 * w <= d; i += 2 * w)
+        {
+            s0 = Vector.MultiplyAddEstimate(Vector.Load(a + i), Vector.Load(b + i), s0);
+            s1 = Vector.MultiplyAddEstimate(Vector.Load(a + i + w), Vector.Load(b + i + w), s1);
+        }
+        for (; i + w <= d; i += w) s0 = Vector.MultiplyAddEstimate(Vector.Load(a + i), Vector.Load(b + i), s0);
+        float sum = Vector.Sum(s0 + s1);
+        for (; i < d; i++) sum += a[i] * b[i];
+        return sum;
+    }
+
+    /// <summary>y[i] += alpha·x[i] over one head row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RowAxpy(float* x, float alpha, float* y, int d)
+    {
+        int w = Vector<float>.Count, i = 0;
+        var a = new Vector<float>(alpha);
+        for (; i + w <= d; i += w) Vector.MultiplyAddEstimate(Vector.Load(x + i), a, Vector.Load(y + i)).Store(y + i);
+        for (; i < d; i++) y[i] += alpha * x[i];
     }
 }

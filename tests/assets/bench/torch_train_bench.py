@@ -18,10 +18,32 @@ Run: /usr/bin/python3 tests/assets/bench/torch_train_bench.py --threads 2 --meth
 import argparse
 import json
 import math
+import os
+import sys
 import threading
 import time
 
-import torch
+# The BLAS PyTorch's CPU matmuls call (Debian's torch uses the system libblas.so.3) takes its thread count from the
+# environment at load: the same threads as --threads, set before torch is imported.
+for i, arg in enumerate(sys.argv):
+    if arg == "--threads" and i + 1 < len(sys.argv):
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", sys.argv[i + 1])
+        os.environ.setdefault("OMP_NUM_THREADS", sys.argv[i + 1])
+
+import torch  # noqa: E402
+
+
+def blas_library():
+    """The BLAS library mapped into this process after a matmul: Debian's torch uses whatever libblas.so.3 the system
+    alternatives select, and the netlib reference BLAS (the default without OpenBLAS) is single-threaded and ~10x slower."""
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line or "mkl" in line}
+    except OSError:
+        return "unknown"
+    named = sorted(p for p in paths if p.startswith("/"))
+    return ", ".join(os.path.realpath(p) for p in named) or "none mapped (MKL-DNN or built-in kernels)"
 
 
 # Dimensions from each model's config.json, as src/EdgeTune.Models/Architectures/KnownShapes.cs lists them.
@@ -59,6 +81,10 @@ def main():
         for k, v in SHAPES[a.shape].items():
             setattr(a, k, v)
     torch.set_num_threads(a.threads)
+    a.blas = blas_library()
+    if "/blas/libblas" in a.blas:
+        print(f"warning: PyTorch calls the reference BLAS ({a.blas}), single-threaded and far slower than an optimised one: "
+              "install libopenblas0-pthread (Debian) for a fair baseline", file=sys.stderr)
     dev = torch.device(a.device)
     if a.peft:
         return run_peft(a, dev)
@@ -199,12 +225,12 @@ def time_steps(a, dev, model, params, logits_of):
     n = a.batch * a.seq
     peak = watch.close()
     if a.json:
-        print(json.dumps(dict(torch=torch.__version__, method=a.method, shape=a.shape, device=str(dev), threads=a.threads, seq=a.seq, batch=a.batch,
+        print(json.dumps(dict(torch=torch.__version__, blas=a.blas, method=a.method, shape=a.shape, device=str(dev), threads=a.threads, seq=a.seq, batch=a.batch,
                               trainable_parameters=sum(p.numel() for p in params), step_ms=times, mean_step_ms=mean,
                               tokens_per_second=n / (mean / 1000), peak_anonymous_bytes=peak)))
         return
     print(f"torch {torch.__version__} {a.method}{' (' + a.shape + ')' if a.shape else ''} on {dev}: {a.threads} threads, {sum(p.numel() for p in params):,} trainable params, "
-          f"step {mean:.0f} ms, {n / (mean / 1000):.1f} tokens/s, peak anonymous memory {peak / 2**20:.0f} MiB (steps: {', '.join(f'{t:.0f}' for t in times)})")
+          f"BLAS {a.blas}; step {mean:.0f} ms, {n / (mean / 1000):.1f} tokens/s, peak anonymous memory {peak / 2**20:.0f} MiB (steps: {', '.join(f'{t:.0f}' for t in times)})")
 
 
 def run_peft(a, dev):
